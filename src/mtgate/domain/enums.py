@@ -1,0 +1,189 @@
+"""MetaTrader enumerations, by value, as the wire protocol carries them.
+
+Values follow MQL5 (reference §3); MT4 uses the same numbers for the six order types it has.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Platform(enum.StrEnum):
+    MT4 = "mt4"
+    MT5 = "mt5"
+
+
+class MarginMode(enum.IntEnum):
+    """ACCOUNT_MARGIN_MODE. MT4 accounts are always hedging."""
+
+    NETTING = 0
+    EXCHANGE = 1
+    HEDGING = 2
+
+
+class OrderType(enum.IntEnum):
+    """ENUM_ORDER_TYPE (MT4 ``OP_*`` for 0..5)."""
+
+    BUY = 0
+    SELL = 1
+    BUY_LIMIT = 2
+    SELL_LIMIT = 3
+    BUY_STOP = 4
+    SELL_STOP = 5
+    BUY_STOP_LIMIT = 6
+    SELL_STOP_LIMIT = 7
+
+    @property
+    def is_buy(self) -> bool:
+        return self.value % 2 == 0
+
+    @property
+    def is_market(self) -> bool:
+        return self in (OrderType.BUY, OrderType.SELL)
+
+    @property
+    def is_pending(self) -> bool:
+        return not self.is_market
+
+    @property
+    def is_limit(self) -> bool:
+        return self in (OrderType.BUY_LIMIT, OrderType.SELL_LIMIT)
+
+    @property
+    def is_stop(self) -> bool:
+        return self in (OrderType.BUY_STOP, OrderType.SELL_STOP)
+
+    @property
+    def is_stop_limit(self) -> bool:
+        return self in (OrderType.BUY_STOP_LIMIT, OrderType.SELL_STOP_LIMIT)
+
+
+PENDING_TYPES = tuple(t for t in OrderType if t.is_pending)
+
+
+class PositionType(enum.IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class ExecutionMode(enum.IntEnum):
+    """SYMBOL_TRADE_EXECUTION (``trade_exemode``)."""
+
+    REQUEST = 0
+    INSTANT = 1
+    MARKET = 2
+    EXCHANGE = 3
+
+
+class TradeMode(enum.IntEnum):
+    """SYMBOL_TRADE_MODE."""
+
+    DISABLED = 0
+    LONG_ONLY = 1
+    SHORT_ONLY = 2
+    CLOSE_ONLY = 3
+    FULL = 4
+
+
+class Filling(enum.IntEnum):
+    """ORDER_FILLING_*."""
+
+    FOK = 0
+    IOC = 1
+    RETURN = 2
+    BOC = 3
+
+
+class SymbolFillingFlag(enum.IntFlag):
+    """SYMBOL_FILLING_* bits of ``filling_mode``."""
+
+    FOK = 1
+    IOC = 2
+    BOC = 4
+
+
+class TimeInForce(enum.IntEnum):
+    """ORDER_TIME_*."""
+
+    GTC = 0
+    DAY = 1
+    SPECIFIED = 2
+    SPECIFIED_DAY = 3
+
+
+class ExpirationFlag(enum.IntFlag):
+    """SYMBOL_EXPIRATION_* bits of ``expiration_mode``."""
+
+    GTC = 1
+    DAY = 2
+    SPECIFIED = 4
+    SPECIFIED_DAY = 8
+
+
+class OrderModeFlag(enum.IntFlag):
+    """SYMBOL_ORDER_* bits of ``order_mode``."""
+
+    MARKET = 1
+    LIMIT = 2
+    STOP = 4
+    STOP_LIMIT = 8
+    SL = 16
+    TP = 32
+    CLOSE_BY = 64
+
+
+class CalcMode(enum.IntEnum):
+    """SYMBOL_CALC_MODE (the OTC modes the simulator models)."""
+
+    FOREX = 0
+    FUTURES = 1
+    CFD = 2
+    CFD_INDEX = 3
+    CFD_LEVERAGE = 4
+    FOREX_NO_LEVERAGE = 5
+
+
+class DealType(enum.IntEnum):
+    BUY = 0
+    SELL = 1
+    BALANCE = 2
+
+
+class DealEntry(enum.IntEnum):
+    IN = 0
+    OUT = 1
+    INOUT = 2
+    OUT_BY = 3
+
+
+class DealReason(enum.IntEnum):
+    CLIENT = 0
+    MOBILE = 1
+    WEB = 2
+    EXPERT = 3
+    SL = 4
+    TP = 5
+    SO = 6
+
+
+class OrderState(enum.IntEnum):
+    """ORDER_STATE_* as the terminal reports it."""
+
+    STARTED = 0
+    PLACED = 1
+    CANCELED = 2
+    PARTIAL = 3
+    FILLED = 4
+    REJECTED = 5
+    EXPIRED = 6
+
+
+def order_mode_flag(order_type: OrderType) -> OrderModeFlag:
+    """The ``order_mode`` bit that must be set for ``order_type`` to be accepted."""
+    if order_type.is_market:
+        return OrderModeFlag.MARKET
+    if order_type.is_limit:
+        return OrderModeFlag.LIMIT
+    if order_type.is_stop:
+        return OrderModeFlag.STOP
+    return OrderModeFlag.STOP_LIMIT

@@ -1,0 +1,124 @@
+"""The bridge's order lifecycle: a table-driven state machine (DESIGN §4).
+
+Every status change goes through :func:`transition`; anything not in the table is a bug and
+raises :class:`InvalidTransition` instead of being applied.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import string
+import time
+
+
+class OrderStatus(enum.StrEnum):
+    NEW = "new"
+    SUBMITTED = "submitted"
+    PLACED = "placed"
+    FILLED = "filled"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    NOT_FOUND = "not_found"
+
+
+class Trigger(enum.StrEnum):
+    SEND = "send"  # the frame left the bridge
+    REFUSE = "refuse"  # pre-validation or routing refused it before sending
+    FILL = "fill"  # the server filled it (market order, or a pending order activated)
+    PLACE = "place"  # the server accepted a pending order
+    REJECT = "reject"  # the server answered with a definitive rejection
+    LOSE = "lose"  # timeout / lost connection / outcome-unknown code after sending
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    PROVE_ABSENT = "prove_absent"  # resolution proved the order never reached the server
+
+
+S, T = OrderStatus, Trigger
+
+TRANSITIONS: dict[tuple[OrderStatus, Trigger], OrderStatus] = {
+    (S.NEW, T.SEND): S.SUBMITTED,
+    # Refused before any frame left: nothing can exist on the server.
+    (S.NEW, T.REFUSE): S.REJECTED,
+    (S.SUBMITTED, T.FILL): S.FILLED,
+    (S.SUBMITTED, T.PLACE): S.PLACED,
+    (S.SUBMITTED, T.REJECT): S.REJECTED,
+    (S.SUBMITTED, T.LOSE): S.UNKNOWN,
+    (S.PLACED, T.FILL): S.FILLED,
+    (S.PLACED, T.CANCEL): S.CANCELLED,
+    (S.PLACED, T.EXPIRE): S.EXPIRED,
+    # Activation refused by the server (MT5 10041 REJECT_CANCEL) ends a placed order as rejected.
+    (S.PLACED, T.REJECT): S.REJECTED,
+    (S.UNKNOWN, T.FILL): S.FILLED,
+    (S.UNKNOWN, T.PLACE): S.PLACED,
+    (S.UNKNOWN, T.REJECT): S.REJECTED,
+    (S.UNKNOWN, T.PROVE_ABSENT): S.NOT_FOUND,
+    # Resolution may find an order that was placed and already cancelled or expired meanwhile.
+    (S.UNKNOWN, T.CANCEL): S.CANCELLED,
+    (S.UNKNOWN, T.EXPIRE): S.EXPIRED,
+}
+
+TERMINAL = frozenset({S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.NOT_FOUND})
+OPEN_PENDING = frozenset({S.PLACED})
+
+
+class InvalidTransition(Exception):
+    def __init__(self, status: OrderStatus, trigger: Trigger) -> None:
+        super().__init__(f"no transition from {status.value!r} on {trigger.value!r}")
+        self.status = status
+        self.trigger = trigger
+
+
+def transition(status: OrderStatus, trigger: Trigger) -> OrderStatus:
+    try:
+        return TRANSITIONS[(status, trigger)]
+    except KeyError:
+        raise InvalidTransition(status, trigger) from None
+
+
+CLIENT_ID_MAX = 20
+COMMENT_PREFIX = "mg:"
+"""Comment prefix that marks an order as placed by the bridge: ``mg:<client order id>``."""
+
+_ALPHABET = string.digits + string.ascii_uppercase
+_CLIENT_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
+
+
+def valid_client_id(value: str) -> bool:
+    return 0 < len(value) <= CLIENT_ID_MAX and set(value) <= _CLIENT_ID_CHARS
+
+
+def _base36(n: int) -> str:
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out)) or "0"
+
+
+def new_client_id(now_ns: int | None = None) -> str:
+    """A 16-character id: time in µs (base 36, sortable) and 40 random bits."""
+    t = (now_ns if now_ns is not None else time.time_ns()) // 1000
+    rand = int.from_bytes(os.urandom(5), "big")
+    return _base36(t).rjust(10, "0")[-10:] + _base36(rand).rjust(8, "0")[-6:]
+
+
+def comment_for(client_id: str) -> str:
+    return COMMENT_PREFIX + client_id
+
+
+def client_id_from_comment(comment: str) -> str | None:
+    """The client order id in a comment written by :func:`comment_for`, or None.
+
+    Servers append markers such as ``[sl]`` or replace comments on partial closes, so only the
+    prefix and the id's own characters are trusted.
+    """
+    if not comment.startswith(COMMENT_PREFIX):
+        return None
+    rest = comment[len(COMMENT_PREFIX) :]
+    end = 0
+    while end < len(rest) and end < CLIENT_ID_MAX and rest[end] in _CLIENT_ID_CHARS:
+        end += 1
+    return rest[:end] or None

@@ -1,0 +1,219 @@
+"""Symbol specification and the pure trading rules that depend on it (reference §4, §5).
+
+The simulator enforces these rules with MetaTrader's own comparisons; the bridge's
+pre-validation uses the same functions with a stricter margin so that an order it lets through
+is not refused by the server for a rounding hair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, TradeMode
+
+_EPS = 1e-9
+
+
+class SymbolSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a terminal reports about a symbol (the SymbolInfo fields validation needs).
+
+    Levels (``stops_level``, ``freeze_level``) are in points; volumes in lots.
+    """
+
+    name: str
+    digits: int
+    point: float
+    tick_size: float
+    tick_value: float
+    contract_size: float
+    volume_min: float
+    volume_max: float
+    volume_step: float
+    currency_base: str
+    currency_profit: str
+    currency_margin: str
+    calc_mode: int = CalcMode.FOREX
+    trade_mode: int = TradeMode.FULL
+    exe_mode: int = ExecutionMode.MARKET
+    volume_limit: float = 0.0
+    stops_level: int = 0
+    freeze_level: int = 0
+    filling_mode: int = 3
+    expiration_mode: int = 15
+    order_mode: int = 127
+    margin_initial: float = 0.0
+    margin_hedged: float = 0.0
+    description: str = ""
+
+
+def on_grid(value: float, step: float) -> bool:
+    """Whether ``value`` is a whole number of ``step`` (article 2555's test, tolerance 1e-7)."""
+    ratio = round(value / step)
+    return abs(ratio * step - value) <= 1e-7
+
+
+def volume_rule_broken(spec: SymbolSpec, volume: float) -> str | None:
+    """The volume rule (reference §4.5) that ``volume`` breaks, or None."""
+    if not math.isfinite(volume) or volume < spec.volume_min - _EPS:
+        return f"volume {volume:g} is below the minimum {spec.volume_min:g}"
+    if volume > spec.volume_max + _EPS:
+        return f"volume {volume:g} is above the maximum {spec.volume_max:g}"
+    if not on_grid(volume, spec.volume_step):
+        return f"volume {volume:g} is not a multiple of the step {spec.volume_step:g}"
+    return None
+
+
+def round_volume_down(spec: SymbolSpec, volume: float) -> float:
+    """Round down to the volume step (never up: rounding up would enlarge the risk)."""
+    steps = math.floor(volume / spec.volume_step + _EPS)
+    decimals = max(0, -math.floor(math.log10(spec.volume_step) + _EPS))
+    return round(steps * spec.volume_step, decimals)
+
+
+def price_normalized(spec: SymbolSpec, price: float) -> bool:
+    """Whether ``price`` is a multiple of the tick size at the symbol's digits."""
+    if not math.isfinite(price) or price <= 0:
+        return False
+    if abs(round(price, spec.digits) - price) > spec.point * 1e-3:
+        return False
+    return on_grid(price, spec.tick_size)
+
+
+def pending_price_side_ok(order_type: OrderType, price: float, bid: float, ask: float) -> bool:
+    """Reference §4.2: limits below/above the market, stops beyond it."""
+    if order_type in (OrderType.BUY_LIMIT,):
+        return price < ask
+    if order_type in (OrderType.SELL_LIMIT,):
+        return price > bid
+    if order_type in (OrderType.BUY_STOP, OrderType.BUY_STOP_LIMIT):
+        return price > ask
+    if order_type in (OrderType.SELL_STOP, OrderType.SELL_STOP_LIMIT):
+        return price < bid
+    raise ValueError(f"{order_type!r} is not a pending order type")
+
+
+def stoplimit_side_ok(order_type: OrderType, price: float, stoplimit: float) -> bool:
+    """Buy stop-limit: the limit is at or below the stop price; sell: at or above."""
+    if order_type == OrderType.BUY_STOP_LIMIT:
+        return stoplimit <= price
+    if order_type == OrderType.SELL_STOP_LIMIT:
+        return stoplimit >= price
+    raise ValueError(f"{order_type!r} is not a stop-limit type")
+
+
+def _at_least(distance: float, minimum: float, slack: float) -> bool:
+    return distance >= minimum + slack
+
+
+def stops_distance_broken(
+    order_type: OrderType,
+    *,
+    open_price: float,
+    sl: float,
+    tp: float,
+    bid: float,
+    ask: float,
+    min_distance: float,
+    slack: float = 0.0,
+    stoplimit: float = 0.0,
+) -> str | None:
+    """The first field of reference §4.3 that is closer than ``min_distance`` (a price).
+
+    For market orders SL/TP are compared with Bid (buys) or Ask (sells); for pending orders
+    the order's own open price is the reference. Zero SL/TP means "not set". The server
+    accepts a distance equal to the level (``>=``); the bridge passes a positive ``slack``.
+    A level of zero still requires SL/TP on the right side of the reference price. A
+    stop-limit order activates like a stop; its SL/TP are measured from its limit price.
+    """
+    buy = order_type.is_buy
+    if order_type.is_market:
+        ref = bid if buy else ask
+    else:
+        ref = stoplimit if order_type.is_stop_limit else open_price
+        if order_type.is_limit:
+            dist = (ask - open_price) if buy else (open_price - bid)
+        else:
+            dist = (open_price - ask) if buy else (bid - open_price)
+        if min_distance > 0 and not _at_least(dist, min_distance, slack):
+            return "price"
+    if sl:
+        dist = (ref - sl) if buy else (sl - ref)
+        if dist <= 0 or (min_distance > 0 and not _at_least(dist, min_distance, slack)):
+            return "sl"
+    if tp:
+        dist = (tp - ref) if buy else (ref - tp)
+        if dist <= 0 or (min_distance > 0 and not _at_least(dist, min_distance, slack)):
+            return "tp"
+    return None
+
+
+def pending_frozen(order_type: OrderType, open_price: float, bid: float, ask: float, freeze: float) -> bool:
+    """Reference §4.4: a pending order within the freeze distance cannot be changed or deleted."""
+    if freeze <= 0:
+        return False
+    if order_type == OrderType.BUY_LIMIT:
+        return not (ask - open_price > freeze)
+    if order_type == OrderType.SELL_LIMIT:
+        return not (open_price - bid > freeze)
+    if order_type in (OrderType.BUY_STOP, OrderType.BUY_STOP_LIMIT):
+        return not (open_price - ask > freeze)
+    if order_type in (OrderType.SELL_STOP, OrderType.SELL_STOP_LIMIT):
+        return not (bid - open_price > freeze)
+    raise ValueError(f"{order_type!r} is not a pending order type")
+
+
+def position_frozen(buy: bool, sl: float, tp: float, bid: float, ask: float, freeze: float) -> bool:
+    """Reference §4.4: a position whose set SL or TP is within the freeze distance."""
+    if freeze <= 0:
+        return False
+    if buy:
+        return bool((tp and not tp - bid > freeze) or (sl and not bid - sl > freeze))
+    return bool((tp and not ask - tp > freeze) or (sl and not sl - ask > freeze))
+
+
+def _to_deposit(amount: float, currency: str, deposit: str, base: str, profit_ccy: str, price: float) -> float:
+    """Convert using the symbol's own price (the simulator's accounts are in USD)."""
+    if currency == deposit:
+        return amount
+    if currency == base and profit_ccy == deposit:
+        return amount * price
+    if currency == profit_ccy and base == deposit:
+        return amount / price
+    raise ValueError(f"no conversion from {currency} to {deposit} through {base}{profit_ccy}")
+
+
+def margin_required(spec: SymbolSpec, volume: float, price: float, leverage: int, deposit: str) -> float:
+    """Initial margin in the deposit currency (reference §5.1), ``Margin_Rate`` = 1."""
+    mode = CalcMode(spec.calc_mode)
+    lots_units = volume * spec.contract_size
+    if mode == CalcMode.FOREX:
+        amount = lots_units / leverage
+    elif mode == CalcMode.FOREX_NO_LEVERAGE:
+        amount = lots_units
+    elif mode == CalcMode.CFD:
+        amount = lots_units * price
+    elif mode == CalcMode.CFD_LEVERAGE:
+        amount = lots_units * price / leverage
+    elif mode == CalcMode.CFD_INDEX:
+        amount = lots_units * price * spec.tick_value / spec.tick_size
+    else:
+        amount = volume * spec.margin_initial
+    if mode in (CalcMode.FOREX, CalcMode.FOREX_NO_LEVERAGE):
+        return _to_deposit(amount, spec.currency_margin, deposit, spec.currency_base, spec.currency_profit, price)
+    return _to_deposit(amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, price)
+
+
+def profit(spec: SymbolSpec, buy: bool, volume: float, open_price: float, close_price: float, deposit: str) -> float:
+    """Profit in the deposit currency: ΔP·ContractSize·Lots, converted at the close price."""
+    delta = (close_price - open_price) if buy else (open_price - close_price)
+    if CalcMode(spec.calc_mode) == CalcMode.FUTURES:
+        return delta / spec.tick_size * spec.tick_value * volume
+    amount = delta * spec.contract_size * volume
+    return _to_deposit(amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, close_price)
+
+
+def points(spec: SymbolSpec, price_delta: float) -> float:
+    """A price difference in points, rounded to a tenth of a point."""
+    return round(price_delta / spec.point, 1)

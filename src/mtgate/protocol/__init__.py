@@ -1,0 +1,1 @@
+"""Wire protocol v1 (docs/protocol.md is the normative spec)."""

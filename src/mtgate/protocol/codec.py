@@ -1,0 +1,134 @@
+"""Framing and message codec: pure functions over bytes (docs/protocol.md §Framing).
+
+A frame is a 4-byte big-endian length followed by that many bytes of one UTF-8 JSON object.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from mtgate.protocol.messages import (
+    EVENT_TYPES,
+    MAX_FRAME_BYTES,
+    RESULT_TYPES,
+    BridgeInbound,
+    Message,
+    Request,
+    TerminalInbound,
+)
+
+_LEN: Final = struct.Struct(">I")
+HEADER_BYTES: Final = _LEN.size
+
+T = TypeVar("T")
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol. ``code`` is the protocol-level error name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: Message) -> bytes:
+    """One complete frame (header and body) for ``message``."""
+    body = _encoder.encode(message)
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame_too_large", f"{len(body)} bytes > {MAX_FRAME_BYTES}")
+    return _LEN.pack(len(body)) + body
+
+
+def encode_payload(value: Any) -> msgspec.Raw:
+    """Pre-encode a result or event payload so it is embedded as is."""
+    return msgspec.Raw(_encoder.encode(value))
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame bodies. Raises on a frame over the size limit before
+    buffering it, so a hostile length cannot make the reader allocate."""
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER_BYTES:
+            (size,) = _LEN.unpack_from(buf, pos)
+            if size > self._max:
+                raise ProtocolError("frame_too_large", f"announced {size} bytes > {self._max}")
+            if end - pos - HEADER_BYTES < size:
+                break
+            start = pos + HEADER_BYTES
+            frames.append(bytes(buf[start : start + size]))
+            pos = start + size
+        if pos:
+            del buf[:pos]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+_bridge_decoder = msgspec.json.Decoder(BridgeInbound)
+_terminal_decoder = msgspec.json.Decoder(TerminalInbound)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("invalid_message", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("bad_json", str(exc)) from None
+
+
+def decode_for_bridge(body: bytes) -> BridgeInbound:
+    """A frame body received by the bridge from a terminal."""
+    result: BridgeInbound = _decode(_bridge_decoder, body)
+    return result
+
+
+def decode_for_terminal(body: bytes) -> TerminalInbound:
+    """A frame body received by a terminal (EA or simulator) from the bridge."""
+    result: TerminalInbound = _decode(_terminal_decoder, body)
+    return result
+
+
+_result_decoders: dict[type[Request], msgspec.json.Decoder[Any]] = {
+    op: msgspec.json.Decoder(t) for op, t in RESULT_TYPES.items()
+}
+_event_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    name: msgspec.json.Decoder(t) for name, t in EVENT_TYPES.items()
+}
+
+
+def decode_result(op: type[Request], raw: msgspec.Raw) -> Any:
+    """The typed result of a response to a request of type ``op``."""
+    return _decode(_result_decoders[op], raw)
+
+
+def decode_event(name: str, raw: msgspec.Raw) -> Any:
+    decoder = _event_decoders.get(name)
+    if decoder is None:
+        raise ProtocolError("unknown_event", f"event {name!r} is not part of protocol v1")
+    return _decode(decoder, raw)
+
+
+def to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)

@@ -1,0 +1,383 @@
+"""Wire messages of protocol v1, as msgspec structs.
+
+Every frame is one JSON object whose ``type`` field names the message. Requests are tagged with
+their operation name and carry a per-session ``id``; the answer is a ``res`` with the same id.
+Unknown fields are refused (``forbid_unknown_fields``): a field one side does not understand
+must never be dropped silently from an order. New operations and fields arrive as new message
+types, announced in the handshake's ``features`` (docs/protocol.md §Versioning).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from mtgate.domain.symbols import SymbolSpec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 20
+
+
+class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every frame."""
+
+
+# --- handshake ------------------------------------------------------------------------------
+
+
+class Hello(Message, tag="hello"):
+    """EA → bridge, first frame. ``nonce``: 32 hex chars from a CSPRNG."""
+
+    v: int
+    platform: str
+    build: int
+    login: int
+    server: str
+    company: str
+    currency: str
+    leverage: int
+    margin_mode: int
+    terminal_id: str
+    ea_version: str
+    nonce: str
+    features: list[str] = []
+
+
+class Welcome(Message, tag="welcome"):
+    """Bridge → EA: its own nonce and its proof of the terminal key."""
+
+    v: int
+    nonce: str
+    proof: str
+    session: str
+    heartbeat_ms: int
+    features: list[str] = []
+
+
+class Auth(Message, tag="auth"):
+    """EA → bridge: the EA's proof of the terminal key."""
+
+    proof: str
+
+
+class Ready(Message, tag="ready"):
+    """Bridge → EA: the handshake is complete; requests may follow."""
+
+
+class Bye(Message, tag="bye"):
+    """Either side, before closing: why."""
+
+    reason: str
+    code: str = "closed"
+
+
+# --- heartbeat ------------------------------------------------------------------------------
+
+
+class Ping(Message, tag="ping"):
+    t_ms: int
+
+
+class Pong(Message, tag="pong"):
+    t_ms: int
+
+
+# --- requests (bridge → EA) -----------------------------------------------------------------
+
+
+class Request(Message):
+    id: int
+
+
+class AccountInfo(Request, tag="account_info"):
+    pass
+
+
+class Symbols(Request, tag="symbols"):
+    """Specs of the named symbols; all symbols in Market Watch when ``names`` is empty."""
+
+    names: list[str] = []
+
+
+class GetTick(Request, tag="tick"):
+    symbol: str
+
+
+class Positions(Request, tag="positions"):
+    symbol: str = ""
+
+
+class Orders(Request, tag="orders"):
+    """Pending orders."""
+
+    symbol: str = ""
+
+
+class OrderGet(Request, tag="order_get"):
+    """Everything the account knows under a ticket or a client order id: pending orders,
+    positions, history orders and deals. Exactly one of ``ticket`` / ``client_id`` is set."""
+
+    ticket: int = 0
+    client_id: str = ""
+
+
+class History(Request, tag="history"):
+    """History orders and deals with a time in ``[since_ms, until_ms]`` (0: up to now)."""
+
+    since_ms: int
+    until_ms: int = 0
+
+
+class Subscribe(Request, tag="subscribe"):
+    """Push ``tick`` events for ``ticks`` (symbol names). Replaces the previous subscription."""
+
+    ticks: list[str] = []
+
+
+class MarketOrder(Request, tag="market_order"):
+    """Buy (``order_type`` 0) or sell (1) at market. ``price`` 0: the current Ask/Bid.
+    ``deviation`` in points. SL/TP 0: none."""
+
+    symbol: str
+    order_type: int
+    volume: float
+    magic: int
+    comment: str
+    price: float = 0.0
+    deviation: int = 0
+    sl: float = 0.0
+    tp: float = 0.0
+    filling: int = -1
+
+
+class PendingOrder(Request, tag="pending_order"):
+    """``order_type`` 2..7. ``stoplimit``: the limit price of a stop-limit order (MT5 only).
+    ``expiration_ms`` 0: good till cancelled."""
+
+    symbol: str
+    order_type: int
+    volume: float
+    price: float
+    magic: int
+    comment: str
+    stoplimit: float = 0.0
+    sl: float = 0.0
+    tp: float = 0.0
+    expiration_ms: int = 0
+    time_type: int = 0
+    filling: int = -1
+
+
+class ModifyOrder(Request, tag="modify_order"):
+    """New price, stop-limit price, SL, TP and expiration of a pending order (all values are
+    the order's new full state, as in OrderModify / TRADE_ACTION_MODIFY)."""
+
+    ticket: int
+    price: float
+    sl: float = 0.0
+    tp: float = 0.0
+    stoplimit: float = 0.0
+    expiration_ms: int = 0
+    time_type: int = 0
+
+
+class CancelOrder(Request, tag="cancel_order"):
+    ticket: int
+
+
+READ_OPS: tuple[type[Request], ...] = (AccountInfo, Symbols, GetTick, Positions, Orders, OrderGet, History, Subscribe)
+TRADE_OPS: tuple[type[Request], ...] = (MarketOrder, PendingOrder, ModifyOrder, CancelOrder)
+
+# --- responses and events (EA → bridge) -----------------------------------------------------
+
+
+class Error(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``code`` is the platform's own: MT4 ``GetLastError()``, MT5 ``retcode``. ``bid``/``ask``
+    carry the new prices of a requote. Protocol-level errors use negative codes."""
+
+    code: int
+    name: str
+    message: str
+    bid: float = 0.0
+    ask: float = 0.0
+
+
+class Response(Message, tag="res"):
+    id: int
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: Error | None = None
+
+
+class Event(Message, tag="evt"):
+    """``seq`` starts at 1 after ``ready`` and grows by one; a gap means: resync now."""
+
+    seq: int
+    name: str
+    data: msgspec.Raw
+
+
+# --- result and report payloads -------------------------------------------------------------
+
+
+class Payload(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class TradeResult(Payload):
+    """``code``: MT4 0 / MT5 10009 DONE or 10008 PLACED. ``order``: the order ticket (MT4: the
+    ticket); ``deal``/``position``: MT5 deal ticket and position id (0 when none)."""
+
+    code: int
+    order: int
+    volume: float
+    price: float
+    bid: float
+    ask: float
+    time_ms: int
+    deal: int = 0
+    position: int = 0
+    comment: str = ""
+
+
+class Tick(Payload):
+    symbol: str
+    bid: float
+    ask: float
+    time_ms: int
+
+
+class AccountReport(Payload):
+    login: int
+    server: str
+    currency: str
+    leverage: int
+    margin_mode: int
+    balance: float
+    credit: float
+    profit: float
+    equity: float
+    margin: float
+    margin_free: float
+    margin_level: float
+    margin_so_call: float
+    margin_so_so: float
+    trade_allowed: bool
+    trade_expert: bool
+    limit_orders: int = 0
+    company: str = ""
+    name: str = ""
+
+
+class PositionReport(Payload):
+    """MT4: an open market order (``identifier`` = ticket). Profit excludes swap/commission."""
+
+    ticket: int
+    identifier: int
+    symbol: str
+    type: int
+    volume: float
+    price_open: float
+    price_current: float
+    time_ms: int
+    magic: int = 0
+    comment: str = ""
+    sl: float = 0.0
+    tp: float = 0.0
+    profit: float = 0.0
+    swap: float = 0.0
+    commission: float = 0.0
+    time_update_ms: int = 0
+
+
+class OrderReport(Payload):
+    """A pending order, or an order in history (``state`` = ORDER_STATE_*)."""
+
+    ticket: int
+    symbol: str
+    type: int
+    state: int
+    volume_initial: float
+    volume_current: float
+    price_open: float
+    time_setup_ms: int
+    magic: int = 0
+    comment: str = ""
+    stoplimit: float = 0.0
+    sl: float = 0.0
+    tp: float = 0.0
+    price_current: float = 0.0
+    time_done_ms: int = 0
+    expiration_ms: int = 0
+    time_type: int = 0
+    position_id: int = 0
+
+
+class DealReport(Payload):
+    """MT5 deal. MT4 has no deals: the EA reports one per open/close of a ticket, with the
+    ticket as ``order`` and ``position_id`` and a synthetic ticket (docs/protocol.md)."""
+
+    ticket: int
+    order: int
+    position_id: int
+    symbol: str
+    type: int
+    entry: int
+    volume: float
+    price: float
+    time_ms: int
+    reason: int = 0
+    magic: int = 0
+    comment: str = ""
+    profit: float = 0.0
+    swap: float = 0.0
+    commission: float = 0.0
+
+
+class Lookup(Payload):
+    """Answer to ``order_get``: every object matching the ticket or client id."""
+
+    orders: list[OrderReport] = []
+    positions: list[PositionReport] = []
+    history_orders: list[OrderReport] = []
+    deals: list[DealReport] = []
+
+
+class HistoryReport(Payload):
+    orders: list[OrderReport] = []
+    deals: list[DealReport] = []
+
+
+class Subscribed(Payload):
+    ticks: list[str] = []
+
+
+RESULT_TYPES: dict[type[Request], object] = {
+    AccountInfo: AccountReport,
+    Symbols: list[SymbolSpec],
+    GetTick: Tick,
+    Positions: list[PositionReport],
+    Orders: list[OrderReport],
+    OrderGet: Lookup,
+    History: HistoryReport,
+    Subscribe: Subscribed,
+    MarketOrder: TradeResult,
+    PendingOrder: TradeResult,
+    ModifyOrder: TradeResult,
+    CancelOrder: TradeResult,
+}
+
+# Event names and their payloads.
+EVENT_TYPES: dict[str, object] = {
+    "tick": Tick,
+    "order": OrderReport,  # a pending order was placed, modified, triggered, cancelled or expired
+    "deal": DealReport,  # a deal was added to the history (fills, SL/TP, closes)
+    "account": AccountReport,
+}
+
+# What each side may receive.
+BridgeInbound = Hello | Auth | Response | Event | Ping | Pong | Bye
+TerminalInbound = (
+    Welcome | Ready | Bye | Ping | Pong
+    | AccountInfo | Symbols | GetTick | Positions | Orders | OrderGet | History | Subscribe
+    | MarketOrder | PendingOrder | ModifyOrder | CancelOrder
+)
