@@ -1,0 +1,53 @@
+"""The bridge's record of one order: what the journal stores and the pipeline mutates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtgate.domain.enums import OrderType, Platform
+from mtgate.domain.orders import OrderStatus
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    """One order the bridge was asked to place, from intent to its final status.
+
+    Prices are in the symbol's quote currency, volumes in lots, times in epoch ms. ``mt_*``
+    fields hold what the terminal reported: the order ticket (MT4: the ticket), and for MT5
+    the position id and deal ticket of the fill.
+    """
+
+    order_id: str
+    client_order_id: str
+    account_login: int
+    account_server: str
+    terminal_id: str
+    platform: Platform | None
+    """None only for an order refused because no terminal of its account ever connected."""
+    symbol: str
+    order_type: OrderType
+    volume: float
+    magic: int
+    comment: str
+    placed_at_ms: int
+    status: OrderStatus = OrderStatus.NEW
+    requested_price: float | None = None
+    stoplimit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    expiration_ms: int | None = None
+    deviation_points: int | None = None
+    signal_id: str | None = None
+    mt_order_id: int | None = None
+    mt_position_id: int | None = None
+    mt_deal_id: int | None = None
+    fill_price: float | None = None
+    fill_volume: float | None = None
+    slippage_points: float | None = None
+    execution_time_ms: float | None = None
+    rejection_code: int | None = None
+    rejection_name: str | None = None
+    rejection_reason: str | None = None
+    retry_count: int = 0
+    updated_at_ms: int = 0
+    filled_at_ms: int | None = None

@@ -1,0 +1,31 @@
+"""The journal and its schema: SQLAlchemy models, Alembic migrations, SQLite and PostgreSQL.
+
+Start with :func:`open_journal`; the contract is :class:`Journal`.
+"""
+
+from mtgate.store.journal import Journal, open_journal
+from mtgate.store.migrate import migrate
+from mtgate.store.values import (
+    DuplicateOrderError,
+    HealthSample,
+    JournalConfigError,
+    JournalError,
+    JournalNotOpenError,
+    OrderEvent,
+    StaleOrderError,
+    TransitionMismatchError,
+)
+
+__all__ = [
+    "DuplicateOrderError",
+    "HealthSample",
+    "Journal",
+    "JournalConfigError",
+    "JournalError",
+    "JournalNotOpenError",
+    "OrderEvent",
+    "StaleOrderError",
+    "TransitionMismatchError",
+    "migrate",
+    "open_journal",
+]

@@ -1,0 +1,180 @@
+"""SQLAlchemy models of the journal's tables (DESIGN §6; adaptations in docs/schema.md).
+
+The models are the reference for both journals: the SQLAlchemy journal executes them directly
+and the SQLite fast path compiles its statements from them, so a column cannot exist in one and
+not the other. The Alembic migration is hand-written and a test checks it matches these models.
+
+Portability rules (the same migration runs on SQLite and PostgreSQL): no server-side defaults or
+functions, enumerations as strings with named CHECK constraints, ``Uuid`` for ids the
+application generates, ``Double`` for prices and volumes (MetaTrader itself uses ``double``),
+timezone-aware timestamps always written in UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mtgate.domain.enums import OrderType, Platform
+from mtgate.domain.orders import OrderStatus, Trigger
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Explicit constraint names, so both backends (and the migration) agree on them."""
+
+ORDER_TYPE_NAMES: dict[OrderType, str] = {t: t.name.lower() for t in OrderType}
+"""The stored spelling of each order type (``buy_stop_limit``): readable in SQL, unlike 6."""
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """``column = 'a' OR column = 'b' ...``: a CHECK as cheap as it gets.
+
+    Not ``IN (...)``: SQLite evaluates a constant IN list of more than two values by building
+    a temporary index on every INSERT, which cost ~13 µs of the hot path's budget.
+    """
+    return " OR ".join(f"{column} = '{value}'" for value in values)
+
+
+_STATUSES = [s.value for s in OrderStatus]
+
+# Portable timestamp: TIMESTAMP WITH TIME ZONE on PostgreSQL, an ISO string on SQLite.
+_TS = DateTime(timezone=True)
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGSERIAL.
+_EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _partial_index(name: str, column: str) -> Index:
+    """An index of the rows where ``column`` is set (both dialects support partial indexes)."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, column, sqlite_where=where, postgresql_where=where)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExecutionOrder(Base):
+    """One order from intent to final status: the seed's ``execution_orders``, adapted."""
+
+    __tablename__ = "execution_orders"
+
+    order_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(String(20), unique=True)
+    signal_id: Mapped[str | None] = mapped_column(String(64))
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(3))
+    symbol: Mapped[str] = mapped_column(String(32))
+    order_type: Mapped[str] = mapped_column(String(16))
+    volume: Mapped[float] = mapped_column(Double)
+    magic: Mapped[int] = mapped_column(BigInteger)
+    comment: Mapped[str] = mapped_column(String(64))
+    requested_price: Mapped[float | None] = mapped_column(Double)
+    stoplimit_price: Mapped[float | None] = mapped_column(Double)
+    stop_loss: Mapped[float | None] = mapped_column(Double)
+    take_profit: Mapped[float | None] = mapped_column(Double)
+    expiration: Mapped[datetime | None] = mapped_column(_TS)
+    deviation_points: Mapped[int | None] = mapped_column(Integer)
+    order_status: Mapped[str] = mapped_column(String(16))
+    mt_order_id: Mapped[int | None] = mapped_column(BigInteger)
+    mt_position_id: Mapped[int | None] = mapped_column(BigInteger)
+    mt_deal_id: Mapped[int | None] = mapped_column(BigInteger)
+    fill_price: Mapped[float | None] = mapped_column(Double)
+    fill_volume: Mapped[float | None] = mapped_column(Double)
+    slippage_points: Mapped[float | None] = mapped_column(Double)
+    execution_time_ms: Mapped[float | None] = mapped_column(Double)
+    rejection_code: Mapped[int | None] = mapped_column(Integer)
+    rejection_name: Mapped[str | None] = mapped_column(String(64))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(Integer)
+    placed_at: Mapped[datetime] = mapped_column(_TS)
+    updated_at: Mapped[datetime] = mapped_column(_TS)
+    filled_at: Mapped[datetime | None] = mapped_column(_TS)
+
+    __table_args__ = (
+        CheckConstraint("length(client_order_id) BETWEEN 1 AND 20", name="client_order_id_length"),
+        CheckConstraint(one_of("platform", [p.value for p in Platform]), name="platform"),
+        CheckConstraint(one_of("order_type", ORDER_TYPE_NAMES.values()), name="order_type"),
+        CheckConstraint(one_of("order_status", _STATUSES), name="order_status"),
+        CheckConstraint("retry_count >= 0", name="retry_count"),
+        # Partial: most orders have no signal id and no ticket when they are inserted, and an
+        # index entry not written is a page the hot path's commit does not write.
+        _partial_index("ix_execution_orders_signal", "signal_id"),
+        Index("ix_execution_orders_account_time", "account_login", "account_server", "placed_at"),
+        _partial_index("ix_execution_orders_mt_id", "mt_order_id"),
+        Index("ix_execution_orders_status", "order_status"),
+    )
+
+
+class OrderEventRow(Base):
+    """The audit trail: one row per status change or recorded modification of an order."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(
+        Uuid(as_uuid=False), ForeignKey("execution_orders.order_id")
+    )
+    client_order_id: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        CheckConstraint(one_of("from_status", _STATUSES), name="from_status"),
+        CheckConstraint(one_of("to_status", _STATUSES), name="to_status"),
+        CheckConstraint(one_of("trigger", [t.value for t in Trigger]), name="trigger"),
+        Index("ix_order_events_client_order_id", "client_order_id"),
+    )
+
+
+class BridgeHealthMetric(Base):
+    """A periodic health sample of one terminal session: the seed's ``bridge_health_metrics``."""
+
+    __tablename__ = "bridge_health_metrics"
+
+    metric_id: Mapped[uuid.UUID] = mapped_column(Uuid(as_uuid=True), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    account_login: Mapped[int | None] = mapped_column(BigInteger)
+    account_server: Mapped[str | None] = mapped_column(String(64))
+    connection_status: Mapped[str] = mapped_column(String(20))
+    last_heartbeat: Mapped[datetime | None] = mapped_column(_TS)
+    execution_latency_ms: Mapped[float | None] = mapped_column(Double)
+    rejection_rate: Mapped[float | None] = mapped_column(Double)
+    sync_delay_ms: Mapped[float | None] = mapped_column(Double)
+    recorded_at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        Index("ix_bridge_health_metrics_terminal_time", "terminal_id", "recorded_at"),
+        Index("ix_bridge_health_metrics_account_time", "account_login", "recorded_at"),
+    )
+
+
+execution_orders = Base.metadata.tables[ExecutionOrder.__tablename__]
+order_events = Base.metadata.tables[OrderEventRow.__tablename__]
+bridge_health_metrics = Base.metadata.tables[BridgeHealthMetric.__tablename__]
