@@ -14,6 +14,13 @@ import msgspec
 from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, TradeMode
 
 _EPS = 1e-9
+_PRICE_EPS = 1e-9
+"""Tolerance for comparing price distances with a level. Prices are binary floats: the
+difference of two normalized prices exactly ``level`` points apart can come out a hair above
+or below ``level * point`` (e.g. 1.10000 - 1.09970 vs 30 * 0.00001), which without a
+tolerance refuses stops that sit exactly at the level (or lets through orders exactly at the
+freeze level). 1e-9 is far below any point size (1e-8 at most 8 digits) and far above the
+rounding error of prices below 10**6."""
 
 
 class SymbolSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -104,7 +111,12 @@ def stoplimit_side_ok(order_type: OrderType, price: float, stoplimit: float) -> 
 
 
 def _at_least(distance: float, minimum: float, slack: float) -> bool:
-    return distance >= minimum + slack
+    return distance >= minimum + slack - _PRICE_EPS
+
+
+def _beyond(distance: float, freeze: float) -> bool:
+    """Strictly farther than the freeze distance (reference §4.4: equal is frozen)."""
+    return distance > freeze + _PRICE_EPS
 
 
 def stops_distance_broken(
@@ -149,18 +161,20 @@ def stops_distance_broken(
     return None
 
 
-def pending_frozen(order_type: OrderType, open_price: float, bid: float, ask: float, freeze: float) -> bool:
+def pending_frozen(
+    order_type: OrderType, open_price: float, bid: float, ask: float, freeze: float
+) -> bool:
     """Reference §4.4: a pending order within the freeze distance cannot be changed or deleted."""
     if freeze <= 0:
         return False
     if order_type == OrderType.BUY_LIMIT:
-        return not (ask - open_price > freeze)
+        return not _beyond(ask - open_price, freeze)
     if order_type == OrderType.SELL_LIMIT:
-        return not (open_price - bid > freeze)
+        return not _beyond(open_price - bid, freeze)
     if order_type in (OrderType.BUY_STOP, OrderType.BUY_STOP_LIMIT):
-        return not (open_price - ask > freeze)
+        return not _beyond(open_price - ask, freeze)
     if order_type in (OrderType.SELL_STOP, OrderType.SELL_STOP_LIMIT):
-        return not (bid - open_price > freeze)
+        return not _beyond(bid - open_price, freeze)
     raise ValueError(f"{order_type!r} is not a pending order type")
 
 
@@ -169,11 +183,15 @@ def position_frozen(buy: bool, sl: float, tp: float, bid: float, ask: float, fre
     if freeze <= 0:
         return False
     if buy:
-        return bool((tp and not tp - bid > freeze) or (sl and not bid - sl > freeze))
-    return bool((tp and not ask - tp > freeze) or (sl and not sl - ask > freeze))
+        tp_dist, sl_dist = tp - bid, bid - sl
+    else:
+        tp_dist, sl_dist = ask - tp, sl - ask
+    return bool((tp and not _beyond(tp_dist, freeze)) or (sl and not _beyond(sl_dist, freeze)))
 
 
-def _to_deposit(amount: float, currency: str, deposit: str, base: str, profit_ccy: str, price: float) -> float:
+def _to_deposit(
+    amount: float, currency: str, deposit: str, base: str, profit_ccy: str, price: float
+) -> float:
     """Convert using the symbol's own price (the simulator's accounts are in USD)."""
     if currency == deposit:
         return amount
@@ -184,7 +202,9 @@ def _to_deposit(amount: float, currency: str, deposit: str, base: str, profit_cc
     raise ValueError(f"no conversion from {currency} to {deposit} through {base}{profit_ccy}")
 
 
-def margin_required(spec: SymbolSpec, volume: float, price: float, leverage: int, deposit: str) -> float:
+def margin_required(
+    spec: SymbolSpec, volume: float, price: float, leverage: int, deposit: str
+) -> float:
     """Initial margin in the deposit currency (reference §5.1), ``Margin_Rate`` = 1."""
     mode = CalcMode(spec.calc_mode)
     lots_units = volume * spec.contract_size
@@ -201,17 +221,25 @@ def margin_required(spec: SymbolSpec, volume: float, price: float, leverage: int
     else:
         amount = volume * spec.margin_initial
     if mode in (CalcMode.FOREX, CalcMode.FOREX_NO_LEVERAGE):
-        return _to_deposit(amount, spec.currency_margin, deposit, spec.currency_base, spec.currency_profit, price)
-    return _to_deposit(amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, price)
+        return _to_deposit(
+            amount, spec.currency_margin, deposit, spec.currency_base, spec.currency_profit, price
+        )
+    return _to_deposit(
+        amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, price
+    )
 
 
-def profit(spec: SymbolSpec, buy: bool, volume: float, open_price: float, close_price: float, deposit: str) -> float:
+def profit(
+    spec: SymbolSpec, buy: bool, volume: float, open_price: float, close_price: float, deposit: str
+) -> float:
     """Profit in the deposit currency: ΔP·ContractSize·Lots, converted at the close price."""
     delta = (close_price - open_price) if buy else (open_price - close_price)
     if CalcMode(spec.calc_mode) == CalcMode.FUTURES:
         return delta / spec.tick_size * spec.tick_value * volume
     amount = delta * spec.contract_size * volume
-    return _to_deposit(amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, close_price)
+    return _to_deposit(
+        amount, spec.currency_profit, deposit, spec.currency_base, spec.currency_profit, close_price
+    )
 
 
 def points(spec: SymbolSpec, price_delta: float) -> float:

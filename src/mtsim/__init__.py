@@ -1,0 +1,1 @@
+"""mtsim: a MetaTrader terminal and trade-server simulator speaking mtgate protocol v1."""

@@ -1,0 +1,353 @@
+"""The simulated trade server (the broker side of a MetaTrader terminal), without sockets.
+
+:class:`TradeServer` executes the protocol's requests for its accounts with MetaTrader's rules
+(reference §1-§5, §7) and reports what the terminal would: results, refusals with the
+platform's own codes, and trade events. It never reads the time itself (injected clock) and
+draws every random number from generators seeded by its configuration and its feed, so two
+servers built alike and fed the same calls produce identical results.
+
+Events (``on_event``) are collected while an operation changes the state and dispatched when it
+is complete, still synchronously inside the call that caused them (``handle``, ``set_quote``,
+``step``, or the feed's own quotes). A listener that raises propagates to that caller; the
+state is already consistent by then.
+
+Time: ``handle`` does not move prices; it first expires what is due at the clock's time.
+``step`` advances the feed to the clock (each generated quote triggers pending orders and SL/TP
+in turn) and expires orders; ``set_quote`` forces a price. History times come from the clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from mtgate.domain.clock import Clock
+from mtgate.domain.enums import MarginMode, Platform
+from mtgate.domain.symbols import SymbolSpec
+from mtgate.protocol.messages import (
+    AccountInfo,
+    AccountReport,
+    CancelOrder,
+    DealReport,
+    GetTick,
+    History,
+    HistoryReport,
+    Lookup,
+    MarketOrder,
+    ModifyOrder,
+    OrderGet,
+    OrderReport,
+    Orders,
+    PendingOrder,
+    PositionReport,
+    Positions,
+    Request,
+    Symbols,
+    Tick,
+)
+from mtsim import errors
+from mtsim.book import Account, Pending, Position
+from mtsim.config import ServerConfig, Session, market_open
+from mtsim.errors import TradeError
+from mtsim.ledger import Tickets, Venue
+from mtsim.money import figures
+from mtsim.prices import PriceFeed, Quote
+from mtsim.reports import account_report, pending_report, position_report
+from mtsim.symbols import DEFAULT_SYMBOLS
+from mtsim.trading import cancel_order, market_order, modify_order, pending_order
+from mtsim.validation import Checks
+from mtsim.watch import expire_due, process_quote
+
+__all__ = [
+    "ExecutedRequest",
+    "ServerConfig",
+    "Session",
+    "TradeError",
+    "TradeServer",
+    "UnknownAccountError",
+]
+
+EventListener = Callable[[str, object], None]
+
+
+class UnknownAccountError(LookupError):
+    """A login the server has no account for (a wiring error of the caller)."""
+
+
+class ExecutedRequest(NamedTuple):
+    """Ground truth: one request ``handle`` ran and what came of it (payload or TradeError)."""
+
+    time_ms: int
+    login: int
+    request: Request
+    outcome: object
+
+
+class TradeServer:
+    """One simulated trade server (MT4 or MT5) with its accounts.
+
+    Args:
+        name: the server name accounts report.
+        platform: MT4 or MT5 rules and codes.
+        clock: server time.
+        feed: prices; must quote every symbol of ``symbols``.
+        symbols: the tradable symbols (default :data:`mtsim.symbols.DEFAULT_SYMBOLS`).
+        config: server behaviour (default :class:`ServerConfig`).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        platform: Platform,
+        clock: Clock,
+        feed: PriceFeed,
+        symbols: Mapping[str, SymbolSpec] | None = None,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self.name = name
+        self.platform = platform
+        self.clock = clock
+        self.feed = feed
+        self.symbols: dict[str, SymbolSpec] = dict(DEFAULT_SYMBOLS if symbols is None else symbols)
+        missing = sorted(set(self.symbols) - set(feed.symbols))
+        if missing:
+            raise ValueError(f"the feed does not quote {', '.join(missing)}")
+        cfg = config or ServerConfig()
+        self._venue = Venue(
+            platform,
+            name,
+            clock,
+            feed,
+            self.symbols,
+            cfg,
+            Tickets(platform),
+            random.Random(cfg.seed),
+        )
+        self._checks = Checks(platform, cfg)
+        self._accounts: dict[int, Account] = {}
+        self._listeners: dict[int, list[EventListener]] = {}
+        self.executed: list[ExecutedRequest] = []
+        self._handlers: dict[type[Request], Callable[[Account, Any], object]] = {
+            AccountInfo: self._account_info,
+            Symbols: self._symbols,
+            GetTick: self._tick,
+            Positions: self._positions,
+            Orders: self._orders,
+            OrderGet: self._order_get,
+            History: self._history,
+            MarketOrder: functools.partial(market_order, self._venue, self._checks),
+            PendingOrder: functools.partial(pending_order, self._venue, self._checks),
+            ModifyOrder: functools.partial(modify_order, self._venue, self._checks),
+            CancelOrder: functools.partial(cancel_order, self._venue, self._checks),
+        }
+        self._unlisten = feed.listen(self._on_quote)
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._venue.config
+
+    @config.setter
+    def config(self, value: ServerConfig) -> None:
+        """Swap the configuration at run time (fault injection: disconnect, algo off, ...)."""
+        self._venue.config = value
+        self._checks.config = value
+
+    def close(self) -> None:
+        """Stop listening to the feed."""
+        self._unlisten()
+
+    # --- accounts and events --------------------------------------------------------------
+
+    def open_account(
+        self,
+        *,
+        login: int,
+        margin_mode: MarginMode = MarginMode.HEDGING,
+        balance: float = 100_000.0,
+        leverage: int = 100,
+        currency: str = "USD",
+        margin_so_call: float = 100.0,
+        margin_so_so: float = 50.0,
+        limit_orders: int = 0,
+    ) -> None:
+        """Create an account. MT4 accounts are always hedging (reference §1.3)."""
+        if self.platform == Platform.MT4 and margin_mode != MarginMode.HEDGING:
+            raise ValueError("MT4 accounts are always hedging")
+        if margin_mode == MarginMode.EXCHANGE:
+            raise ValueError("exchange margin mode is not simulated")
+        if login in self._accounts:
+            raise ValueError(f"account {login} exists")
+        if leverage <= 0:
+            raise ValueError("leverage must be positive")
+        self._accounts[login] = Account(
+            login=login,
+            margin_mode=margin_mode,
+            balance=balance,
+            leverage=leverage,
+            currency=currency,
+            margin_so_call=margin_so_call,
+            margin_so_so=margin_so_so,
+            limit_orders=limit_orders,
+            symbols=self.symbols,
+        )
+
+    def on_event(self, login: int, callback: EventListener) -> Callable[[], None]:
+        """Call ``callback(name, payload)`` for each ``"order"``/``"deal"`` event of ``login``;
+        returns the unsubscribe function."""
+        listeners = self._listeners.setdefault(login, [])
+        listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in listeners:
+                listeners.remove(callback)
+
+        return unsubscribe
+
+    def _account(self, login: int) -> Account:
+        acct = self._accounts.get(login)
+        if acct is None:
+            raise UnknownAccountError(f"no account {login} on {self.name}")
+        return acct
+
+    def _flush(self) -> None:
+        venue = self._venue
+        while venue.outbox:
+            events, venue.outbox = venue.outbox, []
+            for login, name, payload in events:
+                for callback in list(self._listeners.get(login, ())):
+                    callback(name, payload)
+
+    # --- requests -------------------------------------------------------------------------
+
+    def handle(self, login: int, request: Request) -> object:
+        """Execute ``request`` for ``login``; returns its result payload (protocol
+        ``RESULT_TYPES``) or raises :class:`TradeError` with the platform's code.
+
+        ``Subscribe`` belongs to the terminal, not the server: ValueError."""
+        acct = self._account(login)
+        handler = self._handlers.get(type(request))
+        if handler is None:
+            raise ValueError(f"{type(request).__name__} is not a trade-server request")
+        now = self.clock.now_ms()
+        for account in self._accounts.values():
+            if account.expiries and account.expiries[0][0] <= now:
+                expire_due(self._venue, account, now)
+        try:
+            result = handler(acct, request)
+        except TradeError as exc:
+            self.executed.append(ExecutedRequest(now, login, request, exc))
+            self._flush()
+            raise
+        self.executed.append(ExecutedRequest(now, login, request, result))
+        self._flush()
+        return result
+
+    def _account_info(self, acct: Account, _: AccountInfo) -> AccountReport:
+        fig = figures(acct, self.symbols, self.feed)
+        return account_report(
+            acct,
+            fig,
+            server=self.name,
+            company=self.config.company,
+            trade_expert=self.config.trade_allowed,
+        )
+
+    def _spec(self, name: str) -> SymbolSpec:
+        return self._checks.symbol(self.symbols, name)
+
+    def _symbols(self, _: Account, req: Symbols) -> list[SymbolSpec]:
+        return [self._spec(n) for n in req.names] if req.names else list(self.symbols.values())
+
+    def _tick(self, _: Account, req: GetTick) -> Tick:
+        bid, ask, time_ms = self.feed.quote(self._spec(req.symbol).name)
+        return Tick(symbol=req.symbol, bid=bid, ask=ask, time_ms=time_ms)
+
+    def _position_report(self, acct: Account, pos: Position) -> PositionReport:
+        bid, ask, _ = self.feed.quote(pos.symbol)
+        return position_report(pos, self.symbols[pos.symbol], bid, ask, acct.currency)
+
+    def _order_report(self, order: Pending) -> OrderReport:
+        bid, ask, _ = self.feed.quote(order.symbol)
+        return pending_report(order, bid, ask)
+
+    def _positions(self, acct: Account, req: Positions) -> list[PositionReport]:
+        if req.symbol:
+            book = acct.books.get(self._spec(req.symbol).name)
+            return [self._position_report(acct, p) for p in book.positions.values()] if book else []
+        return [self._position_report(acct, p) for p in acct.positions.values()]
+
+    def _orders(self, acct: Account, req: Orders) -> list[OrderReport]:
+        if req.symbol:
+            self._spec(req.symbol)
+        return [
+            self._order_report(o)
+            for o in acct.pending.values()
+            if not req.symbol or o.symbol == req.symbol
+        ]
+
+    def _order_get(self, acct: Account, req: OrderGet) -> Lookup:
+        if bool(req.ticket) == bool(req.client_id):
+            self._checks.fail(
+                errors.BAD_REQUEST, "order_get needs exactly one of ticket and client_id"
+            )
+        if req.ticket:
+            pending, positions, history, deals = acct.find_by_ticket(req.ticket)
+        else:
+            pending, positions, history, deals = acct.find_by_client(req.client_id)
+        return Lookup(
+            orders=[self._order_report(o) for o in pending],
+            positions=[self._position_report(acct, p) for p in positions],
+            history_orders=history,
+            deals=deals,
+        )
+
+    def _history(self, acct: Account, req: History) -> HistoryReport:
+        until = req.until_ms or self.clock.now_ms()
+        orders, deals = acct.history(req.since_ms, until)
+        return HistoryReport(orders=orders, deals=deals)
+
+    # --- prices and time ------------------------------------------------------------------
+
+    def set_quote(self, symbol: str, bid: float, ask: float) -> None:
+        """Force a price now; pending orders and SL/TP it reaches are processed at once."""
+        self.feed.set_quote(symbol, bid, ask, self.clock.now_ms())
+
+    def step(self) -> None:
+        """Advance the feed to the clock (triggers run on each new quote), then expire what
+        is due."""
+        now = self.clock.now_ms()
+        self.feed.advance(now)
+        for acct in self._accounts.values():
+            expire_due(self._venue, acct, now)
+        self._flush()
+
+    def _on_quote(self, symbol: str, bid: float, ask: float, time_ms: int) -> None:
+        for acct in self._accounts.values():
+            expire_due(self._venue, acct, time_ms)
+        spec = self.symbols.get(symbol)
+        if spec is not None and market_open(self.config.sessions, symbol, time_ms):
+            quote = Quote(bid, ask, time_ms)
+            for acct in self._accounts.values():
+                process_quote(self._venue, acct, spec, quote)
+        self._flush()
+
+    # --- ground truth for tests -----------------------------------------------------------
+
+    def account(self, login: int) -> AccountReport:
+        return self._account_info(self._account(login), AccountInfo(id=0))
+
+    def positions(self, login: int) -> list[PositionReport]:
+        acct = self._account(login)
+        return [self._position_report(acct, p) for p in acct.positions.values()]
+
+    def pending_orders(self, login: int) -> list[OrderReport]:
+        return [self._order_report(o) for o in self._account(login).pending.values()]
+
+    def history_orders(self, login: int) -> list[OrderReport]:
+        return list(self._account(login).history_orders)
+
+    def deals(self, login: int) -> list[DealReport]:
+        return list(self._account(login).deals)
