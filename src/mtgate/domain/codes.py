@@ -87,7 +87,13 @@ _MT4_ROWS: tuple[tuple[int, str, str, Classification, bool], ...] = (
     (4109, "ERR_TRADE_NOT_ALLOWED", "Trade is not allowed (AutoTrading off)", _REJ, False),
     (4110, "ERR_LONGS_NOT_ALLOWED", "Longs are not allowed", _REJ, False),
     (4111, "ERR_SHORTS_NOT_ALLOWED", "Shorts are not allowed", _REJ, False),
-    (4112, "ERR_TRADE_EXPERT_DISABLED_BY_SERVER", "Automated trading disabled by server", _REJ, False),
+    (
+        4112,
+        "ERR_TRADE_EXPERT_DISABLED_BY_SERVER",
+        "Automated trading disabled by server",
+        _REJ,
+        False,
+    ),
 )
 
 _MT5_ROWS: tuple[tuple[int, str, str, Classification, bool], ...] = (
@@ -105,7 +111,13 @@ _MT5_ROWS: tuple[tuple[int, str, str, Classification, bool], ...] = (
     (10016, "TRADE_RETCODE_INVALID_STOPS", "Invalid stops in the request", _REJ, False),
     (10017, "TRADE_RETCODE_TRADE_DISABLED", "Trade is disabled", _REJ, False),
     (10018, "TRADE_RETCODE_MARKET_CLOSED", "Market is closed", _RET, False),
-    (10019, "TRADE_RETCODE_NO_MONEY", "There is not enough money to complete the request", _REJ, False),
+    (
+        10019,
+        "TRADE_RETCODE_NO_MONEY",
+        "There is not enough money to complete the request",
+        _REJ,
+        False,
+    ),
     (10020, "TRADE_RETCODE_PRICE_CHANGED", "Prices changed", _RET, True),
     (10021, "TRADE_RETCODE_PRICE_OFF", "There are no quotes to process the request", _RET, True),
     (10022, "TRADE_RETCODE_INVALID_EXPIRATION", "Invalid order expiration date", _REJ, False),
@@ -113,29 +125,109 @@ _MT5_ROWS: tuple[tuple[int, str, str, Classification, bool], ...] = (
     (10024, "TRADE_RETCODE_TOO_MANY_REQUESTS", "Too frequent requests", _RET, False),
     (10025, "TRADE_RETCODE_NO_CHANGES", "No changes in request", _OK, False),
     (10026, "TRADE_RETCODE_SERVER_DISABLES_AT", "Autotrading disabled by server", _REJ, False),
-    (10027, "TRADE_RETCODE_CLIENT_DISABLES_AT", "Autotrading disabled by client terminal", _REJ, False),
+    (
+        10027,
+        "TRADE_RETCODE_CLIENT_DISABLES_AT",
+        "Autotrading disabled by client terminal",
+        _REJ,
+        False,
+    ),
     (10028, "TRADE_RETCODE_LOCKED", "Request locked for processing", _RET, False),
     (10029, "TRADE_RETCODE_FROZEN", "Order or position frozen", _RET, False),
     (10030, "TRADE_RETCODE_INVALID_FILL", "Invalid order filling type", _REJ, False),
     (10031, "TRADE_RETCODE_CONNECTION", "No connection with the trade server", _UNK, False),
     (10032, "TRADE_RETCODE_ONLY_REAL", "Operation is allowed only for live accounts", _REJ, False),
-    (10033, "TRADE_RETCODE_LIMIT_ORDERS", "The number of pending orders has reached the limit", _REJ, False),
-    (10034, "TRADE_RETCODE_LIMIT_VOLUME", "The volume of orders and positions for the symbol has reached the limit", _REJ, False),
+    (
+        10033,
+        "TRADE_RETCODE_LIMIT_ORDERS",
+        "The number of pending orders has reached the limit",
+        _REJ,
+        False,
+    ),
+    (
+        10034,
+        "TRADE_RETCODE_LIMIT_VOLUME",
+        "The volume of orders and positions for the symbol has reached the limit",
+        _REJ,
+        False,
+    ),
     (10035, "TRADE_RETCODE_INVALID_ORDER", "Incorrect or prohibited order type", _REJ, False),
-    (10036, "TRADE_RETCODE_POSITION_CLOSED", "Position with the specified identifier has already been closed", _REJ, False),
-    (10038, "TRADE_RETCODE_INVALID_CLOSE_VOLUME", "A close volume exceeds the current position volume", _REJ, False),
-    (10039, "TRADE_RETCODE_CLOSE_ORDER_EXIST", "A close order already exists for the position", _REJ, False),
-    (10040, "TRADE_RETCODE_LIMIT_POSITIONS", "The number of open positions has reached the limit", _REJ, False),
-    (10041, "TRADE_RETCODE_REJECT_CANCEL", "Pending order activation rejected; the order is canceled", _REJ, False),
-    (10042, "TRADE_RETCODE_LONG_ONLY", "Only long positions are allowed for the symbol", _REJ, False),
-    (10043, "TRADE_RETCODE_SHORT_ONLY", "Only short positions are allowed for the symbol", _REJ, False),
-    (10044, "TRADE_RETCODE_CLOSE_ONLY", "Only position closing is allowed for the symbol", _REJ, False),
-    (10045, "TRADE_RETCODE_FIFO_CLOSE", "Position closing is allowed only by the FIFO rule", _REJ, False),
-    (10046, "TRADE_RETCODE_HEDGE_PROHIBITED", "Opposite positions on a single symbol are disabled", _REJ, False),
+    (
+        10036,
+        "TRADE_RETCODE_POSITION_CLOSED",
+        "Position with the specified identifier has already been closed",
+        _REJ,
+        False,
+    ),
+    (
+        10038,
+        "TRADE_RETCODE_INVALID_CLOSE_VOLUME",
+        "A close volume exceeds the current position volume",
+        _REJ,
+        False,
+    ),
+    (
+        10039,
+        "TRADE_RETCODE_CLOSE_ORDER_EXIST",
+        "A close order already exists for the position",
+        _REJ,
+        False,
+    ),
+    (
+        10040,
+        "TRADE_RETCODE_LIMIT_POSITIONS",
+        "The number of open positions has reached the limit",
+        _REJ,
+        False,
+    ),
+    (
+        10041,
+        "TRADE_RETCODE_REJECT_CANCEL",
+        "Pending order activation rejected; the order is canceled",
+        _REJ,
+        False,
+    ),
+    (
+        10042,
+        "TRADE_RETCODE_LONG_ONLY",
+        "Only long positions are allowed for the symbol",
+        _REJ,
+        False,
+    ),
+    (
+        10043,
+        "TRADE_RETCODE_SHORT_ONLY",
+        "Only short positions are allowed for the symbol",
+        _REJ,
+        False,
+    ),
+    (
+        10044,
+        "TRADE_RETCODE_CLOSE_ONLY",
+        "Only position closing is allowed for the symbol",
+        _REJ,
+        False,
+    ),
+    (
+        10045,
+        "TRADE_RETCODE_FIFO_CLOSE",
+        "Position closing is allowed only by the FIFO rule",
+        _REJ,
+        False,
+    ),
+    (
+        10046,
+        "TRADE_RETCODE_HEDGE_PROHIBITED",
+        "Opposite positions on a single symbol are disabled",
+        _REJ,
+        False,
+    ),
 )
 
 
-def _table(platform: Platform, rows: tuple[tuple[int, str, str, Classification, bool], ...]) -> dict[int, PlatformCode]:
+def _table(
+    platform: Platform, rows: tuple[tuple[int, str, str, Classification, bool], ...]
+) -> dict[int, PlatformCode]:
     return {c: PlatformCode(platform, c, n, d, k, r) for c, n, d, k, r in rows}
 
 

@@ -55,13 +55,19 @@ class FrameDecoder:
     """Splits a byte stream into frame bodies. Raises on a frame over the size limit before
     buffering it, so a hostile length cannot make the reader allocate."""
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_buf", "_error", "_max")
 
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
         self._buf = bytearray()
         self._max = max_frame
+        self._error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Complete frame bodies in ``data`` (with what was buffered). Frames that precede an
+        oversize header are returned first; the error is raised by the next call, so a good
+        answer that shares a chunk with garbage is not lost."""
+        if self._error is not None:
+            raise self._error
         buf = self._buf
         buf += data
         frames: list[bytes] = []
@@ -70,7 +76,13 @@ class FrameDecoder:
         while end - pos >= HEADER_BYTES:
             (size,) = _LEN.unpack_from(buf, pos)
             if size > self._max:
-                raise ProtocolError("frame_too_large", f"announced {size} bytes > {self._max}")
+                self._error = ProtocolError(
+                    "frame_too_large", f"announced {size} bytes > {self._max}"
+                )
+                del buf[:]
+                if frames:
+                    return frames
+                raise self._error
             if end - pos - HEADER_BYTES < size:
                 break
             start = pos + HEADER_BYTES
@@ -79,6 +91,10 @@ class FrameDecoder:
         if pos:
             del buf[:pos]
         return frames
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
 
     @property
     def buffered(self) -> int:
@@ -96,6 +112,10 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise ProtocolError("invalid_message", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_json", f"invalid UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
 
 
 def decode_for_bridge(body: bytes) -> BridgeInbound:

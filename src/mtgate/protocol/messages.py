@@ -184,7 +184,16 @@ class CancelOrder(Request, tag="cancel_order"):
     ticket: int
 
 
-READ_OPS: tuple[type[Request], ...] = (AccountInfo, Symbols, GetTick, Positions, Orders, OrderGet, History, Subscribe)
+READ_OPS: tuple[type[Request], ...] = (
+    AccountInfo,
+    Symbols,
+    GetTick,
+    Positions,
+    Orders,
+    OrderGet,
+    History,
+    Subscribe,
+)
 TRADE_OPS: tuple[type[Request], ...] = (MarketOrder, PendingOrder, ModifyOrder, CancelOrder)
 
 # --- responses and events (EA → bridge) -----------------------------------------------------
@@ -202,10 +211,16 @@ class Error(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class Response(Message, tag="res"):
+    """``ok: true`` carries ``result``; ``ok: false`` carries ``error``; never both."""
+
     id: int
     ok: bool
     result: msgspec.Raw = msgspec.Raw(b"null")
     error: Error | None = None
+
+    def __post_init__(self) -> None:
+        if self.ok == (self.error is not None):
+            raise ValueError("a response has an error exactly when ok is false")
 
 
 class Event(Message, tag="evt"):
@@ -377,7 +392,21 @@ EVENT_TYPES: dict[str, object] = {
 # What each side may receive.
 BridgeInbound = Hello | Auth | Response | Event | Ping | Pong | Bye
 TerminalInbound = (
-    Welcome | Ready | Bye | Ping | Pong
-    | AccountInfo | Symbols | GetTick | Positions | Orders | OrderGet | History | Subscribe
-    | MarketOrder | PendingOrder | ModifyOrder | CancelOrder
+    Welcome
+    | Ready
+    | Bye
+    | Ping
+    | Pong
+    | AccountInfo
+    | Symbols
+    | GetTick
+    | Positions
+    | Orders
+    | OrderGet
+    | History
+    | Subscribe
+    | MarketOrder
+    | PendingOrder
+    | ModifyOrder
+    | CancelOrder
 )

@@ -1,0 +1,193 @@
+"""`mtgate bench`: the bridge's round trip beside the loopback floor, measured in one run.
+
+(a) floor: a frame the size of a market-order frame echoed over loopback by a plain asyncio
+    server in the simulator's process;
+(b) bridge: market orders through the in-process API (pre-validation, durable journal write,
+    encode, socket, simulated terminal and trade server at zero broker delay, answer, journal)
+    to T terminals at concurrency C.
+Latency is measured per order from the API call to its result. Ratios, not bare times, are
+the figures to compare across machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import os
+import statistics
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtgate.bench.simproc import SimPlan
+from mtgate.bench.simproc import main as sim_main
+from mtgate.bridge import Bridge
+from mtgate.domain.orders import OrderStatus
+from mtgate.execution.requests import MarketOrderRequest, Side
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.protocol.auth import new_key
+from mtgate.store.journal import open_journal
+
+SERVER = "Sim-Bench"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    orders: int = 2000
+    terminals: int = 4
+    concurrency: int = 8
+    warmup: int = 300
+    floor_samples: int = 2000
+    broker_delay_ms: tuple[float, float] = (0.0, 0.0)
+    journal_sync: str = "normal"
+    platform: str = "mt5"
+    seed: int = 1
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    s = sorted(samples_ms)
+    if not s:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+
+    def pick(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))], 4)
+
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": round(s[-1], 4)}
+
+
+def _order_frame_size() -> int:
+    sample = m.MarketOrder(
+        id=123456,
+        symbol="EURUSD",
+        order_type=0,
+        volume=0.01,
+        magic=4242,
+        comment="mg:0MKZ3F1Q2A9X7B4C",
+        deviation=10,
+    )
+    return len(codec.encode(sample))
+
+
+async def measure_floor(
+    port: int, samples: int, frame_size: int, concurrency: int = 1
+) -> list[float]:
+    """Round trips of one frame through the echo server, ``concurrency`` connections at once."""
+    body = b"x" * (frame_size - 4)
+    frame = struct.pack(">I", len(body)) + body
+    per_conn = max(1, samples // concurrency)
+
+    async def one_conn() -> list[float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        out = []
+        for _ in range(per_conn):
+            t0 = time.perf_counter_ns()
+            writer.write(frame)
+            await reader.readexactly(len(frame))
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+        writer.close()
+        return out
+
+    runs = await asyncio.gather(*(one_conn() for _ in range(concurrency)))
+    return [x for run in runs for x in run]
+
+
+async def _drive(
+    bridge: Bridge, accounts: list[str], n: int, concurrency: int
+) -> tuple[list[float], int, float]:
+    """``n`` market orders from ``concurrency`` workers; returns latencies, errors, wall time."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        for i in counter:
+            req = MarketOrderRequest(
+                account=accounts[(i + w) % len(accounts)],
+                symbol="EURUSD",
+                side=Side.BUY if i % 2 == 0 else Side.SELL,
+                volume=0.01,
+                magic=4242,
+            )
+            t0 = time.perf_counter_ns()
+            result = await bridge.place_market_order(req)
+            latencies.append((time.perf_counter_ns() - t0) / 1e6)
+            if result.status != OrderStatus.FILLED:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return latencies, errors, time.perf_counter() - t0
+
+
+async def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    keys = {f"bench-{i + 1}": new_key() for i in range(opts.terminals)}
+    logins = {tid: 3001 + i for i, tid in enumerate(keys)}
+    with tempfile.TemporaryDirectory(prefix="mtgate-bench-") as tmp:
+        journal = open_journal(f"sqlite:///{Path(tmp) / 'bench.db'}", synchronous=opts.journal_sync)
+        bridge = Bridge(keys=keys, journal=journal)
+        host, port = await bridge.start()
+        plan = SimPlan(
+            host,
+            port,
+            [
+                (tid, k.reveal().hex(), logins[tid], opts.platform, SERVER)
+                for tid, k in keys.items()
+            ],
+            opts.broker_delay_ms,
+            opts.seed,
+        )
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=sim_main, args=(plan, child), daemon=True)
+        proc.start()
+        try:
+            loop = asyncio.get_running_loop()
+            _, echo_port = await loop.run_in_executor(None, parent.recv)
+            await bridge.wait_ready(set(keys), timeout_s=30)
+            accounts = [f"{logins[tid]}@{SERVER}" for tid in keys]
+            frame_size = _order_frame_size()
+            await measure_floor(echo_port, 200, frame_size)
+            floor = await measure_floor(echo_port, opts.floor_samples, frame_size)
+            floor_c = await measure_floor(
+                echo_port, opts.floor_samples, frame_size, opts.concurrency
+            )
+            await _drive(bridge, accounts, opts.warmup, opts.concurrency)
+            gc.collect()
+            gc.freeze()
+            c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
+            latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
+            gc.unfreeze()
+            parent.send("stop")
+            _, executed = await loop.run_in_executor(None, parent.recv)
+        finally:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+            await bridge.stop()
+    total_sent = opts.warmup + min(opts.orders, 1000) + opts.orders
+    lat = percentiles(latencies)
+    flo = percentiles(floor)
+    return {
+        "orders": opts.orders,
+        "terminals": opts.terminals,
+        "concurrency": opts.concurrency,
+        "latency_ms": lat,
+        "floor_ms": {"p50": flo["p50"], "p99": flo["p99"]},
+        "floor_concurrent_ms": percentiles(floor_c),
+        "latency_concurrency_1_ms": percentiles(c1),
+        "ratio_p50_to_floor": round(lat["p50"] / flo["p50"], 2) if flo["p50"] else None,
+        "throughput_per_s": round(opts.orders / wall, 1),
+        "errors": errors,
+        "orders_sent_total": total_sent,
+        "orders_executed_by_simulator": executed,
+        "journal_sync": opts.journal_sync,
+        "frame_bytes": _order_frame_size(),
+        "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
+        "cpu_count": os.cpu_count(),
+    }

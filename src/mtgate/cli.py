@@ -1,0 +1,148 @@
+"""`mtgate serve | demo | sim | bench`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtgate import logs
+from mtgate.config import ConfigError, load
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MetaTrader 4/5 bridge.")
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # Windows: the standard loop
+        return
+    uvloop.install()
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(help="TOML configuration file")] = None,
+) -> None:
+    """Run the bridge: listen for terminals until interrupted."""
+    from mtgate.bridge import Bridge
+
+    try:
+        cfg = load(config)
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logs.configure(json=cfg.log.json, level=cfg.log.level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Bridge.from_config(cfg):
+            await stop.wait()
+
+    _use_uvloop()
+    asyncio.run(main())
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file to keep (default: a temporary one)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="log bridge internals")] = False,
+) -> None:
+    """Bridge + three simulated terminals (MT4, MT5 hedging, MT5 netting), one scripted session."""
+    from mtgate.demo import run_demo
+
+    logs.configure(level="INFO" if verbose else "ERROR")
+    _use_uvloop()
+    raise typer.Exit(asyncio.run(run_demo(db)))
+
+
+@app.command()
+def sim(
+    config: Annotated[Path, typer.Argument(help="TOML file describing the simulated terminals")],
+    bridge: Annotated[str, typer.Option(help="bridge address host:port")] = "127.0.0.1:7788",
+) -> None:
+    """Run simulated terminals standalone against a bridge."""
+    from mtsim.cli import run_from_file
+
+    logs.configure(level="INFO")
+    host, _, port = bridge.rpartition(":")
+    _use_uvloop()
+    raise typer.Exit(asyncio.run(run_from_file(config, host, int(port))))
+
+
+@app.command()
+def bench(
+    orders: int = 2000,
+    terminals: int = 4,
+    concurrency: int = 8,
+    warmup: int = 300,
+    journal_sync: Annotated[
+        str, typer.Option(help="SQLite synchronous: normal or full")
+    ] = "normal",
+    broker_delay_ms: Annotated[
+        str, typer.Option(help="simulated broker delay range, e.g. 20-60")
+    ] = "0",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Measure the bridge's order round trip beside the loopback echo floor, in one run."""
+    from mtgate.bench.harness import BenchOptions, run_bench
+
+    lo, _, hi = broker_delay_ms.partition("-")
+    opts = BenchOptions(
+        orders=orders,
+        terminals=terminals,
+        concurrency=concurrency,
+        warmup=warmup,
+        journal_sync=journal_sync,
+        broker_delay_ms=(float(lo), float(hi or lo)),
+    )
+    logs.configure(level="ERROR")
+    _use_uvloop()
+    figures = asyncio.run(run_bench(opts))
+    _print_bench(figures)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _print_bench(f: dict[str, object]) -> None:
+    table = Table(
+        title=f"mtgate bench: {f['orders']} orders, {f['terminals']} terminals, "
+        f"concurrency {f['concurrency']}, journal {f['journal_sync']}"
+    )
+    for col in ("measure", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right")
+    for name, key in (
+        ("loopback echo floor (c=1)", "floor_ms"),
+        ("loopback echo floor (c=C)", "floor_concurrent_ms"),
+        ("bridge market order (c=1)", "latency_concurrency_1_ms"),
+        ("bridge market order (c=C)", "latency_ms"),
+    ):
+        row = f[key]
+        assert isinstance(row, dict)
+        table.add_row(name, *(str(row.get(k, "")) for k in ("p50", "p90", "p99", "max")))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"throughput {f['throughput_per_s']} orders/s, errors {f['errors']}, "
+        f"p50 / floor p50 = {f['ratio_p50_to_floor']}, simulator executed "
+        f"{f['orders_executed_by_simulator']} of {f['orders_sent_total']} orders sent"
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,294 @@
+"""`mtgate demo`: the bridge on SQLite and three simulated terminals, one scripted session.
+
+Every step states the outcome it expects; the demo exits non-zero if any step differs, so it
+doubles as an end-to-end smoke test of the real socket, journal and simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mtgate.bridge import Bridge
+from mtgate.domain.enums import MarginMode, Platform
+from mtgate.domain.orders import OrderStatus
+from mtgate.execution.requests import OrderResult
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import AccountKey
+from mtgate.store.journal import open_journal
+from mtsim.clock import ServerClock
+from mtsim.server import ServerConfig, Session
+from mtsim.world import AccountSpec, SimWorld
+
+# Wednesday 7 January 2026, 10:00 server time: FX is open, the US30 cash session is not.
+SERVER_START_MS = 1_767_780_000_000
+US30_SESSION = tuple(Session(weekday=d, start_min=16 * 60 + 30, end_min=23 * 60) for d in range(5))
+
+MT4, MT5H, MT5N = "mt4-hedge", "mt5-hedge", "mt5-net"
+ACCOUNTS = [
+    AccountSpec(MT4, 1001, "Sim-MT4", Platform.MT4, MarginMode.HEDGING),
+    AccountSpec(MT5H, 2001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
+    AccountSpec(MT5N, 2002, "Sim-MT5", Platform.MT5, MarginMode.NETTING),
+]
+
+
+@dataclass(slots=True)
+class Step:
+    label: str
+    expected: OrderStatus
+    result: OrderResult
+
+
+class Demo:
+    def __init__(self, bridge: Bridge, world: SimWorld) -> None:
+        self.bridge = bridge
+        self.world = world
+        self.steps: list[Step] = []
+
+    def acct(self, terminal_id: str) -> str:
+        return self.world.account_of(terminal_id)
+
+    def quote(self, terminal_id: str, symbol: str) -> m.Tick:
+        session = self.bridge.registry.route(AccountKey.parse(self.acct(terminal_id)))
+        return session.view.ticks[symbol]
+
+    def point(self, terminal_id: str, symbol: str) -> float:
+        session = self.bridge.registry.route(AccountKey.parse(self.acct(terminal_id)))
+        return session.view.symbols[symbol].point
+
+    def record(self, label: str, expected: OrderStatus, result: OrderResult) -> OrderResult:
+        self.steps.append(Step(label, expected, result))
+        return result
+
+    async def market(
+        self,
+        label: str,
+        tid: str,
+        symbol: str,
+        side: str,
+        volume: float,
+        expected: OrderStatus = OrderStatus.FILLED,
+        **extra: Any,
+    ) -> OrderResult:
+        result = await self.bridge.place_market_order(
+            account=self.acct(tid), symbol=symbol, side=side, volume=volume, magic=4242, **extra
+        )
+        return self.record(label, expected, result)
+
+    async def pending(
+        self,
+        label: str,
+        tid: str,
+        symbol: str,
+        kind: str,
+        volume: float,
+        offset_points: int,
+        stoplimit_offset: int | None = None,
+        **extra: Any,
+    ) -> OrderResult:
+        tick, point = self.quote(tid, symbol), self.point(tid, symbol)
+        ref = tick.ask if kind.startswith("buy") else tick.bid
+        digits = len(f"{point:.10f}".rstrip("0").split(".")[1])
+        price = round(ref + offset_points * point, digits)
+        stoplimit = (
+            None if stoplimit_offset is None else round(ref + stoplimit_offset * point, digits)
+        )
+        result = await self.bridge.place_pending_order(
+            account=self.acct(tid),
+            symbol=symbol,
+            kind=kind,
+            volume=volume,
+            price=price,
+            stoplimit=stoplimit,
+            magic=4242,
+            **extra,
+        )
+        return self.record(label, OrderStatus.PLACED, result)
+
+    async def run(self) -> None:
+        point = self.point(MT4, "EURUSD")
+        bid = self.quote(MT4, "EURUSD").bid
+        await self.market(
+            "market buy, SL/TP",
+            MT4,
+            "EURUSD",
+            "buy",
+            0.10,
+            sl=round(bid - 300 * point, 5),
+            tp=round(bid + 600 * point, 5),
+        )
+        await self.market("market sell", MT5H, "GBPUSD", "sell", 0.20)
+        await self.market("market buy (netting)", MT5N, "USDJPY", "buy", 0.50)
+        await self.market("market sell reduces it", MT5N, "USDJPY", "sell", 0.20)
+
+        limit = await self.pending("buy limit", MT4, "EURUSD", "buy_limit", 0.10, -200)
+        await self.pending("sell stop", MT4, "EURUSD", "sell_stop", 0.10, -250)
+        trigger = await self.pending("buy stop", MT5H, "GBPUSD", "buy_stop", 0.10, 150)
+        gold = await self.pending("sell limit", MT5H, "XAUUSD", "sell_limit", 0.05, 500)
+        await self.pending("buy stop-limit", MT5H, "EURUSD", "buy_stop_limit", 0.10, 300, 200)
+        await self.pending("sell stop-limit", MT5N, "USDJPY", "sell_stop_limit", 0.10, -300, -200)
+
+        assert limit.requested_price is not None
+        modified = await self.bridge.modify_order(
+            account=self.acct(MT4),
+            client_order_id=limit.client_order_id,
+            price=round(limit.requested_price - 50 * point, 5),
+            sl=round(limit.requested_price - 400 * point, 5),
+        )
+        self.record("modify: price -50 pts, SL", OrderStatus.PLACED, modified)
+        cancelled = await self.bridge.cancel_order(
+            account=self.acct(MT5H), client_order_id=gold.client_order_id
+        )
+        self.record("cancel", OrderStatus.CANCELLED, cancelled)
+
+        await self.trigger(trigger)
+        self.record(
+            "buy stop triggered", OrderStatus.FILLED, await self._get(MT5H, trigger.client_order_id)
+        )
+
+        first = self.steps[0].result
+        found = await self.bridge.get_order(self.acct(MT4), ticket=first.ticket)
+        assert found is not None
+        self.record(f"query by ticket #{first.ticket}", OrderStatus.FILLED, found)
+
+        await self.market("refused: volume step", MT4, "EURUSD", "buy", 0.015, OrderStatus.REJECTED)
+        await self.market(
+            "rejected: MT4 market closed", MT4, "US30", "buy", 1.0, OrderStatus.REJECTED
+        )
+        await self.market(
+            "rejected: MT5 market closed", MT5H, "US30", "sell", 1.0, OrderStatus.REJECTED
+        )
+
+    async def trigger(self, order: OrderResult) -> None:
+        """Move the simulated GBPUSD price through the buy stop and wait for the bridge to see it."""
+        server = self.world.servers["Sim-MT5"]
+        assert order.requested_price is not None
+        bid, ask, _ = server.feed.quote("GBPUSD")
+        spread = ask - bid
+        new_ask = order.requested_price + 5 * self.point(MT5H, "GBPUSD")
+        server.set_quote("GBPUSD", round(new_ask - spread, 5), round(new_ask, 5))
+        for _ in range(200):
+            current = await self._get(MT5H, order.client_order_id)
+            if current.status == OrderStatus.FILLED:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _get(self, tid: str, client_order_id: str) -> OrderResult:
+        found = await self.bridge.get_order(self.acct(tid), client_order_id=client_order_id)
+        assert found is not None
+        return found
+
+
+def _fmt(value: float | None, digits: int = 5) -> str:
+    return "" if value is None else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountReport, int]]) -> None:
+    table = Table(title="mtgate demo: orders", header_style="bold")
+    for col in (
+        "step",
+        "client id",
+        "terminal",
+        "type",
+        "status",
+        "ticket",
+        "fill price",
+        "slippage pts",
+        "latency ms",
+        "reason",
+    ):
+        table.add_column(col, overflow="fold")
+    for step in demo.steps:
+        r = step.result
+        status = (
+            r.status.value
+            if r.status == step.expected
+            else f"{r.status.value} (expected {step.expected.value})"
+        )
+        reason = ""
+        if r.error is not None:
+            code = (
+                f"{r.error.code} {r.error.name}: "
+                if r.error.code is not None
+                else f"{r.error.rule}: "
+            )
+            reason = f"[{r.error.source}] {code}{r.error.message}"
+        table.add_row(
+            step.label,
+            r.client_order_id,
+            r.terminal_id,
+            r.order_type,
+            status,
+            _fmt(r.ticket, 0),
+            _fmt(r.fill_price),
+            _fmt(r.slippage_points, 1),
+            _fmt(r.execution_time_ms, 3),
+            reason,
+        )
+    console.print(table)
+    acc = Table(title="accounts (as the terminals report them)", header_style="bold")
+    for col in (
+        "account",
+        "balance",
+        "equity",
+        "margin",
+        "free margin",
+        "margin level %",
+        "positions",
+    ):
+        acc.add_column(col, justify="right")
+    for name, a, positions in accounts:
+        acc.add_row(
+            name,
+            f"{a.balance:,.2f}",
+            f"{a.equity:,.2f}",
+            f"{a.margin:,.2f}",
+            f"{a.margin_free:,.2f}",
+            f"{a.margin_level:,.1f}" if a.margin else "-",
+            str(positions),
+        )
+    console.print(acc)
+
+
+async def run_demo(db: Path | None = None, console: Console | None = None) -> int:
+    console = console or Console(width=170)
+    tmp = None
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mtgate-demo-")
+        db = Path(tmp.name) / "mtgate.db"
+    clock = ServerClock(SERVER_START_MS)
+    configs = {
+        name: ServerConfig(sessions={"US30": US30_SESSION}) for name in ("Sim-MT4", "Sim-MT5")
+    }
+    world = SimWorld(ACCOUNTS, clock=clock, seed=7, configs=configs)
+    bridge = Bridge(keys=world.keys(), journal=open_journal(f"sqlite:///{db}"))
+    try:
+        host, port = await bridge.start()
+        world.start(host, port)
+        await bridge.wait_ready({a.terminal_id for a in ACCOUNTS}, timeout_s=10)
+        demo = Demo(bridge, world)
+        await demo.run()
+        accounts = []
+        for spec in ACCOUNTS:
+            name = world.account_of(spec.terminal_id)
+            report = await bridge.get_account(name)
+            positions = await bridge.list_positions(name)
+            accounts.append((f"{spec.terminal_id} {name}", report, len(positions)))
+        render(console, demo, accounts)
+        console.print(f"journal: {db} ({len(await bridge.list_orders())} orders)")
+        wrong = [s for s in demo.steps if s.result.status != s.expected]
+        if wrong:
+            console.print(f"[red]{len(wrong)} step(s) did not end as expected[/red]")
+            return 1
+        return 0
+    finally:
+        await world.stop()
+        await bridge.stop()
+        if tmp is not None:
+            tmp.cleanup()

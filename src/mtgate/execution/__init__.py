@@ -1,0 +1,1 @@
+"""The order pipeline: pre-validation, journal, submit, answers, resolution."""

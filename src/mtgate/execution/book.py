@@ -1,0 +1,179 @@
+"""The order book: the bridge's in-memory orders, the only writer of their state.
+
+Every status change goes through :meth:`OrderBook.move`, which applies the state machine and
+journals the change; every other change of a record goes through :meth:`OrderBook.note`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtgate import logs
+from mtgate.domain.clock import Clock
+from mtgate.domain.orders import InvalidTransition, OrderStatus, Trigger, transition
+from mtgate.domain.records import OrderRecord
+from mtgate.execution.requests import ORDER_TYPE_NAMES, OrderError, OrderResult
+from mtgate.sessions.session import AccountKey, TerminalSession
+from mtgate.store.journal import Journal
+
+log = logs.get("mtgate.orders")
+
+_ACTIVE = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.PLACED})
+
+
+class OrderBook:
+    def __init__(self, journal: Journal, clock: Clock) -> None:
+        self.journal = journal
+        self.clock = clock
+        self._by_client: dict[str, OrderRecord] = {}
+        self._by_ticket: dict[tuple[AccountKey, int], OrderRecord] = {}
+        self.carrier: dict[str, TerminalSession] = {}
+        """The session that carried an order's last trade request (absence proofs need it)."""
+        self.deferred: dict[str, list[tuple[str, Any]]] = {}
+        """Events about an order whose request is still awaiting its answer, replayed after it."""
+
+    # --- lookups -----------------------------------------------------------------------------
+
+    def get(self, client_order_id: str) -> OrderRecord | None:
+        return self._by_client.get(client_order_id)
+
+    def by_ticket(self, account: AccountKey, ticket: int) -> OrderRecord | None:
+        return self._by_ticket.get((account, ticket))
+
+    async def load(
+        self, client_order_id: str | None, account: AccountKey, ticket: int | None
+    ) -> OrderRecord | None:
+        """From memory, else from the journal (orders of an earlier run)."""
+        record = None
+        if client_order_id:
+            record = self._by_client.get(client_order_id) or await self.journal.get(client_order_id)
+        elif ticket:
+            record = self._by_ticket.get((account, ticket)) or await self.journal.find_by_ticket(
+                account.login, account.server, ticket
+            )
+        if record is not None and (record.account_login, record.account_server) != (
+            account.login,
+            account.server,
+        ):
+            return None
+        if record is not None:
+            self.track(record)
+        return record
+
+    def active(self, account: AccountKey) -> list[OrderRecord]:
+        return [
+            r
+            for r in self._by_client.values()
+            if r.status in _ACTIVE
+            and r.account_login == account.login
+            and r.account_server == account.server
+        ]
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def track(self, record: OrderRecord) -> None:
+        self._by_client.setdefault(record.client_order_id, record)
+        if record.mt_order_id:
+            key = (AccountKey(record.account_login, record.account_server), record.mt_order_id)
+            self._by_ticket[key] = record
+
+    def forget_finished(self, record: OrderRecord) -> None:
+        """Drop a finished order from memory; the journal keeps it."""
+        if record.status in _ACTIVE:
+            return
+        self._by_client.pop(record.client_order_id, None)
+        if record.mt_order_id:
+            self._by_ticket.pop(
+                (AccountKey(record.account_login, record.account_server), record.mt_order_id), None
+            )
+        self.carrier.pop(record.client_order_id, None)
+
+    async def submitted(self, record: OrderRecord) -> None:
+        record.status = transition(record.status, Trigger.SEND)
+        record.updated_at_ms = self.clock.now_ms()
+        await self.journal.record_submitted(record)
+        self.track(record)
+
+    async def refused(self, record: OrderRecord) -> None:
+        record.status = transition(record.status, Trigger.REFUSE)
+        record.updated_at_ms = self.clock.now_ms()
+        await self.journal.record_refused(record)
+
+    def can(self, record: OrderRecord, trigger: Trigger) -> bool:
+        try:
+            transition(record.status, trigger)
+        except InvalidTransition:
+            return False
+        return True
+
+    async def move(self, record: OrderRecord, trigger: Trigger, detail: str = "") -> None:
+        """Apply ``trigger`` (raises InvalidTransition when the table forbids it) and journal it."""
+        previous = record.status
+        record.status = transition(previous, trigger)
+        now = self.clock.now_ms()
+        record.updated_at_ms = now
+        if record.status == OrderStatus.FILLED and record.filled_at_ms is None:
+            record.filled_at_ms = now
+        if record.mt_order_id:
+            self._by_ticket[
+                (AccountKey(record.account_login, record.account_server), record.mt_order_id)
+            ] = record
+        try:
+            await self.journal.record_transition(record, previous, trigger, detail)
+        except Exception:
+            log.error(
+                "journal write failed",
+                client_order_id=record.client_order_id,
+                status=record.status.value,
+            )
+            raise
+        log.debug(
+            "order moved",
+            client_order_id=record.client_order_id,
+            status=record.status.value,
+            detail=detail,
+        )
+
+    async def note(self, record: OrderRecord, detail: str) -> None:
+        """Journal a change that is not a status change (a modify, a request, a finding)."""
+        record.updated_at_ms = self.clock.now_ms()
+        if record.mt_order_id:
+            self._by_ticket[
+                (AccountKey(record.account_login, record.account_server), record.mt_order_id)
+            ] = record
+        await self.journal.record_event(record, detail)
+
+
+def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResult:
+    """The API's view of a record."""
+    if (
+        error is None
+        and record.rejection_code is not None
+        and record.status == OrderStatus.REJECTED
+    ):
+        error = OrderError(
+            source="terminal",
+            message=record.rejection_reason or "",
+            code=record.rejection_code,
+            name=record.rejection_name,
+        )
+    return OrderResult(
+        client_order_id=record.client_order_id,
+        account=f"{record.account_login}@{record.account_server}",
+        terminal_id=record.terminal_id,
+        symbol=record.symbol,
+        order_type=ORDER_TYPE_NAMES[record.order_type],
+        status=record.status,
+        volume=record.volume,
+        ticket=record.mt_order_id,
+        position_id=record.mt_position_id,
+        deal=record.mt_deal_id,
+        requested_price=record.requested_price,
+        fill_price=record.fill_price,
+        fill_volume=record.fill_volume,
+        slippage_points=record.slippage_points,
+        sl=record.stop_loss,
+        tp=record.take_profit,
+        execution_time_ms=record.execution_time_ms,
+        error=error,
+    )

@@ -1,0 +1,1 @@
+"""Terminal sessions: listener, handshake, request/response correlation, heartbeat, routing."""

@@ -1,0 +1,43 @@
+"""What a request to a terminal can end in, besides a result."""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base of the failures of a request to a terminal."""
+
+
+class SessionClosed(SessionError):
+    """The session closed while the request was in flight (or before it was sent)."""
+
+    def __init__(self, reason: str, *, sent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+
+
+class RequestTimeout(SessionError):
+    """No answer within the request's deadline. The frame was sent: outcome unknown."""
+
+    def __init__(self, op: str, timeout_s: float) -> None:
+        super().__init__(f"{op}: no answer within {timeout_s:g} s")
+        self.op = op
+        self.timeout_s = timeout_s
+
+
+class TerminalRejected(SessionError):
+    """The terminal answered ``ok: false`` with the platform's own code."""
+
+    def __init__(
+        self, code: int, name: str, message: str, bid: float = 0.0, ask: float = 0.0
+    ) -> None:
+        super().__init__(f"{code} {name}: {message}")
+        self.code = code
+        self.name = name
+        self.message = message
+        self.bid = bid
+        self.ask = ask
+
+
+class NotRoutable(SessionError):
+    """No ready terminal serves the account; nothing was sent."""

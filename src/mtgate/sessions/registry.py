@@ -1,0 +1,202 @@
+"""The listener and the registry of terminal sessions; routing an account to a ready terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from mtgate import logs
+from mtgate.domain.clock import Clock
+from mtgate.domain.enums import Platform
+from mtgate.protocol import auth
+from mtgate.protocol import messages as m
+from mtgate.protocol.link import FramedLink
+from mtgate.sessions.errors import NotRoutable
+from mtgate.sessions.session import (
+    AccountKey,
+    SessionSettings,
+    SessionState,
+    TerminalSession,
+)
+
+log = logs.get("mtgate.registry")
+
+
+class SessionObserver(Protocol):
+    """The execution layer's side of the registry."""
+
+    async def onboard(self, session: TerminalSession) -> None:
+        """Sync and reconcile a freshly authenticated session; it becomes ready afterwards."""
+        ...
+
+    def on_event(self, session: TerminalSession, name: str, payload: Any) -> None: ...
+    def on_gap(self, session: TerminalSession) -> None: ...
+    def on_late_response(
+        self, session: TerminalSession, op: type[m.Request], response: m.Response
+    ) -> None: ...
+    def on_closed(self, session: TerminalSession, reason: str) -> None: ...
+
+
+class TerminalRegistry:
+    """Accepts terminal connections, authenticates them and routes accounts to them.
+
+    A terminal id has at most one live session; an account may be served by several
+    terminals (a standby), and orders go to one ready terminal at a time.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, auth.Secret],
+        observer: SessionObserver,
+        *,
+        clock: Clock,
+        settings: SessionSettings | None = None,
+    ) -> None:
+        self._keys = dict(keys)
+        self._observer = observer
+        self._clock = clock
+        self.settings = settings or SessionSettings()
+        self._by_terminal: dict[str, TerminalSession] = {}
+        self._by_account: dict[AccountKey, list[TerminalSession]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._changed = asyncio.Condition()
+        self._platforms: dict[AccountKey, Platform] = {}
+
+    # --- listening ---------------------------------------------------------------------------
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: FramedLink(self._new_session), host, port)
+        sock = self._server.sockets[0].getsockname()
+        log.info("listening for terminals", host=sock[0], port=sock[1])
+        return sock[0], sock[1]
+
+    def _new_session(self) -> TerminalSession:
+        return TerminalSession(self, self.settings, self._clock, f"s{next(self._ids)}")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._by_terminal.values()):
+            session.close("bridge shutting down", code="shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # --- SessionHost -------------------------------------------------------------------------
+
+    def key_for(self, terminal_id: str) -> auth.Secret | None:
+        return self._keys.get(terminal_id)
+
+    def live_session(self, terminal_id: str) -> str | None:
+        current = self._by_terminal.get(terminal_id)
+        return (
+            current.peer if current is not None and current.state != SessionState.CLOSED else None
+        )
+
+    def claim(self, session: TerminalSession) -> str | None:
+        assert session.identity is not None
+        tid = session.identity.terminal_id
+        current = self._by_terminal.get(tid)
+        if current is not None and current.state != SessionState.CLOSED:
+            return f"terminal {tid!r} already has a live session from {current.peer}"
+        self._by_terminal[tid] = session
+        self._by_account.setdefault(session.identity.account, []).append(session)
+        self._platforms[session.identity.account] = session.identity.platform
+        return None
+
+    def session_authenticated(self, session: TerminalSession) -> None:
+        self._spawn(self._onboard(session), f"onboard:{session.terminal_id}")
+
+    async def _onboard(self, session: TerminalSession) -> None:
+        try:
+            await self._observer.onboard(session)
+        except Exception as exc:  # a failed sync must not leave a half-ready session around
+            log.error("terminal sync failed", terminal=session.terminal_id, error=repr(exc))
+            session.close(f"initial sync failed: {exc}", code="sync_failed")
+            return
+        session.mark_ready()
+        log.info(
+            "terminal ready",
+            terminal=session.terminal_id,
+            account=str(session.identity and session.identity.account),
+        )
+        await self._notify()
+
+    def session_event(self, session: TerminalSession, name: str, payload: Any) -> None:
+        self._observer.on_event(session, name, payload)
+
+    def session_gap(self, session: TerminalSession, expected: int, got: int) -> None:
+        self._observer.on_gap(session)
+
+    def session_late_response(
+        self, session: TerminalSession, op: type[m.Request], response: m.Response
+    ) -> None:
+        self._observer.on_late_response(session, op, response)
+
+    def session_closed(self, session: TerminalSession, reason: str) -> None:
+        assert session.identity is not None
+        if self._by_terminal.get(session.identity.terminal_id) is session:
+            del self._by_terminal[session.identity.terminal_id]
+        peers = self._by_account.get(session.identity.account, [])
+        if session in peers:
+            peers.remove(session)
+        log.info("terminal disconnected", terminal=session.terminal_id, reason=reason)
+        self._observer.on_closed(session, reason)
+        self._spawn(self._notify(), "notify")
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def route(self, account: AccountKey) -> TerminalSession:
+        """The ready terminal that trades ``account`` now, or :class:`NotRoutable`."""
+        sessions = self._by_account.get(account)
+        if not sessions:
+            raise NotRoutable(f"no terminal is connected for account {account}")
+        for session in sessions:
+            if session.state == SessionState.READY:
+                return session
+        states = ", ".join(f"{s.terminal_id}: {s.state.value}" for s in sessions)
+        raise NotRoutable(f"no ready terminal for account {account} ({states})")
+
+    def platform_of(self, account: AccountKey) -> Platform | None:
+        """The platform of the account's terminals, once one has connected."""
+        return self._platforms.get(account)
+
+    def sessions(self) -> list[TerminalSession]:
+        return list(self._by_terminal.values())
+
+    def accounts(self) -> list[AccountKey]:
+        return [a for a, s in self._by_account.items() if s]
+
+    async def wait_ready(self, terminal_ids: set[str], timeout_s: float) -> None:
+        """Wait until every named terminal has a ready session (demo, tests, start-up)."""
+
+        def all_ready() -> bool:
+            return all(
+                (s := self._by_terminal.get(t)) is not None and s.state == SessionState.READY
+                for t in terminal_ids
+            )
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(all_ready), timeout_s)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", task=task.get_name(), error=repr(task.exception()))

@@ -1,0 +1,437 @@
+"""One terminal's session, bridge side: handshake, correlation, deadlines, events, heartbeat.
+
+The session only moves frames and keeps the terminal's cached view (account, symbols, ticks);
+what the frames mean for orders is the execution layer's business, reached through
+:class:`SessionHost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mtgate import logs
+from mtgate.domain.clock import Clock
+from mtgate.domain.enums import MarginMode, Platform
+from mtgate.domain.symbols import SymbolSpec
+from mtgate.protocol import auth, codec
+from mtgate.protocol import messages as m
+from mtgate.protocol.link import FramedLink
+from mtgate.sessions.errors import RequestTimeout, SessionClosed, TerminalRejected
+
+log = logs.get("mtgate.session")
+
+
+class SessionState(enum.StrEnum):
+    HANDSHAKE = "handshake"
+    AUTHENTICATING = "authenticating"
+    SYNCING = "syncing"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKey:
+    login: int
+    server: str
+
+    def __str__(self) -> str:
+        return f"{self.login}@{self.server}"
+
+    @classmethod
+    def parse(cls, text: str) -> AccountKey:
+        login, sep, server = text.partition("@")
+        if not sep or not login.isdigit() or not server:
+            raise ValueError(f"account {text!r} is not of the form <login>@<server>")
+        return cls(int(login), server)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalIdentity:
+    """What the EA said about itself in ``hello``."""
+
+    terminal_id: str
+    platform: Platform
+    account: AccountKey
+    company: str
+    currency: str
+    leverage: int
+    margin_mode: MarginMode
+    build: int
+    ea_version: str
+
+
+@dataclass(slots=True)
+class TerminalView:
+    """The bridge's cached view of the terminal, kept fresh by events and snapshots."""
+
+    account: m.AccountReport | None = None
+    symbols: dict[str, SymbolSpec] = field(default_factory=dict)
+    ticks: dict[str, m.Tick] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    heartbeat_ms: int = 1000
+    missed_heartbeats: int = 3
+    handshake_timeout_s: float = 5.0
+    request_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+
+class SessionHost(Protocol):
+    """What a session needs from the bridge around it (the registry implements it)."""
+
+    def key_for(self, terminal_id: str) -> auth.Secret | None: ...
+    def live_session(self, terminal_id: str) -> str | None:
+        """The peer address of the terminal's live session, if it has one."""
+        ...
+
+    def claim(self, session: TerminalSession) -> str | None:
+        """Register an authenticated session; the refusal reason, or None when accepted."""
+        ...
+
+    def session_authenticated(self, session: TerminalSession) -> None: ...
+    def session_event(self, session: TerminalSession, name: str, payload: Any) -> None: ...
+    def session_gap(self, session: TerminalSession, expected: int, got: int) -> None: ...
+    def session_late_response(
+        self, session: TerminalSession, op: type[m.Request], response: m.Response
+    ) -> None: ...
+    def session_closed(self, session: TerminalSession, reason: str) -> None: ...
+
+
+_Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle]
+
+_SECOND_NS = 1_000_000_000
+
+
+class TerminalSession:
+    """Bridge end of one connection. Created by the listener for every accepted socket."""
+
+    def __init__(
+        self, host: SessionHost, settings: SessionSettings, clock: Clock, session_id: str
+    ) -> None:
+        self._host = host
+        self.settings = settings
+        self._clock = clock
+        self.session_id = session_id
+        self.state = SessionState.HANDSHAKE
+        self.identity: TerminalIdentity | None = None
+        self.view = TerminalView()
+        self.close_reason = ""
+        self._link: FramedLink | None = None
+        self._loop = asyncio.get_running_loop()
+        self._next_id = 1
+        self._pending: dict[int, _Pending] = {}
+        self._expired: dict[int, type[m.Request]] = {}
+        self._seq = 0
+        self._ea_nonce = ""
+        self._bridge_nonce = ""
+        self._key: auth.Secret | None = None
+        self._last_rx_ns = clock.monotonic_ns()
+        self._timer: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.rtt_ms: float | None = None
+        self.ready = asyncio.Event()
+
+    # --- identity helpers --------------------------------------------------------------------
+
+    @property
+    def terminal_id(self) -> str:
+        return self.identity.terminal_id if self.identity else "?"
+
+    @property
+    def platform(self) -> Platform:
+        assert self.identity is not None
+        return self.identity.platform
+
+    @property
+    def peer(self) -> str:
+        return self._link.peer if self._link else "?"
+
+    # --- FrameHandler ------------------------------------------------------------------------
+
+    def on_connected(self, link: FramedLink) -> None:
+        self._link = link
+        self._timer = self._loop.call_later(
+            self.settings.handshake_timeout_s, self._handshake_expired
+        )
+
+    def on_frame(self, body: bytes) -> None:
+        self._last_rx_ns = self._clock.monotonic_ns()
+        try:
+            msg = codec.decode_for_bridge(body)
+        except codec.ProtocolError as exc:
+            self.on_protocol_error(exc)
+            return
+        if self.state in (SessionState.SYNCING, SessionState.READY):
+            self._on_message(msg)
+        elif self.state == SessionState.HANDSHAKE:
+            self._on_hello(msg)
+        elif self.state == SessionState.AUTHENTICATING:
+            self._on_auth(msg)
+
+    def on_protocol_error(self, error: codec.ProtocolError) -> None:
+        log.warning(
+            "protocol error",
+            terminal=self.terminal_id,
+            peer=self.peer,
+            code=error.code,
+            detail=error.message,
+        )
+        self.close(f"protocol error: {error.message}", code=error.code)
+
+    def on_closed(self, exc: Exception | None) -> None:
+        if self.state != SessionState.CLOSED:
+            self._shutdown(
+                self.close_reason
+                or (f"connection lost: {exc}" if exc else "connection closed by peer")
+            )
+
+    # --- handshake ---------------------------------------------------------------------------
+
+    def _handshake_expired(self) -> None:
+        if self.state in (SessionState.HANDSHAKE, SessionState.AUTHENTICATING):
+            self.close("handshake not completed in time", code="handshake_timeout")
+
+    def _on_hello(self, msg: m.BridgeInbound) -> None:
+        if not isinstance(msg, m.Hello):
+            self.close(f"expected hello, got {type(msg).__name__}", code="not_ready")
+            return
+        if msg.v != m.PROTOCOL_VERSION:
+            self.close(
+                f"protocol version {msg.v} is not supported (this bridge speaks 1)",
+                code="unsupported_version",
+            )
+            return
+        if not auth.valid_nonce(msg.nonce):
+            self.close("nonce must be 32 hex characters", code="invalid_message")
+            return
+        try:
+            identity = TerminalIdentity(
+                terminal_id=msg.terminal_id,
+                platform=Platform(msg.platform),
+                account=AccountKey(msg.login, msg.server),
+                company=msg.company,
+                currency=msg.currency,
+                leverage=msg.leverage,
+                margin_mode=MarginMode(msg.margin_mode),
+                build=msg.build,
+                ea_version=msg.ea_version,
+            )
+        except ValueError as exc:
+            self.close(f"bad hello: {exc}", code="invalid_message")
+            return
+        key = self._host.key_for(msg.terminal_id)
+        if key is None:
+            self.close(f"terminal {msg.terminal_id!r} is not configured", code="unknown_terminal")
+            return
+        busy = self._host.live_session(msg.terminal_id)
+        if busy is not None:
+            # Checked again at auth (claim), where it is atomic; refusing here saves the work.
+            self.close(
+                f"terminal {msg.terminal_id!r} already has a live session from {busy}",
+                code="duplicate_terminal",
+            )
+            return
+        self.identity = identity
+        self._key = key
+        self._ea_nonce = msg.nonce
+        self._bridge_nonce = auth.new_nonce()
+        proof = auth.bridge_proof(key, msg.terminal_id, msg.nonce, self._bridge_nonce)
+        self.state = SessionState.AUTHENTICATING
+        self._send(
+            m.Welcome(
+                v=m.PROTOCOL_VERSION,
+                nonce=self._bridge_nonce,
+                proof=proof,
+                session=self.session_id,
+                heartbeat_ms=self.settings.heartbeat_ms,
+            )
+        )
+
+    def _on_auth(self, msg: m.BridgeInbound) -> None:
+        if isinstance(msg, m.Bye):
+            self._shutdown(f"terminal refused the handshake: {msg.reason}")
+            return
+        if not isinstance(msg, m.Auth):
+            self.close(f"expected auth, got {type(msg).__name__}", code="not_ready")
+            return
+        assert self._key is not None and self.identity is not None
+        expected = auth.ea_proof(
+            self._key, self.identity.terminal_id, self._ea_nonce, self._bridge_nonce
+        )
+        if not auth.proofs_match(expected, msg.proof):
+            self.close("terminal failed to prove its key", code="auth_failed")
+            return
+        refusal = self._host.claim(self)
+        if refusal is not None:
+            self.close(refusal, code="duplicate_terminal")
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self.state = SessionState.SYNCING
+        self._send(m.Ready())
+        self._heartbeat = self._loop.create_task(
+            self._heartbeat_loop(), name=f"heartbeat:{self.terminal_id}"
+        )
+        log.info(
+            "terminal authenticated",
+            terminal=self.terminal_id,
+            account=str(self.identity.account),
+            peer=self.peer,
+        )
+        self._host.session_authenticated(self)
+
+    # --- after the handshake -----------------------------------------------------------------
+
+    def _on_message(self, msg: m.BridgeInbound) -> None:
+        if isinstance(msg, m.Response):
+            self._on_response(msg)
+        elif isinstance(msg, m.Event):
+            self._on_event(msg)
+        elif isinstance(msg, m.Ping):
+            self._send(m.Pong(t_ms=msg.t_ms))
+        elif isinstance(msg, m.Pong):
+            self.rtt_ms = max(0.0, (self._clock.monotonic_ns() / 1e6) - msg.t_ms)
+        elif isinstance(msg, m.Bye):
+            self._shutdown(f"terminal said bye: {msg.reason}")
+        else:
+            self.close(
+                f"{type(msg).__name__} is not valid after the handshake", code="invalid_message"
+            )
+
+    def _on_response(self, msg: m.Response) -> None:
+        pending = self._pending.pop(msg.id, None)
+        if pending is None:
+            op = self._expired.pop(msg.id, None)
+            if op is None:
+                self.close(f"response to unknown request id {msg.id}", code="invalid_message")
+            else:
+                self._host.session_late_response(self, op, msg)
+            return
+        future, op, timer = pending
+        timer.cancel()
+        if future.done():
+            return
+        if msg.ok:
+            try:
+                future.set_result(codec.decode_result(op, msg.result))
+            except codec.ProtocolError as exc:
+                future.set_exception(exc)
+                self.on_protocol_error(exc)
+        else:
+            err = msg.error or m.Error(code=-4, name="internal", message="error without details")
+            future.set_exception(
+                TerminalRejected(err.code, err.name, err.message, err.bid, err.ask)
+            )
+
+    def _on_event(self, msg: m.Event) -> None:
+        expected = self._seq + 1
+        if msg.seq != expected:
+            log.warning(
+                "event sequence gap", terminal=self.terminal_id, expected=expected, got=msg.seq
+            )
+            self._host.session_gap(self, expected, msg.seq)
+        self._seq = msg.seq
+        try:
+            payload = codec.decode_event(msg.name, msg.data)
+        except codec.ProtocolError as exc:
+            self.on_protocol_error(exc)
+            return
+        if isinstance(payload, m.Tick):
+            self.view.ticks[payload.symbol] = payload
+        elif isinstance(payload, m.AccountReport):
+            self.view.account = payload
+        self._host.session_event(self, msg.name, payload)
+
+    async def _heartbeat_loop(self) -> None:
+        interval_s = self.settings.heartbeat_ms / 1000
+        dead_ns = self.settings.heartbeat_ms * self.settings.missed_heartbeats * 1_000_000
+        while self.state != SessionState.CLOSED:
+            await asyncio.sleep(interval_s)
+            if self._clock.monotonic_ns() - self._last_rx_ns > dead_ns:
+                self.close(
+                    f"no frame for {self.settings.missed_heartbeats} heartbeats",
+                    code="heartbeat_timeout",
+                )
+                return
+            self._send(m.Ping(t_ms=self._clock.monotonic_ns() // 1_000_000))
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def mark_ready(self) -> None:
+        if self.state == SessionState.SYNCING:
+            self.state = SessionState.READY
+            self.ready.set()
+
+    def request(self, msg: m.Request, timeout_s: float | None = None) -> asyncio.Future[Any]:
+        """Send ``msg`` now (its ``id`` is assigned here) and return the future of its result.
+
+        The frame is written before this returns, so a caller that journalled the intent and
+        then calls this keeps "persist before send" without another suspension point.
+        """
+        if self.state not in (SessionState.SYNCING, SessionState.READY) or self._link is None:
+            raise SessionClosed(f"session {self.terminal_id} is {self.state.value}", sent=False)
+        req_id = self._next_id
+        self._next_id = req_id + 1
+        msg.id = req_id
+        future: asyncio.Future[Any] = self._loop.create_future()
+        timeout = timeout_s if timeout_s is not None else self.settings.request_timeout_s
+        op = type(msg)
+        timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
+        self._pending[req_id] = (future, op, timer)
+        self._link.write(codec.encode(msg))
+        return future
+
+    def _expire(self, req_id: int, timeout_s: float) -> None:
+        pending = self._pending.pop(req_id, None)
+        if pending is None:
+            return
+        future, op, _ = pending
+        self._expired[req_id] = op
+        if not future.done():
+            future.set_exception(RequestTimeout(op.__name__, timeout_s))
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    # --- closing -----------------------------------------------------------------------------
+
+    def _send(self, msg: m.Message) -> None:
+        if self._link is not None:
+            self._link.write(codec.encode(msg))
+
+    def close(self, reason: str, *, code: str = "closed") -> None:
+        """Say why, close the socket, and fail every request still in flight."""
+        if self.state == SessionState.CLOSED:
+            return
+        log.warning(
+            "closing session", terminal=self.terminal_id, peer=self.peer, code=code, reason=reason
+        )
+        self._send(m.Bye(reason=reason, code=code))
+        link = self._link
+        self._shutdown(reason)
+        if link is not None:
+            link.close()
+
+    def _shutdown(self, reason: str) -> None:
+        if self.state == SessionState.CLOSED:
+            return
+        was_claimed = self.state in (SessionState.SYNCING, SessionState.READY)
+        self.state = SessionState.CLOSED
+        self.close_reason = reason
+        self.ready.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
+            self._heartbeat.cancel()
+        pending, self._pending = self._pending, {}
+        for future, _, timer in pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(SessionClosed(reason, sent=True))
+        if was_claimed:
+            self._host.session_closed(self, reason)

@@ -1,0 +1,342 @@
+"""A simulated terminal: dials the bridge and speaks protocol v1 exactly as the EA does.
+
+It authenticates the bridge before executing anything, executes trade requests one at a
+time in arrival order (MT4's single trade context; an optional broker delay models the trade
+server's round trip), answers reads without letting them wait behind trades, pushes account
+events with a per-session sequence number and tick events for subscribed symbols, keeps a
+heartbeat, and reconnects with capped, jittered backoff when the connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mtgate.domain.backoff import Backoff
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.protocol.auth import Secret, bridge_proof, ea_proof, new_nonce, proofs_match
+from mtgate.protocol.link import FramedLink
+from mtsim.server import TradeError, TradeServer
+
+EA_VERSION = "mtsim-1.0"
+
+
+@dataclass(slots=True)
+class TerminalFaults:
+    """Faults a test arms on a running terminal; each ``*_next_trade`` fires once."""
+
+    drop_before_next_trade: bool = False
+    """Cut the connection when the next trade request arrives, without executing it."""
+    drop_after_next_trade: bool = False
+    """Execute the next trade request with the connection already dead: no answer, no event."""
+    answer_lost_next_trade: bool = False
+    """Execute the next trade request and push its events, then cut the connection before
+    the answer."""
+    frozen: bool = False
+    """Hang: read nothing, answer nothing, send no heartbeat (a terminal stuck in a loop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalConfig:
+    terminal_id: str
+    key: Secret
+    login: int
+    build: int = 1420
+    broker_delay_ms: tuple[float, float] = (0.0, 0.0)
+    """Trade server round trip, drawn uniformly from this range for every trade request."""
+    read_delay_ms: float = 0.0
+    """Added to every read (history on a slow terminal), to show reads never delay trades."""
+    seed: int = 0
+
+
+class SimTerminal:
+    """One simulated terminal logged into one account of a :class:`TradeServer`."""
+
+    def __init__(self, server: TradeServer, config: TerminalConfig) -> None:
+        self.server = server
+        self.config = config
+        self.connected = asyncio.Event()
+        self.sessions = 0
+        self.last_bye: str = ""
+        self._conn: _Connection | None = None
+        self._stop = asyncio.Event()
+        self._rng = random.Random(config.seed)
+        self.faults = TerminalFaults()
+
+    @property
+    def connection(self) -> _Connection | None:
+        return self._conn
+
+    async def run(self, host: str, port: int, *, backoff: Backoff | None = None) -> None:
+        """Dial the bridge until :meth:`stop`; reconnect after every drop."""
+        backoff = backoff or Backoff(base_s=0.05, cap_s=2.0, rng=random.Random(self.config.seed))
+        while not self._stop.is_set():
+            try:
+                closed = await self.connect(host, port)
+                await closed.wait()
+                if self._conn is not None and self._conn.authenticated:
+                    backoff.reset()
+            except OSError:
+                pass
+            self.connected.clear()
+            if self._stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._stop.wait(), backoff.next_delay_s())
+            except TimeoutError:
+                continue
+
+    async def connect(self, host: str, port: int) -> asyncio.Event:
+        """One connection; returns an event set when it closes."""
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self)
+        self._conn = conn
+        await loop.create_connection(lambda: FramedLink(lambda: conn), host, port)
+        return conn.closed
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._conn is not None:
+            self._conn.close("terminal stopping", code="shutdown")
+
+    def drop(self) -> None:
+        """Cut the connection without a goodbye (a crash or a network fault)."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    def broker_delay_s(self) -> float:
+        lo, hi = self.config.broker_delay_ms
+        return (lo if hi <= lo else self._rng.uniform(lo, hi)) / 1000
+
+
+class _Connection:
+    """The terminal end of one connection (a FrameHandler)."""
+
+    def __init__(self, terminal: SimTerminal) -> None:
+        self.t = terminal
+        self.closed = asyncio.Event()
+        self.authenticated = False
+        self._link: FramedLink | None = None
+        self._nonce = new_nonce()
+        self._state = "hello"
+        self._seq = 0
+        self._ticks: set[str] = set()
+        self._trades: collections.deque[m.Request] = collections.deque()
+        self._trade_worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._heartbeat_ms = 1000
+
+    # --- FrameHandler ------------------------------------------------------------------------
+
+    def on_connected(self, link: FramedLink) -> None:
+        self._link = link
+        server, login = self.t.server, self.t.config.login
+        account = server.handle(login, m.AccountInfo(id=0))
+        assert isinstance(account, m.AccountReport)
+        self._send(
+            m.Hello(
+                v=m.PROTOCOL_VERSION,
+                platform=server.platform.value,
+                build=self.t.config.build,
+                login=login,
+                server=server.name,
+                company=account.company,
+                currency=account.currency,
+                leverage=account.leverage,
+                margin_mode=account.margin_mode,
+                terminal_id=self.t.config.terminal_id,
+                ea_version=EA_VERSION,
+                nonce=self._nonce,
+            )
+        )
+
+    def on_frame(self, body: bytes) -> None:
+        if self.t.faults.frozen:
+            return
+        try:
+            msg = codec.decode_for_terminal(body)
+        except codec.ProtocolError as exc:
+            self.on_protocol_error(exc)
+            return
+        if self._state == "ready":
+            self._on_message(msg)
+        elif isinstance(msg, m.Bye):
+            self.t.last_bye = f"{msg.code}: {msg.reason}"
+            self.abort()
+        elif self._state == "hello" and isinstance(msg, m.Welcome):
+            self._on_welcome(msg)
+        elif self._state == "auth" and isinstance(msg, m.Ready):
+            self._on_ready()
+        else:
+            self.close(f"{type(msg).__name__} is not valid during the handshake", code="not_ready")
+
+    def on_protocol_error(self, error: codec.ProtocolError) -> None:
+        self.close(f"protocol error: {error.message}", code=error.code)
+
+    def on_closed(self, exc: Exception | None) -> None:
+        self._state = "closed"
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        for task in self._tasks:
+            task.cancel()
+        # Trades not yet started die with the connection (docs/protocol.md); the one already
+        # at the trade server completes, and the terminal reconnects only after it has.
+        self._trades.clear()
+        self.t.connected.clear()
+        worker = self._trade_worker
+        if worker is not None and not worker.done():
+            worker.add_done_callback(lambda _: self.closed.set())
+        else:
+            self.closed.set()
+
+    # --- handshake ---------------------------------------------------------------------------
+
+    def _on_welcome(self, msg: m.Welcome) -> None:
+        cfg = self.t.config
+        if msg.v != m.PROTOCOL_VERSION:
+            self.close(f"protocol version {msg.v} is not supported", code="unsupported_version")
+            return
+        expected = bridge_proof(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)
+        if not proofs_match(expected, msg.proof):
+            # A bridge that cannot prove the key gets nothing executed.
+            self.close("bridge failed to prove the terminal key", code="auth_failed")
+            return
+        self._heartbeat_ms = msg.heartbeat_ms
+        self._state = "auth"
+        self._send(m.Auth(proof=ea_proof(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)))
+
+    def _on_ready(self) -> None:
+        self._state = "ready"
+        self.authenticated = True
+        self.t.sessions += 1
+        server, login = self.t.server, self.t.config.login
+        self._unsubscribe.append(server.on_event(login, self._push_event))
+        self._unsubscribe.append(server.feed.listen(self._push_tick))
+        self._spawn(self._heartbeat_loop())
+        self.t.connected.set()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _on_message(self, msg: Any) -> None:
+        if isinstance(msg, m.Ping):
+            self._send(m.Pong(t_ms=msg.t_ms))
+        elif isinstance(msg, m.Pong):
+            return
+        elif isinstance(msg, m.Bye):
+            self.t.last_bye = f"{msg.code}: {msg.reason}"
+            self.abort()
+        elif isinstance(msg, m.Subscribe):
+            self._ticks = {s for s in msg.ticks if s in self.t.server.symbols}
+            self._respond(msg.id, m.Subscribed(ticks=sorted(self._ticks)))
+        elif isinstance(msg, m.TRADE_OPS):
+            self._submit_trade(msg)
+        elif isinstance(msg, m.READ_OPS):
+            if self.t.config.read_delay_ms > 0:
+                self._spawn(self._delayed_read(msg))
+            else:
+                self._execute(msg)
+        else:
+            self.close(
+                f"{type(msg).__name__} is not valid after the handshake", code="invalid_message"
+            )
+
+    def _submit_trade(self, msg: m.Request) -> None:
+        faults = self.t.faults
+        if faults.drop_before_next_trade:
+            faults.drop_before_next_trade = False
+            self.abort()
+            return
+        if faults.drop_after_next_trade:
+            faults.drop_after_next_trade = False
+            self._state = "closed"  # the connection is gone: neither answer nor events get out
+            with contextlib.suppress(TradeError):  # refused or not, nothing gets out
+                self.t.server.handle(self.t.config.login, msg)
+            self.abort()
+            return
+        if faults.answer_lost_next_trade:
+            faults.answer_lost_next_trade = False
+            with contextlib.suppress(TradeError):
+                self.t.server.handle(self.t.config.login, msg)
+            self.abort()
+            return
+        if not self._trades and self.t.config.broker_delay_ms[1] <= 0:
+            self._execute(msg)  # the fast path: the trade context is free and the broker is instant
+            return
+        self._trades.append(msg)
+        if self._trade_worker is None or self._trade_worker.done():
+            self._trade_worker = asyncio.get_running_loop().create_task(self._run_trades())
+
+    async def _run_trades(self) -> None:
+        """One trade at a time, in arrival order: MT4's single trade context."""
+        while self._trades:
+            msg = self._trades.popleft()
+            delay = self.t.broker_delay_s()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._execute(msg, started=True)
+
+    async def _delayed_read(self, msg: m.Request) -> None:
+        await asyncio.sleep(self.t.config.read_delay_ms / 1000)
+        self._execute(msg)
+
+    def _execute(self, msg: m.Request, *, started: bool = False) -> None:
+        if self._state != "ready" and not started:
+            return
+        try:
+            result = self.t.server.handle(self.t.config.login, msg)
+        except TradeError as exc:
+            error = m.Error(
+                code=exc.code, name=exc.name, message=exc.message, bid=exc.bid, ask=exc.ask
+            )
+            self._send(m.Response(id=msg.id, ok=False, error=error))
+            return
+        self._respond(msg.id, result)
+
+    def _respond(self, req_id: int, result: Any) -> None:
+        self._send(m.Response(id=req_id, ok=True, result=codec.encode_payload(result)))
+
+    # --- events and heartbeat ----------------------------------------------------------------
+
+    def _push_event(self, name: str, payload: Any) -> None:
+        if self._state != "ready":
+            return
+        self._seq += 1
+        self._send(m.Event(seq=self._seq, name=name, data=codec.encode_payload(payload)))
+
+    def _push_tick(self, symbol: str, bid: float, ask: float, time_ms: int) -> None:
+        if symbol in self._ticks:
+            self._push_event("tick", m.Tick(symbol=symbol, bid=bid, ask=ask, time_ms=time_ms))
+
+    async def _heartbeat_loop(self) -> None:
+        while self._state == "ready":
+            await asyncio.sleep(self._heartbeat_ms / 1000)
+            if not self.t.faults.frozen:
+                self._send(m.Ping(t_ms=self.t.server.clock.now_ms()))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(self, msg: m.Message) -> None:
+        if self._link is not None:
+            self._link.write(codec.encode(msg))
+
+    def close(self, reason: str, *, code: str = "closed") -> None:
+        self._send(m.Bye(reason=reason, code=code))
+        if self._link is not None:
+            self._link.close()
+
+    def abort(self) -> None:
+        if self._link is not None:
+            self._link.abort()

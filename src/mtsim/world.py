@@ -1,0 +1,124 @@
+"""A simulated world: trade servers, their accounts, and the terminals logged into them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mtgate.domain.clock import Clock
+from mtgate.domain.enums import MarginMode, Platform
+from mtgate.protocol.auth import Secret, new_key
+from mtsim.prices import PriceFeed
+from mtsim.server import ServerConfig, TradeServer
+from mtsim.symbols import DEFAULT_SYMBOLS
+from mtsim.terminal import SimTerminal, TerminalConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """One terminal logged into one account of a named trade server."""
+
+    terminal_id: str
+    login: int
+    server: str
+    platform: Platform
+    margin_mode: MarginMode = MarginMode.HEDGING
+    balance: float = 100_000.0
+    leverage: int = 100
+    key: Secret = field(default_factory=new_key)
+
+
+class SimWorld:
+    """Builds one :class:`TradeServer` per server name and one terminal per account spec.
+
+    Several specs may name the same login: several terminals logged into one account.
+    """
+
+    def __init__(
+        self,
+        accounts: list[AccountSpec],
+        *,
+        clock: Clock,
+        seed: int = 0,
+        configs: Mapping[str, ServerConfig] | None = None,
+        broker_delay_ms: tuple[float, float] = (0.0, 0.0),
+        read_delay_ms: float = 0.0,
+    ) -> None:
+        self.accounts = accounts
+        self.servers: dict[str, TradeServer] = {}
+        self.terminals: dict[str, SimTerminal] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        configs = configs or {}
+        opened: set[tuple[str, int]] = set()
+        for i, spec in enumerate(accounts):
+            server = self.servers.get(spec.server)
+            if server is None:
+                feed = PriceFeed(DEFAULT_SYMBOLS, seed=seed + len(self.servers), clock=clock)
+                server = TradeServer(
+                    name=spec.server,
+                    platform=spec.platform,
+                    clock=clock,
+                    feed=feed,
+                    config=configs.get(spec.server),
+                )
+                self.servers[spec.server] = server
+            if server.platform != spec.platform:
+                raise ValueError(
+                    f"{spec.terminal_id}: server {spec.server} is {server.platform}, not {spec.platform}"
+                )
+            if (spec.server, spec.login) not in opened:
+                server.open_account(
+                    login=spec.login,
+                    margin_mode=spec.margin_mode,
+                    balance=spec.balance,
+                    leverage=spec.leverage,
+                )
+                opened.add((spec.server, spec.login))
+            config = TerminalConfig(
+                terminal_id=spec.terminal_id,
+                key=spec.key,
+                login=spec.login,
+                broker_delay_ms=broker_delay_ms,
+                read_delay_ms=read_delay_ms,
+                seed=seed + i,
+            )
+            self.terminals[spec.terminal_id] = SimTerminal(server, config)
+
+    def keys(self) -> dict[str, Secret]:
+        return {spec.terminal_id: spec.key for spec in self.accounts}
+
+    def account_of(self, terminal_id: str) -> str:
+        spec = next(s for s in self.accounts if s.terminal_id == terminal_id)
+        return f"{spec.login}@{spec.server}"
+
+    def start(self, host: str, port: int, *, tick_interval_s: float | None = None) -> None:
+        """Dial the bridge from every terminal; move prices every ``tick_interval_s`` if given."""
+        loop = asyncio.get_running_loop()
+        for terminal in self.terminals.values():
+            self._tasks.append(
+                loop.create_task(
+                    terminal.run(host, port), name=f"sim:{terminal.config.terminal_id}"
+                )
+            )
+        if tick_interval_s:
+            self._tasks.append(
+                loop.create_task(self._move_prices(tick_interval_s), name="sim:prices")
+            )
+
+    async def _move_prices(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            for server in self.servers.values():
+                server.step()
+
+    async def stop(self) -> None:
+        for terminal in self.terminals.values():
+            terminal.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()

@@ -1,0 +1,169 @@
+"""Outcome unknown is never resent: lost answers are resolved against the account."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from mtgate.bridge import Bridge
+from mtgate.domain.enums import OrderType, Platform
+from mtgate.domain.orders import OrderStatus, comment_for
+from mtgate.domain.records import OrderRecord
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import SessionSettings
+from mtgate.store.journal import open_journal
+from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
+
+
+async def _status(h: Harness, tid: str, cid: str) -> OrderStatus | None:
+    found = await h.bridge.get_order(h.account(tid), client_order_id=cid)
+    return None if found is None else found.status
+
+
+def _positions_with(h: Harness, tid: str, cid: str) -> int:
+    login = h.terminal(tid).config.login
+    report = h.server(tid).handle(login, m.Positions(id=0))
+    assert isinstance(report, list)
+    return sum(1 for p in report if p.comment.startswith(comment_for(cid)))
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_answer_lost_after_execution_resolves_to_filled(harness: Harness, tid: str) -> None:
+    harness.terminal(tid).faults.drop_after_next_trade = True
+    r = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="lost-after",
+    )
+    assert r.status == OrderStatus.UNKNOWN
+    assert r.error is not None and r.error.source == "link"
+
+    async def settled() -> bool:
+        return await _status(harness, tid, "lost-after") == OrderStatus.FILLED
+
+    await eventually(settled)
+    assert harness.trades_seen(tid) == 1  # never resent
+    assert _positions_with(harness, tid, "lost-after") == 1
+    found = await harness.bridge.get_order(harness.account(tid), client_order_id="lost-after")
+    assert found is not None and found.fill_price is not None and found.ticket is not None
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_answer_lost_but_trade_event_arrived_fills_at_once(
+    harness: Harness, tid: str
+) -> None:
+    """The deal event proves the fill even though the answer never came."""
+    harness.terminal(tid).faults.answer_lost_next_trade = True
+    r = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="evt-proof",
+    )
+    assert r.status == OrderStatus.FILLED and r.error is None
+    trail = await harness.bridge.journal.events("evt-proof")
+    assert [e.to_status for e in trail][-2:] == [OrderStatus.UNKNOWN, OrderStatus.FILLED]
+    assert trail[-1].detail.startswith("deal #")
+    assert harness.trades_seen(tid) == 1
+    assert _positions_with(harness, tid, "evt-proof") == 1
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_request_lost_before_execution_resolves_to_not_found(
+    harness: Harness, tid: str
+) -> None:
+    harness.terminal(tid).faults.drop_before_next_trade = True
+    r = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="sell",
+        volume=0.1,
+        client_order_id="lost-before",
+    )
+    assert r.status == OrderStatus.UNKNOWN
+
+    async def settled() -> bool:
+        return await _status(harness, tid, "lost-before") == OrderStatus.NOT_FOUND
+
+    await eventually(settled)
+    assert harness.trades_seen(tid) == 0
+    assert _positions_with(harness, tid, "lost-before") == 0
+
+
+async def test_trade_timeout_closes_the_session_and_resolves(make_harness: HarnessFactory) -> None:
+    h = await make_harness(
+        broker_delay_ms=(600.0, 600.0),
+        settings=SessionSettings(heartbeat_ms=200, request_timeout_s=0.2),
+    )
+    r = await h.bridge.place_market_order(
+        account=h.account(MT5H), symbol="EURUSD", side="buy", volume=0.1, client_order_id="slow-1"
+    )
+    assert r.status == OrderStatus.UNKNOWN
+
+    async def settled() -> bool:
+        return await _status(h, MT5H, "slow-1") == OrderStatus.FILLED
+
+    await eventually(settled, timeout_s=10)
+    assert h.trades_seen(MT5H) == 1
+    assert _positions_with(h, MT5H, "slow-1") == 1
+
+
+def _record(h: Harness, tid: str, cid: str, status: OrderStatus) -> OrderRecord:
+    login = h.terminal(tid).config.login
+    return OrderRecord(
+        order_id=str(uuid.uuid4()),
+        client_order_id=cid,
+        account_login=login,
+        account_server=h.server(tid).name,
+        terminal_id=tid,
+        platform=Platform.MT5,
+        symbol="EURUSD",
+        order_type=OrderType.BUY,
+        volume=0.1,
+        magic=0,
+        comment=comment_for(cid),
+        placed_at_ms=h.clock.now_ms(),
+        status=status,
+    )
+
+
+async def test_restart_reconciles_orders_journalled_by_the_previous_run(
+    make_harness: HarnessFactory,
+) -> None:
+    """Crash between "journalled" and "answered": the next run settles both cases on connect."""
+    h = await make_harness(start=False)
+    journal = open_journal(f"sqlite:///{h.db}")
+    await journal.open()
+    await journal.record_submitted(_record(h, MT5H, "crash-sent", OrderStatus.SUBMITTED))
+    await journal.record_submitted(_record(h, MT5H, "crash-unsent", OrderStatus.SUBMITTED))
+    await journal.close()
+    # The first one reached the trade server before the crash.
+    login = h.terminal(MT5H).config.login
+    h.server(MT5H).handle(
+        login,
+        m.MarketOrder(
+            id=0,
+            symbol="EURUSD",
+            order_type=0,
+            volume=0.1,
+            magic=0,
+            comment=comment_for("crash-sent"),
+        ),
+    )
+
+    bridge = Bridge(
+        keys=h.world.keys(),
+        journal=open_journal(f"sqlite:///{h.db}"),
+        settings=SessionSettings(heartbeat_ms=200),
+    )
+    h.bridge = bridge
+    host, port = await bridge.start()
+    h.world.start(host, port)
+    await h.ready()
+    assert await _status(h, MT5H, "crash-sent") == OrderStatus.FILLED
+    assert await _status(h, MT5H, "crash-unsent") == OrderStatus.NOT_FOUND
+    assert h.trades_seen(MT5H) == 1

@@ -1,0 +1,78 @@
+"""Configuration errors name the key and the file; secrets never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtgate.config import ConfigError, load
+from mtgate.protocol.auth import Secret
+
+KEY = "ab" * 32
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mtgate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    config = load(None, env={})
+    assert (config.bridge.host, config.bridge.port, config.store.url) == (
+        "127.0.0.1",
+        7788,
+        "sqlite:///mtgate.db",
+    )
+
+
+def test_file_and_environment_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[bridge]\nport = 9000\n[[terminals]]\nid = "a"\nkey = "{KEY}"\n')
+    config = load(
+        path, env={"MTGATE_STORE_URL": "postgresql+psycopg://x/y", "MTGATE_BRIDGE_PORT": "9100"}
+    )
+    assert config.bridge.port == 9100
+    assert config.store.url == "postgresql+psycopg://x/y"
+    assert config.keys()["a"] == Secret.from_hex(KEY)
+
+
+def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEY_A", KEY)
+    path = write(tmp_path, '[[terminals]]\nid = "a"\nkey_env = "KEY_A"\n')
+    assert load(path).keys()["a"].reveal() == bytes.fromhex(KEY)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[bridge]\nport = 70000\n", "bridge.port"),
+        ("[bridge]\nprot = 1\n", "prot"),
+        ("[bridge\n", "not valid TOML"),
+        ('[[terminals]]\nid = "a"\nkey = "zz"\n', "key is not hex"),
+        ('[[terminals]]\nid = "a"\nkey = "abcd"\n', "at least 32"),
+        (
+            f'[[terminals]]\nid = "a"\nkey = "{KEY}"\n[[terminals]]\nid = "a"\nkey = "{KEY}"\n',
+            "appears twice",
+        ),
+        ('[[terminals]]\nid = "a"\n', "no key"),
+    ],
+)
+def test_bad_config_names_the_problem_and_the_file(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load(path, env={})
+    assert fragment in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load(tmp_path / "absent.toml", env={})
+
+
+def test_secret_never_shows_in_repr() -> None:
+    secret = Secret.from_hex(KEY)
+    assert KEY not in repr(secret) and KEY not in str(secret)
