@@ -265,6 +265,8 @@ class _Connection:
             faults.answer_lost_next_trade = False
             with contextlib.suppress(TradeError):
                 self.t.server.handle(self.t.config.login, msg)
+            if self._link is not None:
+                self._link.flush()  # the events got out; the answer will not
             self.abort()
             return
         if not self._trades and self.t.config.broker_delay_ms[1] <= 0:

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from mtgate.domain.orders import OrderStatus
+from mtgate.execution.requests import InvalidRequest
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey
 from tests.integration.conftest import MT4, MT5H, MT5N, Harness, HarnessFactory, eventually
@@ -309,3 +310,17 @@ async def test_many_terminals_and_accounts_trade_concurrently(harness: Harness) 
         assert harness.trades_seen(tid) == 20
         mine = {r.ticket for r in results if r.terminal_id == tid}
         assert len(mine) == 20
+
+
+async def test_a_client_order_id_is_used_once(harness: Harness) -> None:
+    acct = harness.account(MT5H)
+    first = await harness.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="buy", volume=0.1, client_order_id="once"
+    )
+    assert first.status == OrderStatus.FILLED
+    with pytest.raises(InvalidRequest) as raised:
+        await harness.bridge.place_market_order(
+            account=acct, symbol="EURUSD", side="buy", volume=0.1, client_order_id="once"
+        )
+    assert raised.value.field == "client_order_id"
+    assert harness.trades_seen(MT5H) == 1

@@ -121,7 +121,9 @@ async def _drive(
                 errors += 1
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    _drive.cpu_s = time.process_time() - cpu0  # type: ignore[attr-defined]
     return latencies, errors, time.perf_counter() - t0
 
 
@@ -162,6 +164,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             gc.freeze()
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
+            cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
             gc.unfreeze()
             parent.send("stop")
             _, executed = await loop.run_in_executor(None, parent.recv)
@@ -183,6 +186,8 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "latency_concurrency_1_ms": percentiles(c1),
         "ratio_p50_to_floor": round(lat["p50"] / flo["p50"], 2) if flo["p50"] else None,
         "throughput_per_s": round(opts.orders / wall, 1),
+        "bridge_cpu_us_per_order": round(cpu_s / opts.orders * 1e6, 1),
+        "bridge_cpu_percent": round(cpu_s / wall * 100, 1),
         "errors": errors,
         "orders_sent_total": total_sent,
         "orders_executed_by_simulator": executed,

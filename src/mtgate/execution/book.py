@@ -12,9 +12,10 @@ from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.orders import InvalidTransition, OrderStatus, Trigger, transition
 from mtgate.domain.records import OrderRecord
-from mtgate.execution.requests import ORDER_TYPE_NAMES, OrderError, OrderResult
+from mtgate.execution.requests import ORDER_TYPE_NAMES, InvalidRequest, OrderError, OrderResult
 from mtgate.sessions.session import AccountKey, TerminalSession
 from mtgate.store.journal import Journal
+from mtgate.store.values import DuplicateOrderError
 
 log = logs.get("mtgate.orders")
 
@@ -89,15 +90,22 @@ class OrderBook:
         self.carrier.pop(record.client_order_id, None)
 
     async def submitted(self, record: OrderRecord) -> None:
+        """Journal a new order before it is sent; a reused client order id is refused."""
         record.status = transition(record.status, Trigger.SEND)
         record.updated_at_ms = self.clock.now_ms()
-        await self.journal.record_submitted(record)
+        try:
+            await self.journal.record_submitted(record)
+        except DuplicateOrderError:
+            raise _reused(record) from None
         self.track(record)
 
     async def refused(self, record: OrderRecord) -> None:
         record.status = transition(record.status, Trigger.REFUSE)
         record.updated_at_ms = self.clock.now_ms()
-        await self.journal.record_refused(record)
+        try:
+            await self.journal.record_refused(record)
+        except DuplicateOrderError:
+            raise _reused(record) from None
 
     def can(self, record: OrderRecord, trigger: Trigger) -> bool:
         try:
@@ -142,6 +150,12 @@ class OrderBook:
                 (AccountKey(record.account_login, record.account_server), record.mt_order_id)
             ] = record
         await self.journal.record_event(record, detail)
+
+
+def _reused(record: OrderRecord) -> InvalidRequest:
+    return InvalidRequest(
+        f"client_order_id {record.client_order_id!r} was already used", field="client_order_id"
+    )
 
 
 def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResult:

@@ -24,6 +24,8 @@ class FramedLink(asyncio.Protocol):
         self._handler = handler_factory()
         self._decoder = FrameDecoder()
         self._transport: asyncio.Transport | None = None
+        self._corked = False
+        self._out: list[bytes] = []
         self.peer: str = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -34,7 +36,10 @@ class FramedLink(asyncio.Protocol):
         self._handler.on_connected(self)
 
     def data_received(self, data: bytes) -> None:
+        # Frames written while handling a chunk (answers, events, pongs) leave in one write:
+        # one system call, and the peer wakes once, instead of once per frame.
         handler = self._handler
+        self._corked = True
         try:
             frames = self._decoder.feed(data)
             for body in frames:
@@ -45,6 +50,22 @@ class FramedLink(asyncio.Protocol):
                 self._decoder.feed(b"")
         except ProtocolError as exc:
             handler.on_protocol_error(exc)
+        finally:
+            self._uncork()
+
+    def flush(self) -> None:
+        """Send what is held back now (before a deliberate abort, for instance)."""
+        corked = self._corked
+        self._uncork()
+        self._corked = corked
+
+    def _uncork(self) -> None:
+        self._corked = False
+        if self._out:
+            out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            if self._transport is not None:
+                self._transport.write(out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -55,11 +76,15 @@ class FramedLink(asyncio.Protocol):
         return self._transport is not None and not self._transport.is_closing()
 
     def write(self, frame: bytes) -> None:
-        if self._transport is not None:
+        if self._corked:
+            self._out.append(frame)
+        elif self._transport is not None:
             self._transport.write(frame)
 
     def close(self) -> None:
+        """Close after the frames already written (a ``bye`` included) have left."""
         if self._transport is not None:
+            self._uncork()
             self._transport.close()
 
     def abort(self) -> None:

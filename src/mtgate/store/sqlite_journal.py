@@ -7,6 +7,15 @@ executor thread would cost more than that. The SQL comes from the models' tables
 the hot path only binds and steps. Where the time goes, and what would make it cheaper:
 docs/schema.md, "Cost of a journal write".
 
+Group commit: an intent (``record_submitted`` / ``record_refused``) is committed before the
+call returns, because the bridge sends the order's frame right after. Status changes and notes
+(``record_transition`` / ``record_event``) are checked at once (state machine, stale status)
+but written behind: queued, and committed together with the next intent or at the end of the
+current event-loop iteration, whichever comes first, in one transaction. Reads flush the queue
+first, so a reader always sees every write made before it. A status change that a crash keeps
+from the disk is recovered from the terminal on restart (the order is still SUBMITTED or
+UNKNOWN in the journal, so it is looked up by its client order id).
+
 Durability follows ``PRAGMA synchronous``: ``normal`` makes every commit survive a crash of
 the bridge process (the WAL write is in the OS before ``COMMIT`` returns); ``full`` and ``extra``
 also fsync the WAL on each commit and survive power loss, for ~100-200 µs more per commit.
@@ -19,10 +28,12 @@ import sqlite3
 import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import URL
 
+from mtgate import logs
+from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.store import queries, rows
@@ -50,7 +61,9 @@ _UPDATE_ORDER: Final = queries.sqlite_guarded_update(
 )
 _SELECT_BY_CLIENT_ID: Final = queries.sqlite_sql(queries.SELECT_BY_CLIENT_ID)
 _SELECT_BY_TICKET: Final = queries.sqlite_sql(queries.SELECT_BY_TICKET)
-_SELECT_STATUS: Final = queries.sqlite_sql(queries.SELECT_STATUS)
+_SELECT_ID_STATUS: Final = (
+    "SELECT order_id, order_status FROM execution_orders WHERE client_order_id = :client_order_id"
+)
 _SELECT_EXISTING: Final = queries.sqlite_sql(queries.SELECT_EXISTING)
 _SELECT_EVENTS: Final = queries.sqlite_sql(queries.SELECT_EVENTS)
 _STATEMENT_CACHE: Final = 4 * queries.NullAwareSql.MAX_PATTERNS
@@ -61,6 +74,7 @@ _UPDATED_AT: Final = rows.ORDER_COLUMNS.index("updated_at")
 _M_UPDATED_AT: Final = rows.MUTABLE_COLUMNS.index("updated_at")
 
 _ts = rows.sqlite_ts
+log = logs.get("mtgate.journal")
 
 
 class SqliteJournal:
@@ -96,6 +110,11 @@ class SqliteJournal:
         self._conn: sqlite3.Connection | None = None
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
+        self._behind: list[_Write] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._status: dict[str, tuple[str, OrderStatus]] = {}
+        """Order id and status each unfinished order will have once the queue is written."""
+        self.write_errors = 0
 
     async def open(self) -> None:
         """Create the file and directory if needed, migrate, and open the connection."""
@@ -139,6 +158,8 @@ class SqliteJournal:
         return None if self._checkpointer is None else self._checkpointer.stats
 
     async def close(self) -> None:
+        if self._conn is not None:
+            self._flush()
         conn, self._conn, self._cur = self._conn, None, None
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
@@ -176,7 +197,6 @@ class SqliteJournal:
             cur.execute(*_INSERT_ORDER.bind(row))
             cur.execute(*_INSERT_EVENT.bind(created))
             cur.execute(*_INSERT_EVENT.bind(moved))
-            cur.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             self._rollback(cur)
             self._raise_if_duplicate(cur, order, stored_id, exc)
@@ -184,6 +204,10 @@ class SqliteJournal:
         except BaseException:
             self._rollback(cur)
             raise
+        # The queued status changes share this commit: one WAL write instead of several.
+        self._write_behind(cur)
+        cur.execute("COMMIT")
+        self._remember(order, order.status)
 
     @staticmethod
     def _rollback(cur: sqlite3.Cursor) -> None:
@@ -203,38 +227,78 @@ class SqliteJournal:
     ) -> None:
         """Journal ``previous → order.status`` on ``trigger`` and the record's mutable fields."""
         check_transition(previous, trigger, order.status)
-        self._update(order, previous, trigger, detail)
+        self._queue(order, previous, trigger, detail)
 
     async def record_event(self, order: OrderRecord, detail: str) -> None:
         """Journal a change that keeps the status (e.g. a modify of a placed order)."""
-        self._update(order, order.status, None, detail)
+        self._queue(order, order.status, None, detail)
 
-    def _update(
+    def _queue(
         self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
     ) -> None:
+        """Check the change against the journalled status now; write it behind.
+
+        The row is taken from ``order`` now: later changes to the record are later writes."""
         cur = self._cursor()
+        cid = order.client_order_id
+        known = self._status.get(cid)
+        if known is None:
+            self._flush()
+            known = self._stored_status(cur, cid)
+        if known is None or known[1] is not previous or known[0] != order.order_id.lower():
+            raise StaleOrderError(cid, previous, None if known is None else known[1])
         stored_id = rows.sqlite_uuid(order.order_id)
         changes = rows.mutable_row(order, _ts)
-        guard = (stored_id, order.client_order_id, rows.STATUS_VALUES[previous])
+        guard = (stored_id, cid, rows.STATUS_VALUES[previous])
         event = rows.event_row(order, stored_id, previous, trigger, detail, changes[_M_UPDATED_AT])
-        cur.execute("BEGIN IMMEDIATE")
+        self._behind.append(_Write(cid, changes + guard, event))
+        self._remember(order, order.status)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _remember(self, order: OrderRecord, status: OrderStatus) -> None:
+        if status in FINAL_STATUSES:
+            self._status.pop(order.client_order_id, None)
+        else:
+            self._status[order.client_order_id] = (order.order_id.lower(), status)
+
+    def _write_behind(self, cur: sqlite3.Cursor) -> None:
+        """Execute the queued writes inside the caller's transaction."""
+        queued, self._behind = self._behind, []
+        for write in queued:
+            if cur.execute(*_UPDATE_ORDER.bind(write.changes)).rowcount != 1:
+                # Checked when queued against the status this journal wrote last; only
+                # another writer on the same file could get here.
+                self.write_errors += 1
+                log.error("journal write lost its order", client_order_id=write.client_order_id)
+                continue
+            cur.execute(*_INSERT_EVENT.bind(write.event))
+
+    def _flush(self) -> None:
+        """Commit the queued writes now (end of loop iteration, before a read, at close)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._behind or self._cur is None:
+            return
+        cur = self._cur
         try:
-            if cur.execute(*_UPDATE_ORDER.bind(changes + guard)).rowcount != 1:
-                cur.execute("ROLLBACK")
-                raise StaleOrderError(order.client_order_id, previous, self._status(cur, order))
-            cur.execute(*_INSERT_EVENT.bind(event))
+            cur.execute("BEGIN IMMEDIATE")
+            self._write_behind(cur)
             cur.execute("COMMIT")
-        except BaseException:
+        except sqlite3.Error as exc:
             self._rollback(cur)
-            raise
+            self.write_errors += 1
+            log.error("journal write failed; terminals remain the record", error=str(exc))
 
     @staticmethod
-    def _status(cur: sqlite3.Cursor, order: OrderRecord) -> OrderStatus | None:
-        row = cur.execute(_SELECT_STATUS, {"client_order_id": order.client_order_id}).fetchone()
-        return None if row is None else OrderStatus(row[0])
+    def _stored_status(cur: sqlite3.Cursor, client_order_id: str) -> tuple[str, OrderStatus] | None:
+        row = cur.execute(_SELECT_ID_STATUS, {"client_order_id": client_order_id}).fetchone()
+        return None if row is None else (str(uuid.UUID(row[0])), OrderStatus(row[1]))
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         conn = self._require()
+        self._flush()
         row = conn.execute(_SELECT_BY_CLIENT_ID, {"client_order_id": client_order_id}).fetchone()
         return None if row is None else _record(row)
 
@@ -243,6 +307,7 @@ class SqliteJournal:
     ) -> OrderRecord | None:
         """The order whose MetaTrader ticket is ``ticket`` on this account, if journalled."""
         conn = self._require()
+        self._flush()
         params = {
             "account_login": account_login,
             "account_server": account_server,
@@ -265,6 +330,7 @@ class SqliteJournal:
     ) -> list[OrderRecord]:
         """Newest first, at most ``limit``; ``statuses=()`` matches nothing."""
         conn = self._require()
+        self._flush()
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
         sql, params = queries.sqlite_sql_with_params(
@@ -275,6 +341,7 @@ class SqliteJournal:
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         """The order's audit trail, oldest first; empty for an unknown order."""
         conn = self._require()
+        self._flush()
         cursor = conn.execute(_SELECT_EVENTS, {"client_order_id": client_order_id})
         return [
             rows.event_from_row(
@@ -293,6 +360,12 @@ class SqliteJournal:
         except BaseException:
             self._rollback(cur)
             raise
+
+
+class _Write(NamedTuple):
+    client_order_id: str
+    changes: tuple[Any, ...]
+    event: tuple[Any, ...]
 
 
 def _record(row: tuple[Any, ...]) -> OrderRecord:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.sim.simdesk import MakeDesk, make_desk
 
 from mtgate.domain.enums import Platform
+from tests.unit.sim.simdesk import MakeDesk, make_desk
 
 
 @pytest.fixture(name="make_desk")

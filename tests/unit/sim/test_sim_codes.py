@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 from mtgate.domain.codes import MT4_CODES, MT5_CODES, lookup
 from mtgate.domain.enums import (
@@ -29,6 +28,7 @@ from mtsim import errors
 from mtsim.config import ServerConfig, Session
 from mtsim.server import TradeServer
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD, instant_symbols
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 T = OrderType
 HOUR_MS = 3_600_000

@@ -8,12 +8,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, make_desk, px
 
 from mtgate.domain.enums import OrderType, Platform, TradeMode
 from mtsim.config import ServerConfig, Session, weekday_sessions
 from mtsim.server import TradeError
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD, instant_symbols
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, make_desk, px
 
 T = OrderType
 INSTANT = instant_symbols()

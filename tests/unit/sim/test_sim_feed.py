@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.sim.simdesk import ASK, make_desk, px
 
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, Platform
@@ -14,6 +13,7 @@ from mtgate.domain.symbols import on_grid, price_normalized
 from mtsim.prices import PriceFeed, Quote
 from mtsim.symbols import DEFAULT_START, DEFAULT_SYMBOLS, US30, instant_execution
 from mtsim.triggers import Kind, TriggerBook
+from tests.unit.sim.simdesk import ASK, make_desk, px
 
 T = OrderType
 

@@ -9,7 +9,6 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.sim.simdesk import ASK, BID, MakeDesk, px
 
 from mtgate.domain.enums import CalcMode, MarginMode, OrderType, Platform
 from mtgate.domain.symbols import SymbolSpec, margin_required, profit
@@ -17,6 +16,7 @@ from mtgate.protocol.messages import AccountInfo, AccountReport
 from mtsim.arith import Arithmetic
 from mtsim.money import _identities
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD
+from tests.unit.sim.simdesk import ASK, BID, MakeDesk, px
 
 T = OrderType
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 from mtgate.domain.enums import OrderModeFlag, OrderType, Platform, TradeMode
 from mtgate.protocol.messages import Request
 from mtsim.config import ServerConfig, Session
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD, instant_symbols
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 T = OrderType
 CLOSED = {"EURUSD": (Session(0, 0, 1440),)}  # Monday only; the test clock is on a Thursday

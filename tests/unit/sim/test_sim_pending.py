@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, make_desk, px
 
 from mtgate.domain.enums import DealEntry, MarginMode, OrderState, OrderType, Platform
 from mtgate.protocol.messages import DealReport, OrderReport
 from mtsim.config import DAY_MS, ServerConfig
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, make_desk, px
 
 T = OrderType
 SPREAD = 12

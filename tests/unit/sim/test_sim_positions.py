@@ -6,7 +6,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 from mtgate.domain.enums import (
     DealEntry,
@@ -19,6 +18,7 @@ from mtgate.domain.enums import (
 )
 from mtgate.protocol.messages import OrderGet
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 T = OrderType
 CONTRACT = 100_000

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 from mtgate.domain.enums import OrderState, OrderType, Platform
 from mtgate.protocol.messages import PendingOrder, TradeResult
 from mtsim.symbols import DEFAULT_SYMBOLS, EURUSD
+from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
 
 LEVEL = 30
 FREEZE = 10

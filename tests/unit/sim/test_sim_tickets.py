@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.sim.simdesk import ASK, BID, MakeDesk, px
 
 from mtgate.domain.enums import DealEntry, OrderState, OrderType, Platform
 from mtgate.protocol.messages import (
@@ -20,6 +19,7 @@ from mtgate.protocol.messages import (
 )
 from mtsim.server import TradeError, UnknownAccountError
 from mtsim.symbols import DEFAULT_SYMBOLS
+from tests.unit.sim.simdesk import ASK, BID, MakeDesk, px
 
 T = OrderType
 
