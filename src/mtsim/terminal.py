@@ -38,6 +38,8 @@ class TerminalFaults:
     answer_lost_next_trade: bool = False
     """Execute the next trade request and push its events, then cut the connection before
     the answer."""
+    stay_down: bool = False
+    """Do not reconnect while set (a terminal whose machine is down)."""
     frozen: bool = False
     """Hang: read nothing, answer nothing, send no heartbeat (a terminal stuck in a loop)."""
 
@@ -77,11 +79,16 @@ class SimTerminal:
         """Dial the bridge until :meth:`stop`; reconnect after every drop."""
         backoff = backoff or Backoff(base_s=0.05, cap_s=2.0, rng=random.Random(self.config.seed))
         while not self._stop.is_set():
+            if self.faults.stay_down:
+                await asyncio.sleep(0.01)
+                continue
             try:
                 closed = await self.connect(host, port)
+                opened = asyncio.get_running_loop().time()
                 await closed.wait()
-                if self._conn is not None and self._conn.authenticated:
-                    backoff.reset()
+                lasted = asyncio.get_running_loop().time() - opened
+                if self._conn is not None and self._conn.authenticated and lasted >= 1.0:
+                    backoff.reset()  # a session that was refused at once keeps backing off
             except OSError:
                 pass
             self.connected.clear()

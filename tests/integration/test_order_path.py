@@ -89,17 +89,23 @@ async def test_hedging_account_opens_one_position_per_fill(harness: Harness) -> 
 async def test_journal_row_is_durable_before_the_simulator_sees_the_frame(harness: Harness) -> None:
     """At the moment the trade server executes the order, the journal file already holds it."""
     server = harness.server(MT4)
-    seen: list[tuple[str, str] | None] = []
+    seen: list[tuple[object, object]] = []
     original = server.handle
 
     def spying_handle(login: int, request: m.Request) -> object:
         if isinstance(request, m.MarketOrder):
-            with sqlite3.connect(harness.db) as other:  # a separate connection: what is on disk
-                row = other.execute(
-                    "SELECT client_order_id, order_status FROM execution_orders WHERE client_order_id = ?",
+            # A separate connection sees only what is committed: the intent log's row, or the
+            # order row once the intent has been folded in.
+            with sqlite3.connect(harness.db) as other:
+                logged = other.execute(
+                    "SELECT client_order_id FROM journal_intents WHERE client_order_id = ?",
                     ("durable-1",),
                 ).fetchone()
-            seen.append(row)
+                stored = other.execute(
+                    "SELECT order_status FROM execution_orders WHERE client_order_id = ?",
+                    ("durable-1",),
+                ).fetchone()
+            seen.append((logged, stored))
         return original(login, request)
 
     server.handle = spying_handle  # type: ignore[method-assign]
@@ -111,7 +117,11 @@ async def test_journal_row_is_durable_before_the_simulator_sees_the_frame(harnes
         client_order_id="durable-1",
     )
     assert result.status == OrderStatus.FILLED
-    assert seen == [("durable-1", "submitted")]
+    assert len(seen) == 1
+    logged, stored_row = seen[0]
+    assert logged == ("durable-1",) or stored_row == ("submitted",)
+    stored = await harness.bridge.journal.get("durable-1")
+    assert stored is not None and stored.status == OrderStatus.FILLED
 
 
 async def test_every_pending_type_is_placed_with_its_prices(harness: Harness) -> None:

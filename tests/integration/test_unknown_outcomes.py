@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from mtgate.bridge import Bridge
-from mtgate.domain.enums import OrderType, Platform
+from mtgate.domain.enums import MarginMode, OrderType, Platform
 from mtgate.domain.orders import OrderStatus, comment_for
 from mtgate.domain.records import OrderRecord
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import SessionSettings
 from mtgate.store.journal import open_journal
+from mtsim.world import AccountSpec
 from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
 
 
@@ -167,3 +169,45 @@ async def test_restart_reconciles_orders_journalled_by_the_previous_run(
     assert await _status(h, MT5H, "crash-sent") == OrderStatus.FILLED
     assert await _status(h, MT5H, "crash-unsent") == OrderStatus.NOT_FOUND
     assert h.trades_seen(MT5H) == 1
+
+
+async def test_a_standby_cannot_prove_absence_while_the_carrier_is_away(
+    make_harness: HarnessFactory,
+) -> None:
+    """Two terminals on one account: the one that carried the order is the only witness."""
+    accounts = [
+        AccountSpec("primary", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
+        AccountSpec("standby", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
+    ]
+    h = await make_harness(accounts, start=False)
+    host, port = await h.bridge.start()
+    primary = asyncio.create_task(h.terminal("primary").run(host, port))
+    await h.ready("primary")
+    standby = asyncio.create_task(h.terminal("standby").run(host, port))
+    await h.ready("standby")
+    try:
+        faults = h.terminal("primary").faults
+        faults.drop_before_next_trade = True
+        faults.stay_down = True
+        r = await h.bridge.place_market_order(
+            account=h.account("primary"),
+            symbol="EURUSD",
+            side="buy",
+            volume=0.1,
+            client_order_id="witness",
+        )
+        assert (r.terminal_id, r.status) == ("primary", OrderStatus.UNKNOWN)
+        await asyncio.sleep(0.5)  # lookups run on the standby meanwhile, and find nothing
+        assert await _status(h, "primary", "witness") == OrderStatus.UNKNOWN
+
+        faults.stay_down = False  # the carrier comes back: now its absence is proven
+
+        async def settled() -> bool:
+            return await _status(h, "primary", "witness") == OrderStatus.NOT_FOUND
+
+        await eventually(settled)
+        assert h.trades_seen("primary") == 0
+    finally:
+        h.terminal("primary").stop()
+        h.terminal("standby").stop()
+        await asyncio.gather(primary, standby, return_exceptions=True)

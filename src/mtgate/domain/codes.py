@@ -236,13 +236,26 @@ MT5_CODES: dict[int, PlatformCode] = _table(Platform.MT5, _MT5_ROWS)
 _TABLES = {Platform.MT4: MT4_CODES, Platform.MT5: MT5_CODES}
 
 
+PROTOCOL_CODES: dict[int, PlatformCode] = {
+    # Protocol-level refusals (docs/protocol.md §4.2): the EA guarantees nothing was executed.
+    c: PlatformCode(Platform.MT5, c, n, d, k)
+    for c, n, d, k in (
+        (-1, "unknown_operation", "The terminal does not know the operation", _REJ),
+        (-2, "invalid_request", "A field of the request is invalid", _REJ),
+        (-3, "not_ready", "The terminal is not ready to trade yet", _RET),
+        (-4, "internal", "The EA failed before executing the request", _REJ),
+        (-5, "too_large", "The answer would exceed the frame limit", _REJ),
+    )
+}
+
+
 def lookup(platform: Platform, code: int) -> PlatformCode:
     """The registry entry for ``code``; an unlisted code is treated as outcome-unknown.
 
     A code the registry does not know cannot be proven harmless, so it must never lead to a
     blind resend: classifying it UNKNOWN forces resolution against the account.
     """
-    entry = _TABLES[platform].get(code)
+    entry = _TABLES[platform].get(code) if code >= 0 else PROTOCOL_CODES.get(code)
     if entry is not None:
         return entry
     return PlatformCode(platform, code, f"UNLISTED_{code}", "Code not in the registry", _UNK)

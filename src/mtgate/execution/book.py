@@ -10,7 +10,7 @@ from typing import Any
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
-from mtgate.domain.orders import InvalidTransition, OrderStatus, Trigger, transition
+from mtgate.domain.orders import TERMINAL, InvalidTransition, OrderStatus, Trigger, transition
 from mtgate.domain.records import OrderRecord
 from mtgate.execution.requests import ORDER_TYPE_NAMES, InvalidRequest, OrderError, OrderResult
 from mtgate.sessions.session import AccountKey, TerminalSession
@@ -126,6 +126,8 @@ class OrderBook:
             self._by_ticket[
                 (AccountKey(record.account_login, record.account_server), record.mt_order_id)
             ] = record
+        if record.status in TERMINAL and record.client_order_id not in self.deferred:
+            self.forget_finished(record)  # the journal keeps it; memory keeps what is open
         try:
             await self.journal.record_transition(record, previous, trigger, detail)
         except Exception:

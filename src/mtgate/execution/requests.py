@@ -22,7 +22,8 @@ ClientId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
 ]
 Account = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+@.+$")]
-Magic = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Magic = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""MT4 magic numbers are 32-bit ints (docs/protocol.md §13)."""
 
 
 class Side(enum.StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 
 from mtgate import logs
 from mtgate.domain.codes import Classification, lookup
-from mtgate.domain.enums import OrderType, Platform
+from mtgate.domain.enums import OrderType
 from mtgate.domain.orders import (
     CLIENT_ID_MAX,
     OrderStatus,
@@ -257,30 +257,48 @@ class ExecutionService:
         self.book.carrier[cid] = session
         error: OrderError | None = None
         try:
-            result = await session.request(msg)
-        except TerminalRejected as exc:
-            record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-            error = await self._rejected(record, exc, session.platform)
-        except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
-            record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-            error = await self._lost(record, session, exc)
-        else:
-            record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-            await self.tracker.apply_trade_result(record, result)
-        await self.tracker.replay_deferred(record)
+            try:
+                future = session.request(msg)
+            except SessionClosed as exc:
+                error = await self._never_sent(record, exc)
+                return result_of(record, error)
+            try:
+                result = await future
+            except TerminalRejected as exc:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                error = await self._rejected(record, exc, session)
+            except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                error = await self._lost(record, session, exc)
+            else:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                await self.tracker.apply_trade_result(record, result)
+        finally:
+            # Whatever happened above, the events that arrived meanwhile are applied and the
+            # order stops being "awaiting its answer".
+            await self.tracker.replay_deferred(record)
         if error is not None and error.source == "link" and record.status != OrderStatus.UNKNOWN:
             error = None  # the terminal's own events proved the outcome the lost answer would have
+        self.book.forget_finished(record)
         return result_of(record, error)
 
-    async def _rejected(
-        self, record: OrderRecord, exc: TerminalRejected, platform: Platform
-    ) -> OrderError:
-        entry = lookup(platform, exc.code)
-        record.rejection_code, record.rejection_name, record.rejection_reason = (
-            exc.code,
-            exc.name,
-            exc.message,
+    async def _never_sent(self, record: OrderRecord, exc: SessionClosed) -> OrderError:
+        """The session closed between routing and sending: the frame never left, which is a
+        proof of absence in itself."""
+        await self.book.move(record, Trigger.LOSE, f"session closed before sending: {exc}")
+        await self.book.move(record, Trigger.PROVE_ABSENT, "the frame was never written")
+        return OrderError(
+            source="bridge",
+            message=f"not sent: {exc}",
+            field="account",
+            rule="not_routable",
+            classification=Classification.RETRYABLE,
         )
+
+    async def _rejected(
+        self, record: OrderRecord, exc: TerminalRejected, session: TerminalSession
+    ) -> OrderError:
+        entry = lookup(session.platform, exc.code)
         error = OrderError(
             source="terminal",
             message=exc.message,
@@ -288,11 +306,31 @@ class ExecutionService:
             name=exc.name,
             classification=entry.classification,
         )
-        if entry.classification == Classification.UNKNOWN:
-            await self.book.move(record, Trigger.LOSE, f"{exc.code} {exc.name}: outcome unknown")
+        unknown = entry.classification == Classification.UNKNOWN
+        trigger = Trigger.LOSE if unknown else Trigger.REJECT
+        if not self.book.can(record, trigger):
+            # Its events already proved an outcome (a lookup after a sequence gap, say): the
+            # answer adds nothing to trust over that proof.
+            log.warning(
+                "answer after the outcome was proven",
+                client_order_id=record.client_order_id,
+                status=record.status.value,
+                retcode=exc.code,
+            )
+            return error
+        record.rejection_code, record.rejection_name, record.rejection_reason = (
+            exc.code,
+            exc.name,
+            exc.message,
+        )
+        if unknown:
+            await self.book.move(record, trigger, f"{exc.code} {exc.name}: outcome unknown")
+            # The terminal's link to its trade server is in doubt: end the session so that,
+            # once the EA is back, a lookup can prove the order absent instead of guessing.
+            session.close(f"outcome-unknown answer {exc.code} {exc.name}", code="outcome_unknown")
             self.tracker.resolve_later(record)
         else:
-            await self.book.move(record, Trigger.REJECT, f"{exc.code} {exc.name}: {exc.message}")
+            await self.book.move(record, trigger, f"{exc.code} {exc.name}: {exc.message}")
             log.info(
                 "order rejected",
                 client_order_id=record.client_order_id,
@@ -304,6 +342,9 @@ class ExecutionService:
     async def _lost(
         self, record: OrderRecord, session: TerminalSession, exc: Exception
     ) -> OrderError:
+        error = OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
+        if not self.book.can(record, Trigger.LOSE):
+            return error  # already settled by its events
         await self.book.move(record, Trigger.LOSE, f"answer lost: {exc}")
         log.warning(
             "order outcome unknown", client_order_id=record.client_order_id, reason=str(exc)
@@ -314,7 +355,7 @@ class ExecutionService:
             # resolution to prove an order absent instead of guessing.
             session.close(f"trade request timed out ({exc})", code="trade_timeout")
         self.tracker.resolve_later(record)
-        return OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
+        return error
 
     # --- placed orders -----------------------------------------------------------------------
 

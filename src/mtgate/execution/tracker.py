@@ -109,7 +109,10 @@ class Tracker:
 
         account, spec = session.view.account, session.view.symbols[record.symbol]
         assert account is not None
-        need = margin_required(spec, record.volume, price, account.leverage, account.currency)
+        try:
+            need = margin_required(spec, record.volume, price, account.leverage, account.currency)
+        except ValueError:
+            return  # a calculation mode or currency the estimate does not cover: await the report
         session.view.account = _with_margin_used(account, need)
 
     async def replay_deferred(self, record: OrderRecord) -> None:
@@ -140,10 +143,16 @@ class Tracker:
     ) -> OrderRecord | None:
         assert session.identity is not None
         ticket = payload.order if isinstance(payload, m.DealReport) else payload.ticket
-        record = self.book.by_ticket(session.identity.account, ticket)
+        account = session.identity.account
+        record = self.book.by_ticket(account, ticket)
         if record is None:
             cid = client_id_from_comment(payload.comment)
             record = self.book.get(cid) if cid else None
+            if record is not None and (record.account_login, record.account_server) != (
+                account.login,
+                account.server,
+            ):
+                return None  # the same comment on another account (a trade copier) is not ours
         return record
 
     async def _event_worker(self) -> None:
@@ -178,7 +187,10 @@ class Tracker:
 
     async def _apply_order_report(self, record: OrderRecord, order: m.OrderReport) -> None:
         record.mt_order_id = record.mt_order_id or order.ticket
-        state = OrderState(order.state)
+        try:
+            state = OrderState(order.state)
+        except ValueError:
+            return  # ORDER_STATE_REQUEST_* and the like: transient, the next report settles it
         trigger = {
             OrderState.PLACED: Trigger.PLACE,
             OrderState.CANCELED: Trigger.CANCEL,
@@ -231,7 +243,8 @@ class Tracker:
         """Events were missed: re-read every unfinished order of the account."""
         assert session.identity is not None
         for record in self.book.active(session.identity.account):
-            self.refresh_later(record)
+            if record.client_order_id not in self.book.deferred:  # its own answer settles it
+                self.refresh_later(record)
 
     def on_late_response(
         self, session: TerminalSession, op: type[m.Request], response: m.Response
@@ -291,14 +304,10 @@ class Tracker:
         self, record: OrderRecord, found: m.Lookup, session: TerminalSession
     ) -> bool:
         """Apply what an ``order_get`` found. True when the order's outcome is settled."""
-        entries = [
-            d for d in found.deals if d.entry in (DealEntry.IN, DealEntry.INOUT)
-        ] or found.deals
+        entries = [d for d in found.deals if d.entry in (DealEntry.IN, DealEntry.INOUT)]
         if entries:
             await self._apply_deal(record, entries[0], session)
-        elif (
-            found.positions and record.order_type.is_market and self.book.can(record, Trigger.FILL)
-        ):
+        elif found.positions and self.book.can(record, Trigger.FILL):
             p = found.positions[0]
             record.mt_order_id = record.mt_order_id or p.ticket
             self._fill_fields(record, p.price_open, p.volume, p.identifier, 0, session)
@@ -321,11 +330,16 @@ class Tracker:
         return record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
 
     def _absence_provable(self, record: OrderRecord, session: TerminalSession) -> bool:
+        """Only the terminal that carried the request can testify to its absence, and only from
+        a later session: the EA finishes the trade in progress before it reconnects and drops
+        the ones it had not started. Another terminal of the account (a standby) can find the
+        order, but not finding it proves nothing: the carrier may still be executing it."""
+        if session.terminal_id != record.terminal_id:
+            return False
         carrier = self.book.carrier.get(record.client_order_id)
-        if carrier is None or carrier is session:
-            # Journalled by an earlier run of the bridge: every session it used is gone.
-            return carrier is None
-        return carrier.state == SessionState.CLOSED
+        if carrier is None:
+            return True  # journalled by an earlier run of the bridge: its sessions are gone
+        return carrier is not session and carrier.state == SessionState.CLOSED
 
     # --- onboarding --------------------------------------------------------------------------
 
@@ -337,10 +351,14 @@ class Tracker:
         session.view.symbols = {s.name: s for s in specs}
         await session.request(m.Subscribe(id=0, ticks=list(session.view.symbols)), timeout)
         ticks = await asyncio.gather(
-            *(session.request(m.GetTick(id=0, symbol=s), timeout) for s in session.view.symbols)
+            *(session.request(m.GetTick(id=0, symbol=s), timeout) for s in session.view.symbols),
+            return_exceptions=True,
         )
         for tick in ticks:
-            session.view.ticks.setdefault(tick.symbol, tick)
+            if isinstance(tick, m.Tick):
+                session.view.ticks.setdefault(tick.symbol, tick)
+            else:  # no quote for one symbol must not keep the account from trading the others
+                log.warning("no first tick", terminal=session.terminal_id, error=repr(tick))
         await self._reconcile(session)
 
     async def _reconcile(self, session: TerminalSession) -> None:
@@ -356,10 +374,19 @@ class Tracker:
             self.book.track(record)
             if record.client_order_id in self.book.deferred:
                 continue  # its request is in flight on this run; its own answer settles it
-            timeout = session.settings.read_timeout_s
-            found = await session.request(
-                m.OrderGet(id=0, client_id=record.client_order_id), timeout
-            )
+            try:
+                found = await session.request(
+                    m.OrderGet(id=0, client_id=record.client_order_id),
+                    session.settings.read_timeout_s,
+                )
+            except SessionError as exc:
+                log.warning(
+                    "reconciliation lookup failed",
+                    client_order_id=record.client_order_id,
+                    error=str(exc),
+                )
+                self.resolve_later(record)
+                continue
             settled = await self.apply_lookup(record, found, session)
             if not settled and record.status == OrderStatus.UNKNOWN:
                 self.resolve_later(record)

@@ -105,6 +105,8 @@ class SessionHost(Protocol):
 _Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle]
 
 _SECOND_NS = 1_000_000_000
+_EXPIRED_KEPT = 1024
+_TRADE_OPS = frozenset(m.TRADE_OPS)
 
 
 class TerminalSession:
@@ -134,6 +136,7 @@ class TerminalSession:
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.rtt_ms: float | None = None
+        self._trades_in_flight = 0
         self.ready = asyncio.Event()
 
     # --- identity helpers --------------------------------------------------------------------
@@ -352,7 +355,10 @@ class TerminalSession:
         dead_ns = self.settings.heartbeat_ms * self.settings.missed_heartbeats * 1_000_000
         while self.state != SessionState.CLOSED:
             await asyncio.sleep(interval_s)
-            if self._clock.monotonic_ns() - self._last_rx_ns > dead_ns:
+            # A terminal inside a blocking trade call (MT4's OrderSend) sends nothing; while a
+            # trade is in flight its own deadline, not the heartbeat, decides.
+            silent = self._clock.monotonic_ns() - self._last_rx_ns > dead_ns
+            if silent and not self._trades_in_flight:
                 self.close(
                     f"no frame for {self.settings.missed_heartbeats} heartbeats",
                     code="heartbeat_timeout",
@@ -378,13 +384,20 @@ class TerminalSession:
         req_id = self._next_id
         self._next_id = req_id + 1
         msg.id = req_id
+        frame = codec.encode(msg)  # before anything is registered: a refused frame leaks nothing
         future: asyncio.Future[Any] = self._loop.create_future()
         timeout = timeout_s if timeout_s is not None else self.settings.request_timeout_s
         op = type(msg)
         timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
         self._pending[req_id] = (future, op, timer)
-        self._link.write(codec.encode(msg))
+        if op in _TRADE_OPS:
+            self._trades_in_flight += 1
+            future.add_done_callback(self._trade_done)
+        self._link.write(frame)
         return future
+
+    def _trade_done(self, _: asyncio.Future[Any]) -> None:
+        self._trades_in_flight -= 1
 
     def _expire(self, req_id: int, timeout_s: float) -> None:
         pending = self._pending.pop(req_id, None)
@@ -392,6 +405,8 @@ class TerminalSession:
             return
         future, op, _ = pending
         self._expired[req_id] = op
+        if len(self._expired) > _EXPIRED_KEPT:  # remember the newest few for late answers
+            del self._expired[next(iter(self._expired))]
         if not future.done():
             future.set_exception(RequestTimeout(op.__name__, timeout_s))
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -175,6 +176,20 @@ class BridgeHealthMetric(Base):
     )
 
 
+class JournalIntent(Base):
+    """The SQLite journal's intent log: one small row per new order, committed before the
+    order's frame is sent, and folded into ``execution_orders`` and ``order_events`` shortly
+    after (then deleted). A row still here at start-up is folded in before anything else runs.
+    The PostgreSQL journal writes the order tables directly and leaves this table empty."""
+
+    __tablename__ = "journal_intents"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_order_id: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 execution_orders = Base.metadata.tables[ExecutionOrder.__tablename__]
+journal_intents = Base.metadata.tables[JournalIntent.__tablename__]
 order_events = Base.metadata.tables[OrderEventRow.__tablename__]
 bridge_health_metrics = Base.metadata.tables[BridgeHealthMetric.__tablename__]

@@ -7,11 +7,14 @@ executor thread would cost more than that. The SQL comes from the models' tables
 the hot path only binds and steps. Where the time goes, and what would make it cheaper:
 docs/schema.md, "Cost of a journal write".
 
-Group commit: an intent (``record_submitted`` / ``record_refused``) is committed before the
-call returns, because the bridge sends the order's frame right after. Status changes and notes
-(``record_transition`` / ``record_event``) are checked at once (state machine, stale status)
-but written behind: queued, and committed together with the next intent or at the end of the
-current event-loop iteration, whichever comes first, in one transaction. Reads flush the queue
+Intent log and write-behind: ``record_submitted`` commits one small row to ``journal_intents``
+(the order's rows, encoded) before it returns, because the bridge sends the order's frame right
+after; that row is the durable intent. The order tables are written behind it: the intent is
+folded into ``execution_orders`` / ``order_events`` (and its log row deleted), and status
+changes and notes (``record_transition`` / ``record_event``, checked at once against the state
+machine and the status this journal wrote last) are applied, all in one transaction at the end
+of the current event-loop iteration, while the order is on the wire. Start-up folds in any
+intent a crash left in the log before anything else runs. Reads flush the queue
 first, so a reader always sees every write made before it. A status change that a crash keeps
 from the disk is recovered from the terminal on restart (the order is still SUBMITTED or
 UNKNOWN in the journal, so it is looked up by its client order id).
@@ -26,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+import msgspec
 from sqlalchemy import URL
 
 from mtgate import logs
@@ -59,6 +63,10 @@ _INSERT_HEALTH: Final = queries.sqlite_insert(bridge_health_metrics, rows.HEALTH
 _UPDATE_ORDER: Final = queries.sqlite_guarded_update(
     execution_orders, rows.MUTABLE_COLUMNS, ("order_id", "client_order_id", "order_status")
 )
+_INSERT_INTENT: Final = "INSERT INTO journal_intents (client_order_id, payload) VALUES (?, ?)"
+_DELETE_INTENTS: Final = "DELETE FROM journal_intents WHERE seq <= ?"
+_DELETE_INTENT: Final = "DELETE FROM journal_intents WHERE seq = ?"
+_SELECT_CLIENT_ID: Final = "SELECT 1 FROM execution_orders WHERE client_order_id = ?"
 _SELECT_BY_CLIENT_ID: Final = queries.sqlite_sql(queries.SELECT_BY_CLIENT_ID)
 _SELECT_BY_TICKET: Final = queries.sqlite_sql(queries.SELECT_BY_TICKET)
 _SELECT_ID_STATUS: Final = (
@@ -110,7 +118,8 @@ class SqliteJournal:
         self._conn: sqlite3.Connection | None = None
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
-        self._behind: list[_Write] = []
+        self._behind: list[_Write | _Fold] = []
+        self._unfolded: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._status: dict[str, tuple[str, OrderStatus]] = {}
         """Order id and status each unfinished order will have once the queue is written."""
@@ -135,6 +144,7 @@ class SqliteJournal:
                 raise JournalError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
+            self._fold_logged_intents(conn)
             self._checkpointer = self._start_checkpointer(conn)
         except BaseException:
             conn.close()
@@ -178,11 +188,41 @@ class SqliteJournal:
         return self._cur
 
     async def record_submitted(self, order: OrderRecord) -> None:
-        """Journal a new order as SUBMITTED (events: created, then ``send``), durably."""
-        self._insert(order, Trigger.SEND, "")
+        """Journal a new order as SUBMITTED (events: created, then ``send``), durably: one
+        intent-log row committed now, the order tables written behind it."""
+        check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
+        cur = self._cursor()
+        cid = order.client_order_id
+        stored_id = rows.sqlite_uuid(order.order_id)
+        if cid in self._status or cid in self._unfolded:
+            raise DuplicateOrderError(cid, order.order_id)
+        _check_row(order)  # the tables' CHECKs, now: the row itself is only written behind
+        if cur.execute(_SELECT_CLIENT_ID, (cid,)).fetchone() is not None:
+            raise DuplicateOrderError(cid, order.order_id)
+        row = rows.order_row(order, stored_id, _ts)
+        created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
+        moved = rows.event_row(
+            order, stored_id, OrderStatus.NEW, Trigger.SEND, "", row[_UPDATED_AT]
+        )
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(_INSERT_INTENT, (cid, _intent_encoder.encode((row, created, moved))))
+            seq = cur.lastrowid
+            cur.execute("COMMIT")
+        except BaseException:
+            self._rollback(cur)
+            raise
+        assert seq is not None
+        self._behind.append(_Fold(seq, cid, row, created, moved))
+        self._unfolded.add(cid)
+        self._remember(order, order.status)
+        self._schedule_flush()
 
     async def record_refused(self, order: OrderRecord) -> None:
         """Journal a new order refused before sending (events: created, then ``refuse``)."""
+        self._flush()
+        if order.client_order_id in self._status:
+            raise DuplicateOrderError(order.client_order_id, order.order_id)
         self._insert(order, Trigger.REFUSE, order.rejection_reason or "")
 
     def _insert(self, order: OrderRecord, trigger: Trigger, detail: str) -> None:
@@ -204,8 +244,6 @@ class SqliteJournal:
         except BaseException:
             self._rollback(cur)
             raise
-        # The queued status changes share this commit: one WAL write instead of several.
-        self._write_behind(cur)
         cur.execute("COMMIT")
         self._remember(order, order.status)
 
@@ -253,6 +291,9 @@ class SqliteJournal:
         event = rows.event_row(order, stored_id, previous, trigger, detail, changes[_M_UPDATED_AT])
         self._behind.append(_Write(cid, changes + guard, event))
         self._remember(order, order.status)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
@@ -265,7 +306,12 @@ class SqliteJournal:
     def _write_behind(self, cur: sqlite3.Cursor) -> None:
         """Execute the queued writes inside the caller's transaction."""
         queued, self._behind = self._behind, []
+        folded = 0
         for write in queued:
+            if isinstance(write, _Fold):
+                self._fold(cur, write.row, write.created, write.moved)
+                folded = write.seq
+                continue
             if cur.execute(*_UPDATE_ORDER.bind(write.changes)).rowcount != 1:
                 # Checked when queued against the status this journal wrote last; only
                 # another writer on the same file could get here.
@@ -273,6 +319,38 @@ class SqliteJournal:
                 log.error("journal write lost its order", client_order_id=write.client_order_id)
                 continue
             cur.execute(*_INSERT_EVENT.bind(write.event))
+        if folded:
+            cur.execute(_DELETE_INTENTS, (folded,))
+            self._unfolded.difference_update(
+                w.client_order_id for w in queued if isinstance(w, _Fold)
+            )
+
+    @staticmethod
+    def _fold(
+        cur: sqlite3.Cursor, row: Sequence[Any], created: Sequence[Any], moved: Sequence[Any]
+    ) -> None:
+        cur.execute(*_INSERT_ORDER.bind(tuple(row)))
+        cur.execute(*_INSERT_EVENT.bind(tuple(created)))
+        cur.execute(*_INSERT_EVENT.bind(tuple(moved)))
+
+    def _fold_logged_intents(self, conn: sqlite3.Connection) -> int:
+        """Fold in what a crash left in the intent log (start-up, before anything else)."""
+        cur = conn.cursor()
+        logged = cur.execute("SELECT seq, payload FROM journal_intents ORDER BY seq").fetchall()
+        if not logged:
+            return 0
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for _, payload in logged:
+                row, created, moved = _intent_decoder.decode(payload)
+                self._fold(cur, row, created, moved)
+            cur.execute(_DELETE_INTENTS, (logged[-1][0],))
+            cur.execute("COMMIT")
+        except BaseException:
+            self._rollback(cur)
+            raise
+        log.info("folded logged intents into the journal", count=len(logged))
+        return len(logged)
 
     def _flush(self) -> None:
         """Commit the queued writes now (end of loop iteration, before a read, at close)."""
@@ -282,14 +360,45 @@ class SqliteJournal:
         if not self._behind or self._cur is None:
             return
         cur = self._cur
+        pending = list(self._behind)
         try:
             cur.execute("BEGIN IMMEDIATE")
             self._write_behind(cur)
             cur.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            # One bad row must not hold the others back: write them one by one.
+            self._rollback(cur)
+            log.error("journal batch refused; writing its rows one by one", error=str(exc))
+            self._behind = []
+            self._write_one_by_one(cur, pending)
         except sqlite3.Error as exc:
             self._rollback(cur)
+            # Nothing of the batch is lost: the intents are still in the log (folded again at
+            # the next flush or start-up), and the status changes are queued again.
+            self._behind = pending + self._behind
+            self._unfolded.update(w.client_order_id for w in pending if isinstance(w, _Fold))
             self.write_errors += 1
-            log.error("journal write failed; terminals remain the record", error=str(exc))
+            log.error("journal write failed; will retry", error=str(exc))
+
+    def _write_one_by_one(self, cur: sqlite3.Cursor, pending: list[_Write | _Fold]) -> None:
+        for write in pending:
+            self._behind = [write]
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                self._write_behind(cur)
+                cur.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self._rollback(cur)
+                self.write_errors += 1
+                self._unfolded.discard(write.client_order_id)
+                if isinstance(write, _Fold):
+                    cur.execute(_DELETE_INTENT, (write.seq,))
+                log.error(
+                    "journal refused a row; the terminal remains the record of this order",
+                    client_order_id=write.client_order_id,
+                    error=str(exc),
+                )
+        self._behind = []
 
     @staticmethod
     def _stored_status(cur: sqlite3.Cursor, client_order_id: str) -> tuple[str, OrderStatus] | None:
@@ -363,9 +472,36 @@ class SqliteJournal:
 
 
 class _Write(NamedTuple):
+    """A status change or note: update the order row, add an event."""
+
     client_order_id: str
     changes: tuple[Any, ...]
     event: tuple[Any, ...]
+
+
+class _Fold(NamedTuple):
+    """A logged intent to fold into the order tables."""
+
+    seq: int
+    client_order_id: str
+    row: tuple[Any, ...]
+    created: tuple[Any, ...]
+    moved: tuple[Any, ...]
+
+
+_intent_encoder = msgspec.msgpack.Encoder()
+_intent_decoder = msgspec.msgpack.Decoder(tuple[list[Any], list[Any], list[Any]])
+
+
+def _check_row(order: OrderRecord) -> None:
+    """The CHECK constraints of ``execution_orders`` that a record can break (the others are
+    enumerations the record's types already hold to)."""
+    if not 1 <= len(order.client_order_id) <= 20:
+        raise sqlite3.IntegrityError(
+            "CHECK constraint failed: ck_execution_orders_client_order_id_length"
+        )
+    if order.retry_count < 0:
+        raise sqlite3.IntegrityError("CHECK constraint failed: ck_execution_orders_retry_count")
 
 
 def _record(row: tuple[Any, ...]) -> OrderRecord:
