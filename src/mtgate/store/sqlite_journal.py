@@ -119,6 +119,8 @@ class SqliteJournal:
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
         self._behind: list[_Write | _Fold] = []
+        self._intents: list[tuple[str, bytes, tuple[Any, Any, Any]]] = []
+        self._intent_batch: asyncio.Future[None] | None = None
         self._unfolded: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._status: dict[str, tuple[str, OrderStatus]] = {}
@@ -204,18 +206,50 @@ class SqliteJournal:
         moved = rows.event_row(
             order, stored_id, OrderStatus.NEW, Trigger.SEND, "", row[_UPDATED_AT]
         )
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            cur.execute(_INSERT_INTENT, (cid, _intent_encoder.encode((row, created, moved))))
-            seq = cur.lastrowid
-            cur.execute("COMMIT")
-        except BaseException:
-            self._rollback(cur)
-            raise
-        assert seq is not None
-        self._behind.append(_Fold(seq, cid, row, created, moved))
+        payload = _intent_encoder.encode((row, created, moved))
+        # The id is taken now, so a second order with it in the same batch is refused.
         self._unfolded.add(cid)
+        self._intents.append((cid, payload, (row, created, moved)))
+        batch = self._intent_batch
+        if batch is None:
+            batch = self._intent_batch = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._commit_intents)
+            if self._flush_handle is not None:
+                # The written-behind batch waits until this order's frame has left.
+                self._flush_handle.cancel()
+                self._flush_handle = None
+        try:
+            await batch  # group commit: every intent made in this loop iteration, one commit
+        except BaseException:
+            self._unfolded.discard(cid)
+            raise
         self._remember(order, order.status)
+
+    def _commit_intents(self) -> None:
+        """Commit the intents queued in this loop iteration, then wake their callers."""
+        batch, self._intent_batch = self._intent_batch, None
+        intents, self._intents = self._intents, []
+        assert batch is not None
+        cur = self._cur
+        if cur is None:
+            batch.set_exception(JournalNotOpenError())
+            return
+        folds: list[_Write | _Fold] = []
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            for cid, payload, (row, created, moved) in intents:
+                cur.execute(_INSERT_INTENT, (cid, payload))
+                assert cur.lastrowid is not None
+                folds.append(_Fold(cur.lastrowid, cid, row, created, moved))
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(cur)
+            if not batch.cancelled():
+                batch.set_exception(exc)
+            return
+        self._behind.extend(folds)
+        if not batch.cancelled():
+            batch.set_result(None)  # first: the callers send their frames before the fold runs
         self._schedule_flush()
 
     async def record_refused(self, order: OrderRecord) -> None:
