@@ -334,3 +334,35 @@ async def test_a_client_order_id_is_used_once(harness: Harness) -> None:
         )
     assert raised.value.field == "client_order_id"
     assert harness.trades_seen(MT5H) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "rule"),
+    [
+        ({"symbol": "EURUSD", "volume": 0.015}, "volume", "volume_step"),
+        ({"symbol": "NOPE", "volume": 0.1}, "symbol", "unknown_symbol"),
+        ({"symbol": "EURUSD", "volume": 0.1, "sl": 2.0}, "sl", "stops_level"),
+        ({"symbol": "EURUSD", "volume": 101.0}, "volume", "volume_max"),
+        ({"symbol": "EURUSD", "volume": 100.0}, "volume", "free_margin"),
+    ],
+)
+async def test_a_refused_order_never_reaches_the_terminal_and_is_journalled(
+    harness: Harness, fields: dict[str, object], field: str, rule: str
+) -> None:
+    r = await harness.bridge.place_market_order(account=harness.account(MT4), side="buy", **fields)
+    assert r.status == OrderStatus.REJECTED
+    assert r.error is not None
+    assert (r.error.source, r.error.field, r.error.rule) == ("bridge", field, rule)
+    assert harness.trades_seen(MT4) == 0
+    stored = await harness.bridge.journal.get(r.client_order_id)
+    assert stored is not None and stored.status == OrderStatus.REJECTED
+    assert stored.rejection_name == f"bridge:{rule}"
+
+
+async def test_an_account_without_a_terminal_is_refused_not_queued(harness: Harness) -> None:
+    r = await harness.bridge.place_market_order(
+        account="999@Nowhere", symbol="EURUSD", side="buy", volume=0.1
+    )
+    assert r.status == OrderStatus.REJECTED
+    assert r.error is not None and r.error.rule == "not_routable"
+    assert "999@Nowhere" in r.error.message

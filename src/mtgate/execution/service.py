@@ -87,7 +87,7 @@ class ExecutionService:
         )
         record.stop_loss, record.take_profit = req.sl, req.tp
         record.deviation_points = req.deviation_points
-        tick = session.view.ticks.get(req.symbol) if session else None
+        tick = session.view.ticks.get(req.symbol) if isinstance(session, TerminalSession) else None
         if req.price is not None:
             record.requested_price = req.price
         elif tick is not None:
@@ -96,8 +96,9 @@ class ExecutionService:
             req.symbol, order_type, req.volume, req.price or 0.0, req.sl or 0.0, req.tp or 0.0
         )
         refused = await self._refuse_if_invalid(record, session, intent, t0)
-        if refused is not None or session is None:
-            return refused or result_of(record)
+        if refused is not None:
+            return refused
+        assert isinstance(session, TerminalSession)
         msg = m.MarketOrder(
             id=0,
             symbol=req.symbol,
@@ -145,8 +146,9 @@ class ExecutionService:
             req.expiration_ms or 0,
         )
         refused = await self._refuse_if_invalid(record, session, intent, t0)
-        if refused is not None or session is None:
-            return refused or result_of(record)
+        if refused is not None:
+            return refused
+        assert isinstance(session, TerminalSession)
         msg = m.PendingOrder(
             id=0,
             symbol=req.symbol,
@@ -172,18 +174,19 @@ class ExecutionService:
         order_type: OrderType,
         volume: float,
         magic: int,
-    ) -> tuple[OrderRecord, TerminalSession | None]:
+    ) -> tuple[OrderRecord, TerminalSession | NotRoutable]:
         account = _account(account_text)
         cid = _client_id(client_id, time.time_ns())
         if self.book.get(cid) is not None:  # the journal's unique key catches older ones
             raise InvalidRequest(
                 f"client_order_id {cid!r} was already used", field="client_order_id"
             )
+        session: TerminalSession | NotRoutable
         try:
-            session: TerminalSession | None = self.registry.route(account)
-        except NotRoutable:
-            session = None
-        identity = session.identity if session else None
+            session = self.registry.route(account)
+        except NotRoutable as exc:
+            session = exc  # refused below, after the record exists to be journalled
+        identity = session.identity if isinstance(session, TerminalSession) else None
         record = OrderRecord(
             order_id=str(uuid.uuid4()),
             client_order_id=cid,
@@ -202,14 +205,15 @@ class ExecutionService:
         return record, session
 
     async def _refuse_if_invalid(
-        self, record: OrderRecord, session: TerminalSession | None, intent: OrderIntent, t0: int
+        self,
+        record: OrderRecord,
+        session: TerminalSession | NotRoutable,
+        intent: OrderIntent,
+        t0: int,
     ) -> OrderResult | None:
-        if session is None:
-            try:
-                self.registry.route(AccountKey(record.account_login, record.account_server))
-            except NotRoutable as exc:
-                return await self._refuse(record, Refusal("account", "not_routable", str(exc)), t0)
-        assert session is not None and session.identity is not None
+        if isinstance(session, NotRoutable):
+            return await self._refuse(record, Refusal("account", "not_routable", str(session)), t0)
+        assert session.identity is not None
         tick = session.view.ticks.get(intent.symbol)
         market = Market(
             platform=session.identity.platform,
