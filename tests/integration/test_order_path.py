@@ -366,3 +366,22 @@ async def test_an_account_without_a_terminal_is_refused_not_queued(harness: Harn
     assert r.status == OrderStatus.REJECTED
     assert r.error is not None and r.error.rule == "not_routable"
     assert "999@Nowhere" in r.error.message
+
+
+async def test_the_cached_account_follows_the_terminal_after_fills(harness: Harness) -> None:
+    """Pre-validation's free margin is estimated at once after a fill, then re-read."""
+    acct = harness.account(MT5H)
+    session = harness.bridge.registry.route(AccountKey.parse(acct))
+    r = await harness.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="buy", volume=1.0
+    )
+    assert r.status == OrderStatus.FILLED
+    login = harness.terminal(MT5H).config.login
+    truth = harness.server(MT5H).handle(login, m.AccountInfo(id=0))
+    assert isinstance(truth, m.AccountReport) and truth.margin > 0
+
+    def cached_margin_matches() -> bool:
+        cached = session.view.account
+        return cached is not None and abs(cached.margin - truth.margin) < 0.01
+
+    await eventually(cached_margin_matches)

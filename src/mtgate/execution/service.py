@@ -20,6 +20,7 @@ from mtgate.domain.orders import (
     Trigger,
     comment_for,
     new_client_id,
+    valid_client_id,
 )
 from mtgate.domain.records import OrderRecord
 from mtgate.execution.book import OrderBook, result_of
@@ -55,9 +56,10 @@ def _account(text: str) -> AccountKey:
 def _client_id(given: str | None, clock_ns: int) -> str:
     if given is None:
         return new_client_id(clock_ns)
-    if len(given) > CLIENT_ID_MAX:
+    if not valid_client_id(given):  # typed requests skip msgspec's checks: check again
         raise InvalidRequest(
-            f"client_order_id is longer than {CLIENT_ID_MAX}", field="client_order_id"
+            f"client_order_id must be 1-{CLIENT_ID_MAX} characters of [A-Za-z0-9._-]",
+            field="client_order_id",
         )
     return given
 

@@ -22,7 +22,7 @@ from mtgate.domain.backoff import Backoff
 from mtgate.domain.enums import DealEntry, OrderState
 from mtgate.domain.orders import OrderStatus, Trigger, client_id_from_comment
 from mtgate.domain.records import OrderRecord
-from mtgate.domain.symbols import pending_frozen
+from mtgate.domain.symbols import margin_required, pending_frozen
 from mtgate.execution.book import OrderBook
 from mtgate.execution.validation import Market, OrderIntent, Refusal, prevalidate
 from mtgate.protocol import messages as m
@@ -32,6 +32,7 @@ from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
 
 log = logs.get("mtgate.tracker")
 
+ACCOUNT_REFRESH_DELAY_S = 0.2
 _UNFINISHED = (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.PLACED)
 
 
@@ -46,6 +47,7 @@ class Tracker:
         self._events: asyncio.Queue[tuple[TerminalSession, str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._backoff_cap_s = resolve_backoff_cap_s
+        self._refreshing: set[str] = set()
 
     def attach(self, registry: TerminalRegistry) -> None:
         self.registry = registry
@@ -68,6 +70,8 @@ class Tracker:
             if record.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
                 await self.book.move(record, Trigger.PLACE, f"placed as #{result.order}")
             return
+        if not self.book.can(record, Trigger.FILL):
+            return  # its deal event filled it first: the answer repeats what is known
         self._fill_fields(
             record,
             result.price,
@@ -76,10 +80,7 @@ class Tracker:
             result.deal,
             self.book.carrier.get(record.client_order_id),
         )
-        if self.book.can(record, Trigger.FILL):
-            await self.book.move(
-                record, Trigger.FILL, f"filled at {result.price} as #{result.order}"
-            )
+        await self.book.move(record, Trigger.FILL, f"filled at {result.price} as #{result.order}")
 
     def _fill_fields(
         self,
@@ -103,10 +104,10 @@ class Tracker:
             self._reserve_margin(session, record, price)
 
     def _reserve_margin(self, session: TerminalSession, record: OrderRecord, price: float) -> None:
-        """Lower the cached free margin by the fill's margin until the next account report,
-        so pre-validation does not accept a burst of orders on a stale figure."""
-        from mtgate.domain.symbols import margin_required
-
+        """Lower the cached free margin by the fill's margin until the next account report
+        (asked for shortly after), so pre-validation does not accept a burst of orders on a
+        stale figure, nor keep refusing on one."""
+        self._refresh_account_soon(session)
         account, spec = session.view.account, session.view.symbols[record.symbol]
         assert account is not None
         try:
@@ -114,6 +115,23 @@ class Tracker:
         except ValueError:
             return  # a calculation mode or currency the estimate does not cover: await the report
         session.view.account = _with_margin_used(account, need)
+
+    def _refresh_account_soon(self, session: TerminalSession) -> None:
+        if session.session_id in self._refreshing:
+            return
+        self._refreshing.add(session.session_id)
+        self._spawn(self._refresh_account(session), f"account:{session.terminal_id}")
+
+    async def _refresh_account(self, session: TerminalSession) -> None:
+        """One account report a short while after fills: one read for a burst of them."""
+        try:
+            await asyncio.sleep(ACCOUNT_REFRESH_DELAY_S)
+            report = await session.request(m.AccountInfo(id=0), session.settings.read_timeout_s)
+            session.view.account = report
+        except SessionError as exc:
+            log.info("account refresh skipped", terminal=session.terminal_id, reason=str(exc))
+        finally:
+            self._refreshing.discard(session.session_id)
 
     async def replay_deferred(self, record: OrderRecord) -> None:
         """Apply the events that arrived while the order's answer was awaited."""

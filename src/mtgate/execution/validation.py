@@ -9,6 +9,7 @@ to the server.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mtgate.domain import symbols as rules
@@ -90,6 +91,8 @@ def _order_kind(intent: OrderIntent, spec: SymbolSpec, market: Market) -> Refusa
 
 
 def _volume(volume: float, spec: SymbolSpec) -> Refusal | None:
+    if not math.isfinite(volume):
+        return Refusal("volume", "volume_min", f"volume {volume} is not a number of lots")
     if volume < spec.volume_min - 1e-9:
         return Refusal(
             "volume", "volume_min", f"volume {volume:g} is below the minimum {spec.volume_min:g}"
