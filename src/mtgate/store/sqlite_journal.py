@@ -30,6 +30,7 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -81,6 +82,10 @@ the only writer) while blocking the event loop, before it fails and the order is
 _UPDATED_AT: Final = rows.ORDER_COLUMNS.index("updated_at")
 _M_UPDATED_AT: Final = rows.MUTABLE_COLUMNS.index("updated_at")
 
+FLUSH_INTERVAL_S: Final = 0.01
+"""How long written-behind changes wait: long enough that an order's intent and its answer
+usually share one insert, short enough that other readers see the tables a moment later."""
+
 _ts = rows.sqlite_ts
 log = logs.get("mtgate.journal")
 
@@ -119,6 +124,7 @@ class SqliteJournal:
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
         self._behind: list[_Write | _Fold] = []
+        self._pending_folds: dict[str, _Fold] = {}
         self._intents: list[tuple[str, bytes, tuple[Any, Any, Any]]] = []
         self._intent_batch: asyncio.Future[None] | None = None
         self._unfolded: set[str] = set()
@@ -214,10 +220,6 @@ class SqliteJournal:
         if batch is None:
             batch = self._intent_batch = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._commit_intents)
-            if self._flush_handle is not None:
-                # The written-behind batch waits until this order's frame has left.
-                self._flush_handle.cancel()
-                self._flush_handle = None
         try:
             await batch  # group commit: every intent made in this loop iteration, one commit
         except BaseException:
@@ -240,7 +242,7 @@ class SqliteJournal:
             for cid, payload, (row, created, moved) in intents:
                 cur.execute(_INSERT_INTENT, (cid, payload))
                 assert cur.lastrowid is not None
-                folds.append(_Fold(cur.lastrowid, cid, row, created, moved))
+                folds.append(_Fold(cur.lastrowid, cid, row, [created, moved]))
             cur.execute("COMMIT")
         except BaseException as exc:
             self._rollback(cur)
@@ -248,6 +250,7 @@ class SqliteJournal:
                 batch.set_exception(exc)
             return
         self._behind.extend(folds)
+        self._pending_folds.update((f.client_order_id, f) for f in folds if isinstance(f, _Fold))
         if not batch.cancelled():
             batch.set_result(None)  # first: the callers send their frames before the fold runs
         self._schedule_flush()
@@ -320,16 +323,25 @@ class SqliteJournal:
         if known is None or known[1] is not previous or known[0] != order.order_id.lower():
             raise StaleOrderError(cid, previous, None if known is None else known[1])
         stored_id = rows.sqlite_uuid(order.order_id)
-        changes = rows.mutable_row(order, _ts)
-        guard = (stored_id, cid, rows.STATUS_VALUES[previous])
-        event = rows.event_row(order, stored_id, previous, trigger, detail, changes[_M_UPDATED_AT])
-        self._behind.append(_Write(cid, changes + guard, event))
+        fold = self._pending_folds.get(cid)
+        if fold is not None:  # not written yet: write it as it stands now
+            fold.row = rows.order_row(order, stored_id, _ts)
+            at = fold.row[_UPDATED_AT]
+            fold.events.append(rows.event_row(order, stored_id, previous, trigger, detail, at))
+        else:
+            changes = rows.mutable_row(order, _ts)
+            guard = (stored_id, cid, rows.STATUS_VALUES[previous])
+            at = changes[_M_UPDATED_AT]
+            event = rows.event_row(order, stored_id, previous, trigger, detail, at)
+            self._behind.append(_Write(cid, changes + guard, event))
         self._remember(order, order.status)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                FLUSH_INTERVAL_S, self._flush
+            )
 
     def _remember(self, order: OrderRecord, status: OrderStatus) -> None:
         if status in FINAL_STATUSES:
@@ -343,7 +355,8 @@ class SqliteJournal:
         folded = 0
         for write in queued:
             if isinstance(write, _Fold):
-                self._fold(cur, write.row, write.created, write.moved)
+                self._pending_folds.pop(write.client_order_id, None)
+                self._fold(cur, write.row, write.events)
                 folded = write.seq
                 continue
             if cur.execute(*_UPDATE_ORDER.bind(write.changes)).rowcount != 1:
@@ -360,12 +373,10 @@ class SqliteJournal:
             )
 
     @staticmethod
-    def _fold(
-        cur: sqlite3.Cursor, row: Sequence[Any], created: Sequence[Any], moved: Sequence[Any]
-    ) -> None:
+    def _fold(cur: sqlite3.Cursor, row: Sequence[Any], events: Sequence[Sequence[Any]]) -> None:
         cur.execute(*_INSERT_ORDER.bind(tuple(row)))
-        cur.execute(*_INSERT_EVENT.bind(tuple(created)))
-        cur.execute(*_INSERT_EVENT.bind(tuple(moved)))
+        for event in events:
+            cur.execute(*_INSERT_EVENT.bind(tuple(event)))
 
     def _fold_logged_intents(self, conn: sqlite3.Connection) -> int:
         """Fold in what a crash left in the intent log (start-up, before anything else)."""
@@ -377,7 +388,7 @@ class SqliteJournal:
         try:
             for _, payload in logged:
                 row, created, moved = _intent_decoder.decode(payload)
-                self._fold(cur, row, created, moved)
+                self._fold(cur, row, (created, moved))
             cur.execute(_DELETE_INTENTS, (logged[-1][0],))
             cur.execute("COMMIT")
         except BaseException:
@@ -410,7 +421,10 @@ class SqliteJournal:
             # Nothing of the batch is lost: the intents are still in the log (folded again at
             # the next flush or start-up), and the status changes are queued again.
             self._behind = pending + self._behind
-            self._unfolded.update(w.client_order_id for w in pending if isinstance(w, _Fold))
+            for write in pending:
+                if isinstance(write, _Fold):
+                    self._unfolded.add(write.client_order_id)
+                    self._pending_folds[write.client_order_id] = write
             self.write_errors += 1
             log.error("journal write failed; will retry", error=str(exc))
 
@@ -513,14 +527,16 @@ class _Write(NamedTuple):
     event: tuple[Any, ...]
 
 
-class _Fold(NamedTuple):
-    """A logged intent to fold into the order tables."""
+@dataclass(slots=True)
+class _Fold:
+    """A logged intent to fold into the order tables. Status changes queued before it is
+    written are merged into it: the row is inserted as it stands then, with all its events,
+    instead of inserted and updated."""
 
     seq: int
     client_order_id: str
     row: tuple[Any, ...]
-    created: tuple[Any, ...]
-    moved: tuple[Any, ...]
+    events: list[tuple[Any, ...]]
 
 
 _intent_encoder = msgspec.msgpack.Encoder()
