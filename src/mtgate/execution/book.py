@@ -89,12 +89,12 @@ class OrderBook:
             )
         self.carrier.pop(record.client_order_id, None)
 
-    async def submitted(self, record: OrderRecord) -> None:
+    async def submitted(self, record: OrderRecord, *, new_id: bool = False) -> None:
         """Journal a new order before it is sent; a reused client order id is refused."""
         record.status = transition(record.status, Trigger.SEND)
         record.updated_at_ms = self.clock.now_ms()
         try:
-            await self.journal.record_submitted(record)
+            await self.journal.record_submitted(record, new_id=new_id)
         except DuplicateOrderError:
             raise _reused(record) from None
         self.track(record)

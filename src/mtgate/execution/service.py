@@ -113,7 +113,7 @@ class ExecutionService:
             sl=req.sl or 0.0,
             tp=req.tp or 0.0,
         )
-        return await self._submit(record, session, msg, t0)
+        return await self._submit(record, session, msg, t0, new_id=req.client_order_id is None)
 
     async def place_pending_order(self, req: PendingOrderRequest) -> OrderResult:
         t0 = time.perf_counter_ns()
@@ -165,7 +165,7 @@ class ExecutionService:
             expiration_ms=req.expiration_ms or 0,
             time_type=2 if req.expiration_ms else 0,
         )
-        return await self._submit(record, session, msg, t0)
+        return await self._submit(record, session, msg, t0, new_id=req.client_order_id is None)
 
     async def _new_record(
         self,
@@ -253,12 +253,18 @@ class ExecutionService:
         return result_of(record, error)
 
     async def _submit(
-        self, record: OrderRecord, session: TerminalSession, msg: m.Request, t0: int
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        msg: m.Request,
+        t0: int,
+        *,
+        new_id: bool,
     ) -> OrderResult:
         """Journal, send, await the answer, apply it. The frame leaves only after the journal
         write returned; a lost answer makes the order UNKNOWN and starts its resolution."""
         cid = record.client_order_id
-        await self.book.submitted(record)
+        await self.book.submitted(record, new_id=new_id)
         self.book.deferred[cid] = []
         self.book.carrier[cid] = session
         error: OrderError | None = None

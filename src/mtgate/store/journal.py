@@ -45,9 +45,11 @@ class Journal(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record_submitted(self, order: OrderRecord) -> None:
+    async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         """Insert ``order`` (status already SUBMITTED) with events created → NEW, NEW → SUBMITTED
-        (``send``); durable on return. The bridge sends the frame only after this returns."""
+        (``send``); durable on return. The bridge sends the frame only after this returns.
+        ``new_id``: the bridge made the client order id just now (unique by construction), so
+        a journal may skip looking it up; a reused id is still refused by the table's key."""
         ...
 
     async def record_refused(self, order: OrderRecord) -> None:

@@ -92,7 +92,7 @@ class SqlJournal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, fn, engine)
 
-    async def record_submitted(self, order: OrderRecord) -> None:
+    async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
         await self._call(functools.partial(_insert, order, Trigger.SEND, ""))
 

@@ -195,7 +195,7 @@ class SqliteJournal:
             raise JournalNotOpenError()
         return self._cur
 
-    async def record_submitted(self, order: OrderRecord) -> None:
+    async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         """Journal a new order as SUBMITTED (events: created, then ``send``), durably: one
         intent-log row committed now, the order tables written behind it."""
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
@@ -205,7 +205,7 @@ class SqliteJournal:
         if cid in self._status or cid in self._unfolded:
             raise DuplicateOrderError(cid, order.order_id)
         _check_row(order)  # the tables' CHECKs, now: the row itself is only written behind
-        if cur.execute(_SELECT_CLIENT_ID, (cid,)).fetchone() is not None:
+        if not new_id and cur.execute(_SELECT_CLIENT_ID, (cid,)).fetchone() is not None:
             raise DuplicateOrderError(cid, order.order_id)
         row = rows.order_row(order, stored_id, _ts)
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
