@@ -20,6 +20,7 @@ from typing import Any
 from mtgate import logs
 from mtgate.domain.backoff import Backoff
 from mtgate.domain.enums import DealEntry, OrderState
+from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger, client_id_from_comment
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import margin_required, pending_frozen
@@ -137,8 +138,8 @@ class Tracker:
         """Apply the events that arrived while the order's answer was awaited."""
         events = self.book.deferred.pop(record.client_order_id, [])
         session = self.book.carrier.get(record.client_order_id)
-        if session is None:
-            return
+        if session is None or not events or record.status in FINAL_STATUSES:
+            return  # a final order is what its answer made it: its events can only repeat it
         for name, payload in events:
             await self._apply_event(session, name, payload)
 
