@@ -45,6 +45,14 @@ class Position:
     tp: float = 0.0
     time_update_ms: int = 0
     version: int = 0
+    origin: int = 0
+    """MT4: the ticket that first opened this volume when a partial close renumbered it (0:
+    this ticket); with ``time_ms`` it orders positions for the FIFO rule."""
+
+    @property
+    def age(self) -> tuple[int, int]:
+        """FIFO order: open time, then the opening ticket."""
+        return self.time_ms, self.origin or self.ticket
 
 
 @dataclass(slots=True, eq=False)
@@ -149,6 +157,7 @@ class Account:
         self._symbols = symbols
         self.positions: dict[int, Position] = {}
         self.identifiers: dict[int, int] = {}  # position identifier -> current ticket
+        self.closed: set[int] = set()  # tickets of positions that left the account
         self.pending: dict[int, Pending] = {}
         self.books: dict[str, SymbolBook] = {}
         self.history_orders: list[OrderReport] = []
@@ -219,8 +228,8 @@ class Account:
     def change_position(
         self, pos: Position, *, volume: float, price_open: float, sl: float, tp: float
     ) -> None:
-        """Resize / re-price a position in place (netting add or reduce, future SL/TP
-        modification): running sums and trigger levels follow."""
+        """Resize / re-price a position in place (netting add or reduce, partial close):
+        running sums and trigger levels follow."""
         book = self.books[pos.symbol]
         side = book.side(pos.buy)
         side.remove(pos.volume, pos.price_open)
@@ -231,8 +240,18 @@ class Account:
         book.triggers.stale += 1
         book.triggers.add_position(pos.ticket, pos.version, buy=pos.buy, sl=sl, tp=tp)
 
+    def set_stops(self, pos: Position, *, sl: float, tp: float) -> None:
+        """New SL/TP of a position: its old trigger levels go stale, volume and price (and so
+        the running sums) do not change."""
+        pos.sl, pos.tp = sl, tp
+        pos.version += 1
+        triggers = self.books[pos.symbol].triggers
+        triggers.stale += 1
+        triggers.add_position(pos.ticket, pos.version, buy=pos.buy, sl=sl, tp=tp)
+
     def remove_position(self, pos: Position) -> None:
         del self.positions[pos.ticket]
+        self.closed.add(pos.ticket)
         self.identifiers.pop(pos.identifier, None)
         book = self.books[pos.symbol]
         del book.positions[pos.ticket]

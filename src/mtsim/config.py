@@ -53,6 +53,9 @@ class ServerConfig:
         mt4_min_expiration_ms: MT4: an expiration must be at least this far ahead (⚠ the MT4
             help says 10 minutes; error 3).
         company: broker name reported in the account report.
+        stop_out: close positions when the margin level falls to ``margin_so_so``
+            (reference §5.2, :mod:`mtsim.stopout`). Off by default, so that tests can hold an
+            account below stop out.
     """
 
     trade_allowed: bool = True
@@ -69,6 +72,7 @@ class ServerConfig:
     recent_ms: int = 3_000
     mt4_min_expiration_ms: int = 10 * MINUTE_MS
     company: str = "mtsim"
+    stop_out: bool = False
 
 
 def market_open(sessions: Mapping[str, tuple[Session, ...]], symbol: str, now_ms: int) -> bool:

@@ -18,6 +18,22 @@ on MT4. Choices where the reference leaves the code open (⚠):
   forbids expirations (``ServerConfig.expiration_allowed``).
 - A malformed request (an order type the operation does not take, a stop-limit order on MT4):
   MT4 3 ERR_INVALID_TRADE_PARAMETERS, MT5 10013 INVALID.
+
+Position operations (``modify_position``, ``close_position``, ``close_by``; see
+:mod:`mtsim.positions`):
+
+- A ticket of a position that was open on the account and is now closed: MT5 10036
+  POSITION_CLOSED (reference §3.7: "treat as done for close intents"); MT4 4108
+  ERR_INVALID_TICKET. A ticket never seen: 4108 / 10013 as for pending orders. The
+  identifier of a live netting position whose ticket changed (reversal) is not its ticket:
+  10013, never 10036 (the position is open).
+- A close volume above the position's volume: MT5 10038 INVALID_CLOSE_VOLUME (reference §3.6,
+  on netting accounts too: ``close_position`` never reverses); MT4 131
+  ERR_INVALID_TRADE_VOLUME ⚠ (the volume is invalid for that order; 3 would also be
+  plausible). A remainder below ``volume_min``: 131 / 10014 ⚠.
+- ``close_by`` on a netting account, with the same ticket twice, with positions on
+  different symbols or in the same direction: 10013 INVALID / MT4 3 (malformed request ⚠).
+  A symbol whose ``order_mode`` lacks CLOSE_BY (64): 10035 (MT5 only, reference §3.4).
 """
 
 from __future__ import annotations
@@ -65,6 +81,7 @@ NO_CONNECTION = Rule("no_connection", 1, MT5.CONNECTION, MT4.NO_CONNECTION, "§4
 ALGO_DISABLED = Rule("algo_disabled", 2, MT5.CLIENT_DISABLES_AT, MT4.TRADE_NOT_ALLOWED, "§4.6 #2")
 UNKNOWN_SYMBOL = Rule("unknown_symbol", 3, MT5.INVALID, MT4.UNKNOWN_SYMBOL, "§4.6 #3")
 UNKNOWN_TICKET = Rule("unknown_ticket", 3, MT5.INVALID, MT4.INVALID_TICKET, "§2 4108")
+POSITION_CLOSED = Rule("position_closed", 3, 10036, MT4.INVALID_TICKET, "§3.7 10036 ⚠")
 NO_CHANGES = Rule("no_changes", 3, MT5.NO_CHANGES, MT4.NO_RESULT, "§1.1 OrderModify, §3.7")
 MARKET_CLOSED = Rule("market_closed", 4, MT5.MARKET_CLOSED, MT4.MARKET_CLOSED, "§4.6 #4, §8")
 TRADE_DISABLED = Rule("trade_disabled", 5, MT5.TRADE_DISABLED, MT4.TRADE_DISABLED, "§4.6 #5")
@@ -80,6 +97,9 @@ EXPIRATION_TOO_SOON = Rule(
     "expiration_too_soon", 8, MT5.INVALID_EXPIRATION, MT4.INVALID_TRADE_PARAMETERS, "§3.4 ⚠"
 )
 INVALID_VOLUME = Rule("invalid_volume", 9, MT5.INVALID_VOLUME, MT4.INVALID_TRADE_VOLUME, "§4.5")
+INVALID_CLOSE_VOLUME = Rule(
+    "invalid_close_volume", 9, 10038, MT4.INVALID_TRADE_VOLUME, "§3.6 10038, MT4 ⚠"
+)
 INVALID_PRICE = Rule("invalid_price", 10, MT5.INVALID_PRICE, MT4.INVALID_PRICE, "§4.6 #10, §1.1")
 WRONG_SIDE = Rule("wrong_side", 10, MT5.INVALID_PRICE, MT4.INVALID_STOPS, "§4.2, §4.3 ⚠")
 INVALID_STOPS = Rule("invalid_stops", 11, MT5.INVALID_STOPS, MT4.INVALID_STOPS, "§4.3")
@@ -102,6 +122,7 @@ RULES: tuple[Rule, ...] = (
     ALGO_DISABLED,
     UNKNOWN_SYMBOL,
     UNKNOWN_TICKET,
+    POSITION_CLOSED,
     NO_CHANGES,
     MARKET_CLOSED,
     TRADE_DISABLED,
@@ -113,6 +134,7 @@ RULES: tuple[Rule, ...] = (
     EXPIRATION_DENIED,
     EXPIRATION_TOO_SOON,
     INVALID_VOLUME,
+    INVALID_CLOSE_VOLUME,
     INVALID_PRICE,
     WRONG_SIDE,
     INVALID_STOPS,

@@ -113,7 +113,7 @@ def with_marker(comment: str, marker: str, limit: int) -> str:
     return comment[: max(0, limit - len(marker))] + marker
 
 
-def _record_deal(
+def record_deal(
     venue: Venue, acct: Account, fill: Fill, entry: DealEntry, position_id: int, pnl: float
 ) -> DealReport:
     deal = DealReport(
@@ -160,9 +160,7 @@ def execute(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill) -> Filled
         time_update_ms=now,
     )
     acct.add_position(pos)
-    return Filled(
-        _record_deal(venue, acct, fill, DealEntry.IN, pos.identifier, 0.0), pos.identifier
-    )
+    return Filled(record_deal(venue, acct, fill, DealEntry.IN, pos.identifier, 0.0), pos.identifier)
 
 
 def _net(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill, pos: Position) -> Filled:
@@ -176,7 +174,7 @@ def _net(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill, pos: Positio
         price = (pos.volume * pos.price_open + fill.volume * fill.price) / volume
         acct.change_position(pos, volume=volume, price_open=price, sl=fill.sl, tp=fill.tp)
         pos.time_update_ms = now
-        return Filled(_record_deal(venue, acct, fill, DealEntry.IN, ident, 0.0), ident)
+        return Filled(record_deal(venue, acct, fill, DealEntry.IN, ident, 0.0), ident)
     closed = min(fill.volume, pos.volume)
     pnl = round(
         profit(spec, pos.buy, closed, pos.price_open, fill.price, acct.currency), MONEY_DIGITS
@@ -185,10 +183,10 @@ def _net(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill, pos: Positio
     if rest > 0:
         acct.change_position(pos, volume=rest, price_open=pos.price_open, sl=pos.sl, tp=pos.tp)
         pos.time_update_ms = now
-        return Filled(_record_deal(venue, acct, fill, DealEntry.OUT, ident, pnl), ident)
+        return Filled(record_deal(venue, acct, fill, DealEntry.OUT, ident, pnl), ident)
     acct.remove_position(pos)
     if rest == 0:
-        return Filled(_record_deal(venue, acct, fill, DealEntry.OUT, ident, pnl), ident)
+        return Filled(record_deal(venue, acct, fill, DealEntry.OUT, ident, pnl), ident)
     reversed_pos = Position(
         ticket=fill.order,
         identifier=ident,
@@ -204,7 +202,7 @@ def _net(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill, pos: Positio
         time_update_ms=now,
     )
     acct.add_position(reversed_pos)
-    return Filled(_record_deal(venue, acct, fill, DealEntry.INOUT, ident, pnl), ident)
+    return Filled(record_deal(venue, acct, fill, DealEntry.INOUT, ident, pnl), ident)
 
 
 def market_order_report(fill: Fill, filled: Filled) -> OrderReport:
@@ -279,7 +277,7 @@ def close_position(
     fill = Fill(
         pos.symbol, not pos.buy, pos.volume, price, 0.0, 0.0, pos.magic, comment, order, now, reason
     )
-    return _record_deal(venue, acct, fill, DealEntry.OUT, pos.identifier, pnl)
+    return record_deal(venue, acct, fill, DealEntry.OUT, pos.identifier, pnl)
 
 
 def place_pending(venue: Venue, acct: Account, order: Pending) -> None:

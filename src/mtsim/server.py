@@ -30,6 +30,8 @@ from mtgate.protocol.messages import (
     AccountInfo,
     AccountReport,
     CancelOrder,
+    CloseBy,
+    ClosePosition,
     DealReport,
     GetTick,
     History,
@@ -37,6 +39,7 @@ from mtgate.protocol.messages import (
     Lookup,
     MarketOrder,
     ModifyOrder,
+    ModifyPosition,
     OrderGet,
     OrderReport,
     Orders,
@@ -46,15 +49,18 @@ from mtgate.protocol.messages import (
     Request,
     Symbols,
     Tick,
+    TradeResult,
 )
-from mtsim import errors
+from mtsim import errors, manual
 from mtsim.book import Account, Pending, Position
 from mtsim.config import ServerConfig, Session, market_open
 from mtsim.errors import TradeError
 from mtsim.ledger import Tickets, Venue
 from mtsim.money import figures
+from mtsim.positions import close_by, close_position, modify_position
 from mtsim.prices import PriceFeed, Quote
 from mtsim.reports import account_report, pending_report, position_report
+from mtsim.stopout import stop_out
 from mtsim.symbols import DEFAULT_SYMBOLS
 from mtsim.trading import cancel_order, market_order, modify_order, pending_order
 from mtsim.validation import Checks
@@ -142,6 +148,9 @@ class TradeServer:
             PendingOrder: functools.partial(pending_order, self._venue, self._checks),
             ModifyOrder: functools.partial(modify_order, self._venue, self._checks),
             CancelOrder: functools.partial(cancel_order, self._venue, self._checks),
+            ModifyPosition: functools.partial(modify_position, self._venue, self._checks),
+            ClosePosition: functools.partial(close_position, self._venue, self._checks),
+            CloseBy: functools.partial(close_by, self._venue, self._checks),
         }
         self._unlisten = feed.listen(self._on_quote)
 
@@ -232,9 +241,7 @@ class TradeServer:
         if handler is None:
             raise ValueError(f"{type(request).__name__} is not a trade-server request")
         now = self.clock.now_ms()
-        for account in self._accounts.values():
-            if account.expiries and account.expiries[0][0] <= now:
-                expire_due(self._venue, account, now)
+        self._expire(now)
         try:
             result = handler(acct, request)
         except TradeError as exc:
@@ -244,6 +251,41 @@ class TradeServer:
         self.executed.append(ExecutedRequest(now, login, request, result))
         self._flush()
         return result
+
+    def _expire(self, now: int) -> None:
+        for account in self._accounts.values():
+            if account.expiries and account.expiries[0][0] <= now:
+                expire_due(self._venue, account, now)
+
+    # --- manual trades: the account holder, not the bridge (see mtsim.manual) ----------------
+
+    def manual_market_order(
+        self,
+        login: int,
+        symbol: str,
+        order_type: int,
+        volume: float,
+        *,
+        sl: float = 0.0,
+        tp: float = 0.0,
+        comment: str = "",
+        magic: int = 0,
+    ) -> TradeResult:
+        """A market order placed by hand: deal reason CLIENT, not in :attr:`executed`."""
+        order = (symbol, order_type, volume, sl, tp, comment, magic)
+        return self._manual(login, lambda venue, acct: manual.market(venue, acct, *order))
+
+    def manual_close(self, login: int, ticket: int, volume: float = 0.0) -> TradeResult:
+        """Close a position by hand (all of it when ``volume`` is 0)."""
+        return self._manual(login, lambda venue, acct: manual.close(venue, acct, ticket, volume))
+
+    def _manual(self, login: int, run: Callable[[Venue, Account], TradeResult]) -> TradeResult:
+        acct = self._account(login)
+        self._expire(self.clock.now_ms())
+        try:
+            return run(self._venue, acct)
+        finally:
+            self._flush()
 
     def _account_info(self, acct: Account, _: AccountInfo) -> AccountReport:
         fig = figures(acct, self.symbols, self.feed)
@@ -332,6 +374,10 @@ class TradeServer:
             quote = Quote(bid, ask, time_ms)
             for acct in self._accounts.values():
                 process_quote(self._venue, acct, spec, quote)
+            for acct in self._accounts.values() if self.config.stop_out else ():
+                book = acct.books.get(symbol)
+                if book is not None and book.positions:
+                    stop_out(self._venue, acct)
         self._flush()
 
     # --- ground truth for tests -----------------------------------------------------------

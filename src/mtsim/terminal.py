@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtgate.domain.backoff import Backoff
+from mtgate.domain.codes import Classification, lookup
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import Secret, bridge_proof, ea_proof, new_nonce, proofs_match
@@ -161,6 +162,7 @@ class _Connection:
                 terminal_id=self.t.config.terminal_id,
                 ea_version=EA_VERSION,
                 nonce=self._nonce,
+                features=[m.POSITIONS_FEATURE],
             )
         )
 
@@ -302,6 +304,10 @@ class _Connection:
         try:
             result = self.t.server.handle(self.t.config.login, msg)
         except TradeError as exc:
+            if lookup(self.t.server.platform, exc.code).classification == Classification.OK:
+                # A no-op (MT4 1, MT5 10025) is a success on the wire (docs/protocol.md §4.2).
+                self._respond(msg.id, _no_change(msg, exc, self.t.server.clock.now_ms()))
+                return
             error = m.Error(
                 code=exc.code, name=exc.name, message=exc.message, bid=exc.bid, ask=exc.ask
             )
@@ -349,3 +355,17 @@ class _Connection:
     def abort(self) -> None:
         if self._link is not None:
             self._link.abort()
+
+
+def _no_change(msg: m.Request, exc: TradeError, now_ms: int) -> m.TradeResult:
+    ticket = getattr(msg, "ticket", 0)
+    return m.TradeResult(
+        code=exc.code,
+        order=ticket,
+        volume=0.0,
+        price=0.0,
+        bid=exc.bid,
+        ask=exc.ask,
+        time_ms=now_ms,
+        comment=exc.message,
+    )

@@ -14,7 +14,7 @@ requested price must be honoured within the deviation, else a requote (see
 from __future__ import annotations
 
 from mtgate.domain.codes import MT5
-from mtgate.domain.enums import OrderState, TimeInForce
+from mtgate.domain.enums import DealReason, OrderState, TimeInForce
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol.messages import (
     CancelOrder,
@@ -24,7 +24,7 @@ from mtgate.protocol.messages import (
     TradeResult,
 )
 from mtsim import errors
-from mtsim.book import VOLUME_DECIMALS, Account, Pending, Position
+from mtsim.book import VOLUME_DECIMALS, Account, Pending
 from mtsim.ledger import (
     Fill,
     Venue,
@@ -128,7 +128,7 @@ def check_limits(
 
 def check_hedge(venue: Venue, checks: Checks, acct: Account, symbol: str, buy: bool) -> None:
     """Step 15: a position opposite to an open one when hedging is prohibited (149/10046).
-    FIFO (150/10045) applies to closing, which arrives with the close operations."""
+    FIFO (150/10045) applies to closing (:func:`mtsim.positions.check_fifo`)."""
     if venue.config.hedging_allowed or acct.netting:
         return
     book = acct.books.get(symbol)
@@ -136,20 +136,7 @@ def check_hedge(venue: Venue, checks: Checks, acct: Account, symbol: str, buy: b
         checks.fail(errors.HEDGE_PROHIBITED, f"{symbol}: opposite positions are prohibited")
 
 
-def check_fifo(venue: Venue, checks: Checks, acct: Account, pos: Position) -> None:
-    """Step 15 for closing a position (for the close operations of the next protocol
-    version): under a FIFO rule only a symbol's oldest open position may be closed
-    (reference §1.3, §3.6: MT4 150, MT5 10045; never on netting accounts)."""
-    if not venue.config.fifo or acct.netting:
-        return
-    oldest = next(iter(acct.books[pos.symbol].positions.values()))
-    if oldest is not pos:
-        checks.fail(
-            errors.FIFO_CLOSE, f"{pos.symbol}: position {oldest.ticket} must be closed first"
-        )
-
-
-def _market_price(venue: Venue, spec: SymbolSpec, buy: bool, quote: Quote) -> float:
+def market_price(venue: Venue, spec: SymbolSpec, buy: bool, quote: Quote) -> float:
     """Market execution: the current Ask/Bid moved by a seeded slippage in whole ticks."""
     base = quote.ask if buy else quote.bid
     max_ticks = int(venue.config.slippage_points * spec.point / spec.tick_size + _EPS)
@@ -160,7 +147,7 @@ def _market_price(venue: Venue, spec: SymbolSpec, buy: bool, quote: Quote) -> fl
     return round(max(base + delta if buy else base - delta, spec.tick_size), spec.digits)
 
 
-def _maybe_requote(venue: Venue, checks: Checks, spec: SymbolSpec, quote: Quote) -> None:
+def maybe_requote(venue: Venue, checks: Checks, spec: SymbolSpec, quote: Quote) -> None:
     probability = venue.config.requote_probability
     if probability > 0 and venue.rng.random() < probability:
         checks.fail(errors.REQUOTE, f"{spec.name}: requote", bid=quote.bid, ask=quote.ask)
@@ -196,7 +183,13 @@ def _result(
     )
 
 
-def market_order(venue: Venue, checks: Checks, acct: Account, req: MarketOrder) -> TradeResult:
+def market_order(
+    venue: Venue,
+    checks: Checks,
+    acct: Account,
+    req: MarketOrder,
+    reason: DealReason = DealReason.EXPERT,
+) -> TradeResult:
     """Buy or sell at market (TRADE_ACTION_DEAL / MT4 OrderSend OP_BUY, OP_SELL)."""
     order_type = checks.order_type(req.order_type, pending=False)
     buy = order_type.is_buy
@@ -224,9 +217,26 @@ def market_order(venue: Venue, checks: Checks, acct: Account, req: MarketOrder) 
     if by_price:
         recent = venue.feed.recent(spec.name)
         price = checks.instant_price(spec, buy, req.price, req.deviation, quote, recent, now)
-        _maybe_requote(venue, checks, spec, quote)
+        maybe_requote(venue, checks, spec, quote)
     else:
-        price = _market_price(venue, spec, buy, quote)
+        price = market_price(venue, spec, buy, quote)
+    return _fill_market(venue, acct, spec, req, buy, volume, price, quote, now, reason)
+
+
+def _fill_market(
+    venue: Venue,
+    acct: Account,
+    spec: SymbolSpec,
+    req: MarketOrder,
+    buy: bool,
+    volume: float,
+    price: float,
+    quote: Quote,
+    now: int,
+    reason: DealReason,
+) -> TradeResult:
+    """Execute a market order that passed every check (deal ``reason``: EXPERT for the
+    bridge's orders, CLIENT for manual trades), record it, and answer."""
     fill = Fill(
         symbol=spec.name,
         buy=buy,
@@ -238,6 +248,7 @@ def market_order(venue: Venue, checks: Checks, acct: Account, req: MarketOrder) 
         comment=req.comment[: venue.config.comment_max],
         order=venue.tickets.order(),
         time_ms=now,
+        reason=reason,
     )
     filled = execute(venue, acct, spec, fill)
     if not venue.mt4:
@@ -305,8 +316,8 @@ def pending_order(venue: Venue, checks: Checks, acct: Account, req: PendingOrder
 def _find_pending(venue: Venue, checks: Checks, acct: Account, ticket: int) -> Pending:
     """Step 3 for modify/cancel: the ticket is a pending order of this account.
 
-    A position's ticket is a bad request here: position changes (SL/TP, close) are not part
-    of this protocol version."""
+    A position's ticket is a bad request here: positions have their own operations
+    (:mod:`mtsim.positions`)."""
     order = acct.pending.get(ticket)
     if order is not None:
         return order

@@ -385,3 +385,19 @@ async def test_the_cached_account_follows_the_terminal_after_fills(harness: Harn
         return cached is not None and abs(cached.margin - truth.margin) < 0.01
 
     await eventually(cached_margin_matches)
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_a_modify_that_changes_nothing_is_a_quiet_success(harness: Harness, tid: str) -> None:
+    """MT4 answers 1 (ERR_NO_RESULT), MT5 10025 (NO_CHANGES): a no-op, not an error."""
+    tick, point = _tick(harness, tid, "EURUSD"), _point(harness, tid, "EURUSD")
+    price = round(tick.ask - 200 * point, 5)
+    placed = await harness.bridge.place_pending_order(
+        account=harness.account(tid), symbol="EURUSD", kind="buy_limit", volume=0.1, price=price
+    )
+    same = await harness.bridge.modify_order(
+        account=harness.account(tid), client_order_id=placed.client_order_id, price=price
+    )
+    assert same.status == OrderStatus.PLACED
+    assert same.error is None
+    assert same.requested_price == price

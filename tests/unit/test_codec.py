@@ -237,6 +237,42 @@ RESULT_SAMPLES: dict[type[m.Request], Any] = {
     m.CancelOrder: m.TradeResult(
         code=0, order=48213390, volume=1.0, price=1.25, bid=1.2668, ask=1.267, time_ms=T0
     ),
+    m.ModifyPosition: m.TradeResult(
+        code=10009,
+        order=1468026008,
+        volume=0.1,
+        price=1.08412,
+        bid=1.0845,
+        ask=1.08452,
+        time_ms=T0 + 9_000,
+        position=1468026008,
+        comment="Request executed",
+    ),
+    # MT4 partial close: 0.2 of 0.5 lots closed, the rest reopened as ticket 48213401
+    m.ClosePosition: m.TradeResult(
+        code=0,
+        order=48213377,
+        volume=0.2,
+        price=1.2668,
+        bid=1.2666,
+        ask=1.2668,
+        time_ms=T0 + 60_000,
+        remainder=48213401,
+    ),
+    # MT5 close-by: the close-by order, the OUT_BY deal of ``ticket``, the surviving position
+    m.CloseBy: m.TradeResult(
+        code=10009,
+        order=1468026200,
+        volume=0.1,
+        price=1.0843,
+        bid=1.0845,
+        ask=1.08452,
+        time_ms=T0 + 70_000,
+        deal=1445796301,
+        position=1468026008,
+        comment="Request executed",
+        remainder=1468026150,
+    ),
 }
 
 EVENT_SAMPLES: dict[str, Any] = {
@@ -363,6 +399,13 @@ TERMINAL_SAMPLES: dict[str, m.Message] = {
         id=16, ticket=1468026100, price=1.0795, sl=1.075, tp=1.09, time_type=0
     ),
     "cancel_order": m.CancelOrder(id=17, ticket=1468026100),
+    "modify_position": m.ModifyPosition(id=18, ticket=1468026008, sl=1.0815, tp=1.0905),
+    "modify_position-remove-levels": m.ModifyPosition(id=19, ticket=1468026008),
+    "close_position": m.ClosePosition(id=20, ticket=1468026008),
+    "close_position-partial": m.ClosePosition(
+        id=21, ticket=48213377, volume=0.2, price=1.2668, deviation=10, comment=COMMENT
+    ),
+    "close_by": m.CloseBy(id=22, ticket=1468026008, opposite=1468026150),
 }
 
 
@@ -411,11 +454,14 @@ def test_message_type_names() -> None:
             "auth",
             "bye",
             "cancel_order",
+            "close_by",
+            "close_position",
             "evt",
             "hello",
             "history",
             "market_order",
             "modify_order",
+            "modify_position",
             "order_get",
             "orders",
             "pending_order",
@@ -834,7 +880,12 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("number", b"1", "invalid_message"),
     ("string", b'"ping"', "invalid_message"),
     # unknown or missing type
-    ("unknown-type", b'{"type":"close_position","id":1,"ticket":5}', "invalid_message"),
+    ("unknown-type", b'{"type":"market_order2","id":1,"ticket":5}', "invalid_message"),
+    (
+        "unknown-member-of-a-position-op",
+        b'{"type":"close_position","id":1,"ticket":5,"magic":7}',
+        "invalid_message",
+    ),
     ("missing-type", b'{"t_ms":1}', "invalid_message"),
     ("empty-object", b"{}", "invalid_message"),
     ("type-not-a-string", b'{"type":1}', "invalid_message"),
@@ -1188,3 +1239,30 @@ def test_fuzz_decoder_raises_only_protocol_errors(stream: bytes, data: st.DataOb
         assert decoder.buffered == len(stream) - sum(4 + len(b) for b in bodies)
     for body in bodies:
         _decode_everything(body)
+
+
+# --- feature "positions" (docs/protocol.md §5.2) -------------------------------------------
+
+
+def test_position_operations_on_the_wire() -> None:
+    assert m.POSITIONS_FEATURE == "positions"
+    assert {m.ModifyPosition, m.ClosePosition, m.CloseBy} <= set(m.TRADE_OPS)
+    assert _one_frame(m.ClosePosition(id=20, ticket=5)) == (
+        b'{"type":"close_position","id":20,"ticket":5}'
+    )
+    assert _one_frame(m.ModifyPosition(id=21, ticket=5, sl=1.08)) == (
+        b'{"type":"modify_position","id":21,"ticket":5,"sl":1.08}'
+    )
+    assert _one_frame(m.CloseBy(id=22, ticket=5, opposite=6)) == (
+        b'{"type":"close_by","id":22,"ticket":5,"opposite":6}'
+    )
+    with pytest.raises(ProtocolError):  # both tickets are required
+        codec.decode_for_terminal(b'{"type":"close_by","id":22,"ticket":5}')
+
+
+def test_remainder_is_never_on_the_wire_of_v1_results() -> None:
+    """``TradeResult.remainder`` defaults to 0 and is omitted: a v1 result is unchanged."""
+    assert b"remainder" not in bytes(codec.encode_payload(FILL))
+    raw = codec.encode_payload(RESULT_SAMPLES[m.ClosePosition])
+    assert b'"remainder":48213401' in bytes(raw)
+    assert codec.decode_result(m.ClosePosition, raw).remainder == 48213401

@@ -498,6 +498,8 @@ class ExecutionService:
             await session.request(msg)
         except TerminalRejected as exc:
             entry = lookup(session.platform, exc.code)
+            if entry.classification == Classification.OK:
+                return None  # a no-op sent as an error by a lenient EA: nothing changed
             await self.book.note(
                 record, f"{type(msg).__name__} refused: {exc.code} {exc.name}: {exc.message}"
             )

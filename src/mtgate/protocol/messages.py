@@ -184,6 +184,41 @@ class CancelOrder(Request, tag="cancel_order"):
     ticket: int
 
 
+# --- position operations (feature "positions", docs/protocol.md §5.2) ------------------------
+
+
+class ModifyPosition(Request, tag="modify_position"):
+    """New SL and TP of an open position (MT5 TRADE_ACTION_SLTP / MT4 OrderModify on a
+    market order). Both values are the position's new full state: 0 removes a level.
+    ``ticket``: the position ticket (MT4: the order ticket)."""
+
+    ticket: int
+    sl: float = 0.0
+    tp: float = 0.0
+
+
+class ClosePosition(Request, tag="close_position"):
+    """Close all (``volume`` 0) or part of a position at market (MT5 TRADE_ACTION_DEAL with
+    ``position``; netting: the opposite deal on the symbol; MT4 OrderClose). ``price`` 0: the
+    current Bid (buy) / Ask (sell). ``deviation`` in points. ``comment``: MT5 close order's
+    comment (MT4 OrderClose takes none)."""
+
+    ticket: int
+    volume: float = 0.0
+    price: float = 0.0
+    deviation: int = 0
+    comment: str = ""
+
+
+class CloseBy(Request, tag="close_by"):
+    """Close a position by an opposite one on the same symbol (MT4 OrderCloseBy / MT5
+    TRADE_ACTION_CLOSE_BY with ``position`` = ``ticket``, ``position_by`` = ``opposite``;
+    hedging accounts only)."""
+
+    ticket: int
+    opposite: int
+
+
 READ_OPS: tuple[type[Request], ...] = (
     AccountInfo,
     Symbols,
@@ -194,7 +229,18 @@ READ_OPS: tuple[type[Request], ...] = (
     History,
     Subscribe,
 )
-TRADE_OPS: tuple[type[Request], ...] = (MarketOrder, PendingOrder, ModifyOrder, CancelOrder)
+TRADE_OPS: tuple[type[Request], ...] = (
+    MarketOrder,
+    PendingOrder,
+    ModifyOrder,
+    CancelOrder,
+    ModifyPosition,
+    ClosePosition,
+    CloseBy,
+)
+POSITIONS_FEATURE = "positions"
+"""The ``features`` name that announces ``modify_position``, ``close_position`` and
+``close_by`` (docs/protocol.md §12)."""
 
 # --- responses and events (EA → bridge) -----------------------------------------------------
 
@@ -252,6 +298,11 @@ class TradeResult(Payload):
     deal: int = 0
     position: int = 0
     comment: str = ""
+    remainder: int = 0
+    """``close_position`` / ``close_by`` only (feature "positions"): the ticket of the open
+    position holding what is left of the closed one(s), 0 when nothing is left. MT4: a new
+    ticket (docs/protocol.md §10); MT5: the position's own ticket. Never set by the v1 base
+    operations."""
 
 
 class Tick(Payload):
@@ -379,6 +430,9 @@ RESULT_TYPES: dict[type[Request], object] = {
     PendingOrder: TradeResult,
     ModifyOrder: TradeResult,
     CancelOrder: TradeResult,
+    ModifyPosition: TradeResult,
+    ClosePosition: TradeResult,
+    CloseBy: TradeResult,
 }
 
 # Event names and their payloads.
@@ -409,4 +463,7 @@ TerminalInbound = (
     | PendingOrder
     | ModifyOrder
     | CancelOrder
+    | ModifyPosition
+    | ClosePosition
+    | CloseBy
 )

@@ -18,8 +18,11 @@ from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol.messages import (
     CancelOrder,
+    CloseBy,
+    ClosePosition,
     MarketOrder,
     ModifyOrder,
+    ModifyPosition,
     PendingOrder,
     Request,
     TradeResult,
@@ -112,6 +115,29 @@ class Desk:
 
     def cancel_req(self, ticket: int) -> CancelOrder:
         return CancelOrder(id=next(self._ids), ticket=ticket)
+
+    def modify_position_req(self, ticket: int, sl: float = 0.0, tp: float = 0.0) -> ModifyPosition:
+        return ModifyPosition(id=next(self._ids), ticket=ticket, sl=sl, tp=tp)
+
+    def close_req(self, ticket: int, volume: float = 0.0, **kw: Any) -> ClosePosition:
+        return ClosePosition(id=next(self._ids), ticket=ticket, volume=volume, **kw)
+
+    def close(self, ticket: int, volume: float = 0.0, **kw: Any) -> TradeResult:
+        result = self.send(self.close_req(ticket, volume, **kw))
+        assert isinstance(result, TradeResult)
+        return result
+
+    def close_by_req(self, ticket: int, opposite: int) -> CloseBy:
+        return CloseBy(id=next(self._ids), ticket=ticket, opposite=opposite)
+
+    def close_by(self, ticket: int, opposite: int) -> TradeResult:
+        result = self.send(self.close_by_req(ticket, opposite))
+        assert isinstance(result, TradeResult)
+        return result
+
+    def position(self, ticket: int) -> Any:
+        """The open position with ``ticket`` (PositionReport), or None."""
+        return next((p for p in self.server.positions(self.login) if p.ticket == ticket), None)
 
     def names(self, name: str) -> list[Any]:
         """Payloads of the events called ``name``, oldest first."""

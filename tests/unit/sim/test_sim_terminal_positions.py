@@ -1,0 +1,93 @@
+"""The simulated EA carries the position operations over the wire like every trade request,
+and announces them with the "positions" feature (docs/protocol.md §5.2, §12)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from mtgate.domain.enums import OrderType, Platform
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
+from mtsim.terminal import SimTerminal, TerminalConfig
+from tests.unit.sim.simdesk import BID, make_desk, px
+
+
+class _Bridge:
+    """The bridge end of one connection, reduced to the handshake and request/response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = codec.FrameDecoder()
+        self.bodies: list[bytes] = []
+
+    async def receive(self) -> Any:
+        while not self.bodies:
+            self.bodies.extend(self.decoder.feed(await self.reader.read(65536)))
+        return codec.decode_for_bridge(self.bodies.pop(0))
+
+    def send(self, message: m.Message) -> None:
+        self.writer.write(codec.encode(message))
+
+    async def request(self, message: m.Request) -> m.Response:
+        self.send(message)
+        while True:
+            frame = await self.receive()
+            if isinstance(frame, m.Response) and frame.id == message.id:
+                return frame
+
+
+async def test_position_operations_through_the_terminal() -> None:
+    desk = make_desk(Platform.MT4)
+    opened = desk.market(OrderType.BUY, volume=0.5)
+    key = new_key()
+    connected: asyncio.Queue[_Bridge] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connected.put(_Bridge(reader, writer))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    terminal = SimTerminal(desk.server, TerminalConfig(terminal_id="t1", key=key, login=1))
+    await terminal.connect("127.0.0.1", port)
+    bridge = await asyncio.wait_for(connected.get(), 5)
+    try:
+        hello = await bridge.receive()
+        assert isinstance(hello, m.Hello)
+        assert hello.features == [m.POSITIONS_FEATURE] == ["positions"]
+        nonce = new_nonce()
+        proof = bridge_proof(key, "t1", hello.nonce, nonce)
+        bridge.send(
+            m.Welcome(
+                v=1,
+                nonce=nonce,
+                proof=proof,
+                session="s1",
+                heartbeat_ms=60_000,
+                features=[m.POSITIONS_FEATURE],
+            )
+        )
+        assert isinstance(await bridge.receive(), m.Auth)
+        bridge.send(m.Ready())
+        await asyncio.wait_for(terminal.connected.wait(), 5)
+
+        modify = await bridge.request(m.ModifyPosition(id=1, ticket=opened.order, sl=px(BID, -50)))
+        assert modify.ok
+        assert codec.decode_result(m.ModifyPosition, modify.result).order == opened.order
+        close = await bridge.request(m.ClosePosition(id=2, ticket=opened.order, volume=0.2))
+        assert close.ok
+        closed = codec.decode_result(m.ClosePosition, close.result)
+        assert closed.volume == 0.2
+        assert desk.position(closed.remainder).comment == f"from #{opened.order}"
+        refused = await bridge.request(m.CloseBy(id=3, ticket=closed.remainder, opposite=99))
+        assert not refused.ok
+        assert refused.error is not None
+        assert (refused.error.code, refused.error.name) == (4108, "ERR_INVALID_TICKET")
+    finally:
+        terminal.stop()
+        bridge.writer.close()
+        server.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
