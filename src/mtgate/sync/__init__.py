@@ -1,0 +1,1 @@
+"""Account synchronization: snapshots, the pure diff between them, reconciliation."""
