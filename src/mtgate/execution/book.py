@@ -57,8 +57,8 @@ class OrderBook:
             account.server,
         ):
             return None
-        if record is not None:
-            self.track(record)
+        if record is not None and record.status in _ACTIVE:
+            self.track(record)  # finished orders stay in the journal, not in memory
         return record
 
     def active(self, account: AccountKey) -> list[OrderRecord]:

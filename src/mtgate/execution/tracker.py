@@ -288,7 +288,7 @@ class Tracker:
         account = AccountKey(record.account_login, record.account_server)
         try:
             while record.status in _UNFINISHED:
-                session = await self._ready_session(account, backoff)
+                session = await self._ready_session(account, record.terminal_id, backoff)
                 try:
                     lookup = await session.request(
                         m.OrderGet(id=0, client_id=record.client_order_id),
@@ -311,9 +311,16 @@ class Tracker:
         finally:
             self._resolving.discard(record.client_order_id)
 
-    async def _ready_session(self, account: AccountKey, backoff: Backoff) -> TerminalSession:
+    async def _ready_session(
+        self, account: AccountKey, terminal_id: str, backoff: Backoff
+    ) -> TerminalSession:
+        """The carrying terminal's session when it is ready (only it can prove absence),
+        else any ready session of the account (which can still find the order)."""
         assert self.registry is not None
         while True:
+            own = self.registry.ready_session(terminal_id)
+            if own is not None:
+                return own
             try:
                 return self.registry.route(account)
             except NotRoutable:
@@ -339,11 +346,13 @@ class Tracker:
             if self._absence_provable(record, session):
                 if record.status == OrderStatus.SUBMITTED:
                     await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
-                await self.book.move(
-                    record,
-                    Trigger.PROVE_ABSENT,
-                    f"not on account (looked up on {session.terminal_id})",
-                )
+                # Another lookup of the same order may have settled it while the journal wrote.
+                if self.book.can(record, Trigger.PROVE_ABSENT):
+                    await self.book.move(
+                        record,
+                        Trigger.PROVE_ABSENT,
+                        f"not on account (looked up on {session.terminal_id})",
+                    )
                 return True
             return False
         return record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
@@ -391,8 +400,11 @@ class Tracker:
                 continue
             record = self.book.get(stored.client_order_id) or stored
             self.book.track(record)
-            if record.client_order_id in self.book.deferred:
-                continue  # its request is in flight on this run; its own answer settles it
+            if (
+                record.client_order_id in self.book.deferred
+                or record.client_order_id in self._resolving
+            ):
+                continue  # its own answer, or the resolution already running, settles it
             try:
                 found = await session.request(
                     m.OrderGet(id=0, client_id=record.client_order_id),

@@ -165,6 +165,10 @@ class TerminalRegistry:
         states = ", ".join(f"{s.terminal_id}: {s.state.value}" for s in sessions)
         raise NotRoutable(f"no ready terminal for account {account} ({states})")
 
+    def ready_session(self, terminal_id: str) -> TerminalSession | None:
+        session = self._by_terminal.get(terminal_id)
+        return session if session is not None and session.state == SessionState.READY else None
+
     def platform_of(self, account: AccountKey) -> Platform | None:
         """The platform of the account's terminals, once one has connected."""
         return self._platforms.get(account)
