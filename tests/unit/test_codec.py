@@ -229,6 +229,7 @@ RESULT_SAMPLES: dict[type[m.Request], Any] = {
     ),
     m.History: m.HistoryReport(orders=[FILLED_ORDER], deals=[DEAL_IN, DEAL_OUT]),
     m.Subscribe: m.Subscribed(ticks=["EURUSD", "US500.cash"]),
+    m.Sync: m.SyncStarted(interval_ms=1000),
     m.MarketOrder: FILL,
     m.PendingOrder: PLACED,
     m.ModifyOrder: m.TradeResult(
@@ -280,6 +281,14 @@ EVENT_SAMPLES: dict[str, Any] = {
     "order": PENDING,
     "deal": DEAL_OUT,
     "account": ACCOUNT,
+    "snapshot": m.Snapshot(
+        time_ms=T0 + 61_000,
+        account=ACCOUNT,
+        positions=[POSITION, MT4_POSITION],
+        orders=[PENDING, STOP_LIMIT],
+        deals=[DEAL_IN, DEAL_OUT],
+        history_orders=[FILLED_ORDER],
+    ),
 }
 
 # --- realistic messages ---------------------------------------------------------------------
@@ -366,6 +375,7 @@ TERMINAL_SAMPLES: dict[str, m.Message] = {
     "order_get-client-id": m.OrderGet(id=11, client_id=CLIENT_ID),
     "history": m.History(id=12, since_ms=T0 - 3_600_000, until_ms=T0),
     "subscribe": m.Subscribe(id=13, ticks=["EURUSD", "XAUUSD"]),
+    "sync": m.Sync(id=13, interval_ms=1000, since_ms=T0),
     "market_order": MARKET_BUY,
     "market_order-full": m.MarketOrder(
         id=14,
@@ -443,7 +453,17 @@ def test_samples_cover_every_message_type() -> None:
     assert {type(s) for s in TERMINAL_SAMPLES.values()} == set(TERMINAL_INBOUND)
     assert set(RESULT_SAMPLES) == set(m.RESULT_TYPES)
     assert set(m.RESULT_TYPES) == set(m.READ_OPS) | set(m.TRADE_OPS)
-    assert set(EVENT_SAMPLES) == set(m.EVENT_TYPES) == {"tick", "order", "deal", "account"}
+    assert (
+        set(EVENT_SAMPLES)
+        == set(m.EVENT_TYPES)
+        == {
+            "tick",
+            "order",
+            "deal",
+            "account",
+            "snapshot",
+        }
+    )
 
 
 def test_message_type_names() -> None:
@@ -472,6 +492,7 @@ def test_message_type_names() -> None:
             "res",
             "subscribe",
             "symbols",
+            "sync",
             "tick",
             "welcome",
         ]

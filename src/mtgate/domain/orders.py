@@ -37,6 +37,14 @@ class Trigger(enum.StrEnum):
     PROVE_ABSENT = "prove_absent"  # resolution proved the order never reached the server
 
 
+class OrderAction(enum.StrEnum):
+    """What an order does: open (or add to) a position, or close one (docs/schema.md)."""
+
+    OPEN = "open"  # a market or pending order, as placed by the caller
+    CLOSE = "close"  # close all or part of ``position_ticket`` (MT5: a deal with ``position``)
+    CLOSE_BY = "close_by"  # close ``position_ticket`` by the opposite ``by_ticket``
+
+
 S, T = OrderStatus, Trigger
 
 TRANSITIONS: dict[tuple[OrderStatus, Trigger], OrderStatus] = {

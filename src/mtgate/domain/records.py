@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtgate.domain.enums import OrderType, Platform
-from mtgate.domain.orders import OrderStatus
+from mtgate.domain.orders import OrderAction, OrderStatus
 
 
 @dataclass(slots=True)
@@ -51,3 +51,8 @@ class OrderRecord:
     retry_count: int = 0
     updated_at_ms: int = 0
     filled_at_ms: int | None = None
+    action: OrderAction = OrderAction.OPEN
+    position_ticket: int | None = None
+    """CLOSE / CLOSE_BY: the position closed (MT4: its ticket)."""
+    by_ticket: int | None = None
+    """CLOSE_BY: the opposite position."""

@@ -219,6 +219,21 @@ class CloseBy(Request, tag="close_by"):
     opposite: int
 
 
+# --- account synchronization (feature "sync", docs/protocol.md §5.3) ------------------------
+
+
+class Sync(Request, tag="sync"):
+    """Push a ``snapshot`` event now and then every ``interval_ms`` (0 stops the pushes).
+
+    The first snapshot carries the history (deals and history orders) from ``since_ms``; each
+    later one carries only the history added since the previous snapshot. Snapshots are built
+    between trades and never delay one (docs/protocol.md §5.3). Replaces the previous
+    subscription; ends with the session."""
+
+    interval_ms: int
+    since_ms: int = 0
+
+
 READ_OPS: tuple[type[Request], ...] = (
     AccountInfo,
     Symbols,
@@ -228,6 +243,7 @@ READ_OPS: tuple[type[Request], ...] = (
     OrderGet,
     History,
     Subscribe,
+    Sync,
 )
 TRADE_OPS: tuple[type[Request], ...] = (
     MarketOrder,
@@ -241,6 +257,8 @@ TRADE_OPS: tuple[type[Request], ...] = (
 POSITIONS_FEATURE = "positions"
 """The ``features`` name that announces ``modify_position``, ``close_position`` and
 ``close_by`` (docs/protocol.md §12)."""
+SYNC_FEATURE = "sync"
+"""The ``features`` name that announces ``sync`` and the ``snapshot`` event."""
 
 # --- responses and events (EA → bridge) -----------------------------------------------------
 
@@ -417,6 +435,24 @@ class Subscribed(Payload):
     ticks: list[str] = []
 
 
+class SyncStarted(Payload):
+    """Answer to ``sync``: the interval the EA will push at (it may round it)."""
+
+    interval_ms: int
+
+
+class Snapshot(Payload):
+    """An account's state at ``time_ms`` (trade-server time) and the history added since the
+    previous snapshot of the subscription (the first one: since ``since_ms``)."""
+
+    time_ms: int
+    account: AccountReport
+    positions: list[PositionReport] = []
+    orders: list[OrderReport] = []
+    deals: list[DealReport] = []
+    history_orders: list[OrderReport] = []
+
+
 RESULT_TYPES: dict[type[Request], object] = {
     AccountInfo: AccountReport,
     Symbols: list[SymbolSpec],
@@ -426,6 +462,7 @@ RESULT_TYPES: dict[type[Request], object] = {
     OrderGet: Lookup,
     History: HistoryReport,
     Subscribe: Subscribed,
+    Sync: SyncStarted,
     MarketOrder: TradeResult,
     PendingOrder: TradeResult,
     ModifyOrder: TradeResult,
@@ -441,6 +478,7 @@ EVENT_TYPES: dict[str, object] = {
     "order": OrderReport,  # a pending order was placed, modified, triggered, cancelled or expired
     "deal": DealReport,  # a deal was added to the history (fills, SL/TP, closes)
     "account": AccountReport,
+    "snapshot": Snapshot,  # feature "sync": the account's state, every sync interval
 }
 
 # What each side may receive.
@@ -459,6 +497,7 @@ TerminalInbound = (
     | OrderGet
     | History
     | Subscribe
+    | Sync
     | MarketOrder
     | PendingOrder
     | ModifyOrder

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
@@ -28,13 +29,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mtgate.domain.enums import OrderType, Platform
-from mtgate.domain.orders import OrderStatus, Trigger
+from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -114,9 +116,13 @@ class ExecutionOrder(Base):
     placed_at: Mapped[datetime] = mapped_column(_TS)
     updated_at: Mapped[datetime] = mapped_column(_TS)
     filled_at: Mapped[datetime | None] = mapped_column(_TS)
+    action: Mapped[str] = mapped_column(String(8))
+    position_ticket: Mapped[int | None] = mapped_column(BigInteger)
+    by_ticket: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("length(client_order_id) BETWEEN 1 AND 20", name="client_order_id_length"),
+        CheckConstraint(one_of("action", [a.value for a in OrderAction]), name="action"),
         CheckConstraint(one_of("platform", [p.value for p in Platform]), name="platform"),
         CheckConstraint(one_of("order_type", ORDER_TYPE_NAMES.values()), name="order_type"),
         CheckConstraint(one_of("order_status", _STATUSES), name="order_status"),
@@ -189,7 +195,187 @@ class JournalIntent(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+POSITION_STATES = ("open", "closed")
+SIDES = ("buy", "sell")
+TRAILING_STATES = ("active", "finished")
+
+
+class PositionRow(Base):
+    """A position as the synchronizer last saw it (docs/schema.md, "Positions and deals").
+
+    The terminal decides what exists; this row is the bridge's last view of it, kept after
+    the close with the reason the deal history gives. ``client_order_id`` follows the
+    position through MT4 renumbering (``origin_ticket``: the first ticket of the chain)."""
+
+    __tablename__ = "positions"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[int] = mapped_column(BigInteger)
+    identifier: Mapped[int] = mapped_column(BigInteger)
+    origin_ticket: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    volume: Mapped[float] = mapped_column(Double)
+    price_open: Mapped[float] = mapped_column(Double)
+    stop_loss: Mapped[float | None] = mapped_column(Double)
+    take_profit: Mapped[float | None] = mapped_column(Double)
+    magic: Mapped[int] = mapped_column(BigInteger)
+    comment: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str | None] = mapped_column(String(20))
+    external: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(8))
+    profit: Mapped[float] = mapped_column(Double)
+    opened_at: Mapped[datetime] = mapped_column(_TS)
+    closed_at: Mapped[datetime | None] = mapped_column(_TS)
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+    close_deal: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        UniqueConstraint("account_login", "account_server", "ticket"),
+        CheckConstraint(one_of("side", SIDES), name="side"),
+        CheckConstraint(one_of("state", POSITION_STATES), name="state"),
+        Index("ix_positions_open", "account_login", "account_server", "state"),
+        _partial_index("ix_positions_client_order_id", "client_order_id"),
+    )
+
+
+class DealRow(Base):
+    """One deal of an account's history, synced incrementally (MT4: synthetic deals)."""
+
+    __tablename__ = "deals"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[int] = mapped_column(BigInteger)
+    order_ticket: Mapped[int] = mapped_column(BigInteger)
+    position_id: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(32))
+    deal_type: Mapped[int] = mapped_column(Integer)
+    entry: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[int] = mapped_column(Integer)
+    volume: Mapped[float] = mapped_column(Double)
+    price: Mapped[float] = mapped_column(Double)
+    profit: Mapped[float] = mapped_column(Double)
+    swap: Mapped[float] = mapped_column(Double)
+    commission: Mapped[float] = mapped_column(Double)
+    magic: Mapped[int] = mapped_column(BigInteger)
+    comment: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str | None] = mapped_column(String(20))
+    time: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        UniqueConstraint("account_login", "account_server", "ticket"),
+        Index("ix_deals_account_time", "account_login", "account_server", "time"),
+        Index("ix_deals_position", "account_login", "position_id"),
+    )
+
+
+class AccountStateRow(Base):
+    """The last synced figures of an account (one row per account, replaced on change)."""
+
+    __tablename__ = "account_states"
+
+    account_login: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_server: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    leverage: Mapped[int] = mapped_column(Integer)
+    balance: Mapped[float] = mapped_column(Double)
+    credit: Mapped[float] = mapped_column(Double)
+    equity: Mapped[float] = mapped_column(Double)
+    margin: Mapped[float] = mapped_column(Double)
+    margin_free: Mapped[float] = mapped_column(Double)
+    margin_level: Mapped[float] = mapped_column(Double)
+    positions: Mapped[int] = mapped_column(Integer)
+    pending_orders: Mapped[int] = mapped_column(Integer)
+    stale: Mapped[bool] = mapped_column(Boolean)
+    history_cursor: Mapped[datetime | None] = mapped_column(_TS)
+    """Time of the newest deal or history order synced: where the next session resumes."""
+    synced_at: Mapped[datetime] = mapped_column(_TS)
+
+
+class MarginLevelSample(Base):
+    """Margin-level history: one sample per account at most every sampling interval."""
+
+    __tablename__ = "margin_level_history"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    balance: Mapped[float] = mapped_column(Double)
+    equity: Mapped[float] = mapped_column(Double)
+    margin: Mapped[float] = mapped_column(Double)
+    margin_free: Mapped[float] = mapped_column(Double)
+    margin_level: Mapped[float] = mapped_column(Double)
+    at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        Index("ix_margin_level_history_account_time", "account_login", "account_server", "at"),
+    )
+
+
+class PositionEventRow(Base):
+    """What happened to a position: the synchronizer's changes and the bridge's own
+    operations on it (modify, close, trailing-stop moves), in order."""
+
+    __tablename__ = "position_events"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    client_order_id: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        Index("ix_position_events_ticket", "account_login", "account_server", "ticket"),
+    )
+
+
+class TrailingStopRow(Base):
+    """A bridge-managed trailing stop; active rows are reloaded at start-up."""
+
+    __tablename__ = "trailing_stops"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    account_login: Mapped[int] = mapped_column(BigInteger)
+    account_server: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    distance_points: Mapped[int] = mapped_column(Integer)
+    step_points: Mapped[int] = mapped_column(Integer)
+    activation_points: Mapped[int | None] = mapped_column(Integer)
+    min_interval_ms: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8))
+    stop_loss: Mapped[float | None] = mapped_column(Double)
+    moves: Mapped[int] = mapped_column(Integer)
+    last_moved_at: Mapped[datetime | None] = mapped_column(_TS)
+    finished_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(_TS)
+    updated_at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        CheckConstraint(one_of("side", SIDES), name="side"),
+        CheckConstraint(one_of("state", TRAILING_STATES), name="state"),
+        CheckConstraint("distance_points > 0 AND step_points > 0", name="distances"),
+        Index("ix_trailing_stops_position", "account_login", "account_server", "ticket"),
+        Index("ix_trailing_stops_state", "state"),
+    )
+
+
 execution_orders = Base.metadata.tables[ExecutionOrder.__tablename__]
 journal_intents = Base.metadata.tables[JournalIntent.__tablename__]
 order_events = Base.metadata.tables[OrderEventRow.__tablename__]
 bridge_health_metrics = Base.metadata.tables[BridgeHealthMetric.__tablename__]
+positions = Base.metadata.tables[PositionRow.__tablename__]
+deals = Base.metadata.tables[DealRow.__tablename__]
+account_states = Base.metadata.tables[AccountStateRow.__tablename__]
+margin_level_history = Base.metadata.tables[MarginLevelSample.__tablename__]
+position_events = Base.metadata.tables[PositionEventRow.__tablename__]
+trailing_stops = Base.metadata.tables[TrailingStopRow.__tablename__]

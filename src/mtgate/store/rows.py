@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from mtgate.domain.enums import OrderType, Platform
-from mtgate.domain.orders import OrderStatus, Trigger
+from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.store.models import ORDER_TYPE_NAMES
 from mtgate.store.values import HealthSample, OrderEvent
@@ -48,6 +48,9 @@ IDENTITY_COLUMNS = (
     "magic",
     "comment",
     "placed_at",
+    "action",
+    "position_ticket",
+    "by_ticket",
 )
 """Written once at creation: what was asked for, and of whom."""
 
@@ -216,6 +219,9 @@ def order_row(order: OrderRecord, stored_id: Any, ts: TsOut) -> tuple[Any, ...]:
         order.magic,
         order.comment,
         ts(order.placed_at_ms),
+        order.action.value,
+        order.position_ticket,
+        order.by_ticket,
         *mutable_row(order, ts),
     )
 
@@ -303,6 +309,9 @@ def record_from_row(row: Mapping[Any, Any], ts_in: TsIn) -> OrderRecord:
         retry_count=row["retry_count"],
         updated_at_ms=ts_in(row["updated_at"]),
         filled_at_ms=_opt_in(row["filled_at"], ts_in),
+        action=OrderAction(row["action"]),
+        position_ticket=row["position_ticket"],
+        by_ticket=row["by_ticket"],
     )
 
 

@@ -88,7 +88,7 @@ def test_migrate_is_idempotent_and_at_head(db_url: str, engine: Engine) -> None:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_heads()
         script = ScriptDirectory.from_config(alembic_config(conn))
-        assert current == tuple(script.get_heads()) == ("0002",)
+        assert current == tuple(script.get_heads()) == ("0003",)
 
 
 def test_downgrade_removes_everything_and_upgrade_restores_it(engine: Engine) -> None:
@@ -100,20 +100,41 @@ def test_downgrade_removes_everything_and_upgrade_restores_it(engine: Engine) ->
     assert {t.name for t in Base.metadata.sorted_tables} <= set(inspect(engine).get_table_names())
 
 
-def _insert_order(engine: Engine) -> str:
+def _insert_order(engine: Engine, *, with_action: bool = True) -> str:
     order = make_order()
+    action = (", action", ", 'open'") if with_action else ("", "")
     with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO execution_orders (order_id, client_order_id, account_login, "
                 "account_server, terminal_id, platform, symbol, order_type, volume, magic, "
-                "comment, order_status, retry_count, placed_at, updated_at) VALUES "
+                f"comment, order_status, retry_count, placed_at, updated_at{action[0]}) VALUES "
                 "(:id, :cid, 1, 's', 't', 'mt5', 'EURUSD', 'buy', 0.1, 0, '', 'submitted', 0, "
-                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                f"'2026-01-01 00:00:00', '2026-01-01 00:00:00'{action[1]})"
             ),
             {"id": order.order_id.replace("-", ""), "cid": order.client_order_id},
         )
     return order.client_order_id
+
+
+def test_orders_journalled_before_0003_become_open_orders(db_url: str) -> None:
+    """Rows written before close orders existed are orders that open positions."""
+    engine = make_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+        cid = _insert_order(engine, with_action=False)
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with engine.connect() as conn:
+            action = conn.execute(
+                text("SELECT action FROM execution_orders WHERE client_order_id = :c"), {"c": cid}
+            ).scalar_one()
+        assert action == "open"
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("UPDATE execution_orders SET action = 'reopen'"))
+    finally:
+        engine.dispose()
 
 
 def test_status_check_accepts_every_status_and_nothing_else(engine: Engine) -> None:
