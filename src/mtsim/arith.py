@@ -12,15 +12,27 @@ functions and checks the shape at a third point; a symbol whose formulas do not 
 calling the domain functions. The market-order path evaluates these a few times per order,
 where the domain functions' enum conversions and currency branches cost more than the
 arithmetic itself.
+
+:meth:`Arithmetic.position_profit` is the other use: one position's profit exactly as the domain
+function computes it (the same float operations in the same order, so the same bits), with
+the calculation-mode and currency branches taken once per symbol. Position reports (every
+snapshot values every open position) call it.
 """
 
 from __future__ import annotations
 
 import math
 
+from mtgate.domain.enums import CalcMode
 from mtgate.domain.symbols import SymbolSpec, margin_required, profit
 
 _REL = 1e-12
+
+# How position_profit converts ΔP·ContractSize·Lots (see mtgate.domain.symbols.profit).
+_AS_IS = 0  # the profit currency is the deposit currency
+_DIVIDED = 1  # the base currency is the deposit currency: divided by the close price
+_FUTURES = 2  # ΔP / TickSize · TickValue · Lots
+_DOMAIN = 3  # anything else: call the domain function (which may refuse the conversion)
 
 
 def _fit(f1: float, f2: float, f3: float) -> tuple[float, int] | None:
@@ -41,7 +53,7 @@ def _fit(f1: float, f2: float, f3: float) -> tuple[float, int] | None:
 class Arithmetic:
     """Margin and profit of ``spec`` for an account's leverage and currency."""
 
-    __slots__ = ("_m", "_p", "currency", "leverage", "spec")
+    __slots__ = ("_exact", "_m", "_p", "currency", "leverage", "spec")
 
     def __init__(self, spec: SymbolSpec, leverage: int, currency: str) -> None:
         self.spec = spec
@@ -51,6 +63,14 @@ class Arithmetic:
             *(margin_required(spec, 1.0, x, leverage, currency) for x in (1.0, 2.0, 3.0))
         )
         self._p = _fit(*(profit(spec, True, 1.0, x - 1.0, x, currency) for x in (1.0, 2.0, 3.0)))
+        if spec.calc_mode == CalcMode.FUTURES:
+            self._exact = _FUTURES
+        elif spec.currency_profit == currency:
+            self._exact = _AS_IS
+        elif spec.currency_base == currency:
+            self._exact = _DIVIDED
+        else:
+            self._exact = _DOMAIN
 
     def margin(self, volume: float, price: float) -> float:
         """``margin_required(spec, volume, price, leverage, currency)``."""
@@ -70,3 +90,16 @@ class Arithmetic:
         delta = close * volume - volume_price
         value = k * (delta if e == 0 else delta * close**e)
         return value if buy else -value
+
+    def position_profit(self, buy: bool, volume: float, open_price: float, close: float) -> float:
+        """``profit(spec, buy, volume, open_price, close, currency)`` to the bit: the same
+        operations in the same order, without the per-call enum and currency lookups."""
+        delta = (close - open_price) if buy else (open_price - close)
+        exact = self._exact
+        if exact == _AS_IS:
+            return delta * self.spec.contract_size * volume
+        if exact == _DIVIDED:
+            return delta * self.spec.contract_size * volume / close
+        if exact == _FUTURES:
+            return delta / self.spec.tick_size * self.spec.tick_value * volume
+        return profit(self.spec, buy, volume, open_price, close, self.currency)

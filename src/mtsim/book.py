@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from mtgate.domain.enums import MarginMode, OrderType
 from mtgate.domain.orders import client_id_from_comment
 from mtgate.domain.symbols import SymbolSpec
-from mtgate.protocol.messages import DealReport, OrderReport
+from mtgate.protocol.messages import DealReport, OrderReport, PositionReport
 from mtsim.arith import Arithmetic
 from mtsim.triggers import TriggerBook
 
@@ -48,6 +48,11 @@ class Position:
     origin: int = 0
     """MT4: the ticket that first opened this volume when a partial close renumbered it (0:
     this ticket); with ``time_ms`` it orders positions for the FIFO rule."""
+    report: PositionReport | None = None
+    """The report's fields that only change with the position, as of ``report_version``
+    (:func:`mtsim.reports.position_reports`). Every change of a reported field moves
+    ``version`` (or ``time_update_ms``), so a stale template is never used."""
+    report_version: int = -1
 
     @property
     def age(self) -> tuple[int, int]:
@@ -329,6 +334,14 @@ class Account:
         refs = self._client_refs(deal.comment)
         if refs is not None:
             refs.deals.append(index)
+
+    def history_position(self, since_ms: int) -> tuple[int, int]:
+        """How many deals and history orders come before ``since_ms`` (the list positions
+        where history from ``since_ms`` starts)."""
+        return (
+            bisect.bisect_left(self._deal_times, since_ms),
+            bisect.bisect_left(self._history_times, since_ms),
+        )
 
     def history(self, since_ms: int, until_ms: int) -> tuple[list[OrderReport], list[DealReport]]:
         """History orders and deals with a time in ``[since_ms, until_ms]``."""

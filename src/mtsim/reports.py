@@ -2,21 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+import msgspec
+
 from mtgate.domain.enums import OrderState
-from mtgate.domain.symbols import SymbolSpec, profit
 from mtgate.protocol.messages import AccountReport, OrderReport, PositionReport
+from mtsim.arith import Arithmetic
 from mtsim.book import Account, Pending, Position
 from mtsim.money import Figures
 
 MONEY_DIGITS = 2
 """Deposit-currency digits (USD): deal profits and reported money are rounded to cents."""
 
+_replace = msgspec.structs.replace
 
-def position_report(
-    pos: Position, spec: SymbolSpec, bid: float, ask: float, currency: str
-) -> PositionReport:
-    """A position valued at the current price (Bid closes a buy, Ask a sell: reference §4.2)."""
-    close = bid if pos.buy else ask
+
+Valuation = tuple[Arithmetic, float, float]
+"""A symbol's formulas for the account, and its Bid and Ask now."""
+
+
+def position_reports(
+    positions: Iterable[Position], valuation: Callable[[str], Valuation]
+) -> list[PositionReport]:
+    """Positions valued at the current price (Bid closes a buy, Ask a sell: reference §4.2);
+    ``valuation(symbol)`` is called once per symbol.
+
+    Every snapshot values every open position, so this is a snapshot's hot path: the fields
+    that do not move with prices are built once per position version and kept on the
+    position (:attr:`mtsim.book.Position.report`); a report is a copy of that template with
+    the price and profit of now."""
+    valued: dict[str, tuple[Callable[[bool, float, float, float], float], float, float]] = {}
+    reports: list[PositionReport] = []
+    append = reports.append
+    for pos in positions:
+        symbol_value = valued.get(pos.symbol)
+        if symbol_value is None:
+            arith, bid, ask = valuation(pos.symbol)
+            symbol_value = valued[pos.symbol] = (arith.position_profit, bid, ask)
+        profit, bid, ask = symbol_value
+        template = pos.report
+        if (
+            template is None
+            or pos.report_version != pos.version
+            or template.time_update_ms != pos.time_update_ms
+        ):
+            template = pos.report = _position_template(pos)
+            pos.report_version = pos.version
+        buy = pos.buy
+        close = bid if buy else ask
+        pnl = round(profit(buy, pos.volume, pos.price_open, close), MONEY_DIGITS)
+        append(_replace(template, price_current=close, profit=pnl))
+    return reports
+
+
+def _position_template(pos: Position) -> PositionReport:
     return PositionReport(
         ticket=pos.ticket,
         identifier=pos.identifier,
@@ -24,13 +64,12 @@ def position_report(
         type=0 if pos.buy else 1,
         volume=pos.volume,
         price_open=pos.price_open,
-        price_current=close,
+        price_current=0.0,
         time_ms=pos.time_ms,
         magic=pos.magic,
         comment=pos.comment,
         sl=pos.sl,
         tp=pos.tp,
-        profit=round(profit(spec, pos.buy, pos.volume, pos.price_open, close, currency), 2),
         time_update_ms=pos.time_update_ms,
     )
 

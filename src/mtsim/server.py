@@ -14,13 +14,21 @@ state is already consistent by then.
 Time: ``handle`` does not move prices; it first expires what is due at the clock's time.
 ``step`` advances the feed to the clock (each generated quote triggers pending orders and SL/TP
 in turn) and expires orders; ``set_quote`` forces a price. History times come from the clock.
+
+Cost with many positions: a quote costs O(accounts + what it triggers), never O(positions):
+floating profit and margin come from running sums (:mod:`mtsim.money`), SL/TP and pending
+levels from trigger heaps (:mod:`mtsim.triggers`); a position's own price and profit are
+computed only when a report of it is built (reads, :meth:`TradeServer.snapshot`).
+
+Snapshots (feature "sync", docs/protocol.md §5.3): :meth:`TradeServer.snapshot` builds an
+account's state and the history added since a :class:`SyncCursor`; the terminal pushes them.
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from mtgate.domain.clock import Clock
@@ -47,6 +55,7 @@ from mtgate.protocol.messages import (
     PositionReport,
     Positions,
     Request,
+    Snapshot,
     Symbols,
     Tick,
     TradeResult,
@@ -59,7 +68,7 @@ from mtsim.ledger import Tickets, Venue
 from mtsim.money import figures
 from mtsim.positions import close_by, close_position, modify_position
 from mtsim.prices import PriceFeed, Quote
-from mtsim.reports import account_report, pending_report, position_report
+from mtsim.reports import Valuation, account_report, pending_report, position_reports
 from mtsim.stopout import stop_out
 from mtsim.symbols import DEFAULT_SYMBOLS
 from mtsim.trading import cancel_order, market_order, modify_order, pending_order
@@ -67,15 +76,23 @@ from mtsim.validation import Checks
 from mtsim.watch import expire_due, process_quote
 
 __all__ = [
+    "SNAPSHOT_HISTORY_MAX",
     "ExecutedRequest",
     "ServerConfig",
     "Session",
+    "SyncCursor",
     "TradeError",
     "TradeServer",
     "UnknownAccountError",
 ]
 
 EventListener = Callable[[str, object], None]
+
+SNAPSHOT_HISTORY_MAX = 500
+"""At most this many deals, and this many history orders, in one snapshot (oldest first; the
+rest follow in the next snapshots), so that a snapshot with a long backlog still fits in a
+frame (docs/protocol.md §13): at most ~300 bytes each, ~275 KB in all, which leaves room
+for ~2,500 positions."""
 
 
 class UnknownAccountError(LookupError):
@@ -89,6 +106,18 @@ class ExecutedRequest(NamedTuple):
     login: int
     request: Request
     outcome: object
+
+
+class SyncCursor(NamedTuple):
+    """Where a snapshot subscription stands in an account's history: how many deals and how
+    many history orders of the account it has reported (or skipped as older than its
+    ``since_ms``).
+
+    The history lists are append-only, so list positions never repeat nor skip a record,
+    however many records share a millisecond."""
+
+    deals: int
+    orders: int
 
 
 class TradeServer:
@@ -279,6 +308,42 @@ class TradeServer:
         """Close a position by hand (all of it when ``volume`` is 0)."""
         return self._manual(login, lambda venue, acct: manual.close(venue, acct, ticket, volume))
 
+    def open_positions(
+        self,
+        login: int,
+        symbol: str,
+        count: int,
+        volume: float,
+        *,
+        order_type: int | None = None,
+        sl: float = 0.0,
+        tp: float = 0.0,
+        comment: str = "",
+        magic: int = 0,
+    ) -> list[int]:
+        """Open ``count`` positions by hand at market (benchmarks, tests that need a full
+        account); returns their tickets.
+
+        Each is a :meth:`manual_market_order` (every check, margin, running sums, history and
+        events as usual; deal reason CLIENT). ``order_type`` None alternates buy and sell,
+        starting with a buy. A refusal (e.g. no money) raises TradeError with the positions
+        opened so far left open. A netting account holds one position per symbol: ValueError
+        for ``count`` > 1."""
+        acct = self._account(login)
+        if acct.netting and count > 1:
+            raise ValueError("a netting account holds one position per symbol")
+        self._expire(self.clock.now_ms())
+        tickets: list[int] = []
+        try:
+            for i in range(count):
+                side = order_type if order_type is not None else i % 2
+                order = (symbol, side, volume, sl, tp, comment, magic)
+                result = manual.market(self._venue, acct, *order)
+                tickets.append(result.order)
+        finally:
+            self._flush()
+        return tickets
+
     def _manual(self, login: int, run: Callable[[Venue, Account], TradeResult]) -> TradeResult:
         acct = self._account(login)
         self._expire(self.clock.now_ms())
@@ -307,9 +372,19 @@ class TradeServer:
         bid, ask, time_ms = self.feed.quote(self._spec(req.symbol).name)
         return Tick(symbol=req.symbol, bid=bid, ask=ask, time_ms=time_ms)
 
-    def _position_report(self, acct: Account, pos: Position) -> PositionReport:
-        bid, ask, _ = self.feed.quote(pos.symbol)
-        return position_report(pos, self.symbols[pos.symbol], bid, ask, acct.currency)
+    def _position_reports(
+        self, acct: Account, positions: Iterable[Position] | None = None
+    ) -> list[PositionReport]:
+        """Reports of ``positions`` (default: every open position of ``acct``, in opening
+        order), with one quote and one formula lookup per symbol."""
+
+        def valuation(symbol: str) -> Valuation:
+            bid, ask, _ = self.feed.quote(symbol)
+            return acct.arith(self.symbols[symbol]), bid, ask
+
+        return position_reports(
+            acct.positions.values() if positions is None else positions, valuation
+        )
 
     def _order_report(self, order: Pending) -> OrderReport:
         bid, ask, _ = self.feed.quote(order.symbol)
@@ -318,8 +393,8 @@ class TradeServer:
     def _positions(self, acct: Account, req: Positions) -> list[PositionReport]:
         if req.symbol:
             book = acct.books.get(self._spec(req.symbol).name)
-            return [self._position_report(acct, p) for p in book.positions.values()] if book else []
-        return [self._position_report(acct, p) for p in acct.positions.values()]
+            return self._position_reports(acct, book.positions.values()) if book else []
+        return self._position_reports(acct)
 
     def _orders(self, acct: Account, req: Orders) -> list[OrderReport]:
         if req.symbol:
@@ -341,7 +416,7 @@ class TradeServer:
             pending, positions, history, deals = acct.find_by_client(req.client_id)
         return Lookup(
             orders=[self._order_report(o) for o in pending],
-            positions=[self._position_report(acct, p) for p in positions],
+            positions=self._position_reports(acct, positions),
             history_orders=history,
             deals=deals,
         )
@@ -350,6 +425,41 @@ class TradeServer:
         until = req.until_ms or self.clock.now_ms()
         orders, deals = acct.history(req.since_ms, until)
         return HistoryReport(orders=orders, deals=deals)
+
+    # --- snapshots (feature "sync") ----------------------------------------------------------
+
+    def sync_cursor(self, login: int, since_ms: int = 0) -> SyncCursor:
+        """The cursor of a new subscription: its first snapshot carries the history with a
+        time at or after ``since_ms``."""
+        return SyncCursor(*self._account(login).history_position(since_ms))
+
+    def snapshot(self, login: int, cursor: SyncCursor) -> tuple[Snapshot, SyncCursor]:
+        """The account's state at the clock's time, and the history added after ``cursor``;
+        returns the snapshot and the cursor of the next one.
+
+        State: the account report, every open position and every pending order. History: the
+        deals and history orders after the cursor, at most :data:`SNAPSHOT_HISTORY_MAX` of
+        each (the rest come with the next snapshots). Like a read, it first expires what is
+        due (those events are dispatched before this returns).
+
+        Cost: O(positions + pending orders + new history), no sorting and no scan of the
+        history; a position report copies a per-position template and adds price and profit
+        (:func:`mtsim.reports.position_reports`)."""
+        acct = self._account(login)
+        now = self.clock.now_ms()
+        self._expire(now)
+        self._flush()
+        deals_end = min(len(acct.deals), cursor.deals + SNAPSHOT_HISTORY_MAX)
+        orders_end = min(len(acct.history_orders), cursor.orders + SNAPSHOT_HISTORY_MAX)
+        snap = Snapshot(
+            time_ms=now,
+            account=self._account_info(acct, AccountInfo(id=0)),
+            positions=self._position_reports(acct),
+            orders=[self._order_report(o) for o in acct.pending.values()],
+            deals=acct.deals[cursor.deals : deals_end],
+            history_orders=acct.history_orders[cursor.orders : orders_end],
+        )
+        return snap, SyncCursor(deals_end, orders_end)
 
     # --- prices and time ------------------------------------------------------------------
 
@@ -367,8 +477,7 @@ class TradeServer:
         self._flush()
 
     def _on_quote(self, symbol: str, bid: float, ask: float, time_ms: int) -> None:
-        for acct in self._accounts.values():
-            expire_due(self._venue, acct, time_ms)
+        self._expire(time_ms)
         spec = self.symbols.get(symbol)
         if spec is not None and market_open(self.config.sessions, symbol, time_ms):
             quote = Quote(bid, ask, time_ms)
@@ -386,8 +495,7 @@ class TradeServer:
         return self._account_info(self._account(login), AccountInfo(id=0))
 
     def positions(self, login: int) -> list[PositionReport]:
-        acct = self._account(login)
-        return [self._position_report(acct, p) for p in acct.positions.values()]
+        return self._position_reports(self._account(login))
 
     def pending_orders(self, login: int) -> list[OrderReport]:
         return [self._order_report(o) for o in self._account(login).pending.values()]

@@ -110,6 +110,23 @@ class TriggerBook:
             heap = self._bid_up if buy else self._ask_down
             heap.push(tp, self._next_seq(), Kind.TP, ticket, version)
 
+    def reached(self, bid: float, ask: float) -> bool:
+        """Whether :meth:`fired` would return anything (stale entries included): the check
+        every quote makes for every account, so it looks at the four heap tops and nothing
+        else."""
+        eps = self._eps
+        items = self._ask_up._items
+        if items and items[0][0] <= ask + eps:
+            return True
+        items = self._ask_down._items
+        if items and items[0][0] <= eps - ask:
+            return True
+        items = self._bid_up._items
+        if items and items[0][0] <= bid + eps:
+            return True
+        items = self._bid_down._items
+        return bool(items) and items[0][0] <= eps - bid
+
     def fired(self, bid: float, ask: float) -> list[Fired]:
         """Every entry the quote reaches, orders first, each group in the order it was added.
 

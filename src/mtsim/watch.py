@@ -59,14 +59,15 @@ def expire_due(venue: Venue, acct: Account, now_ms: int) -> None:
 def process_quote(venue: Venue, acct: Account, spec: SymbolSpec, quote: Quote) -> None:
     """Act on every pending order and SL/TP of ``spec`` that ``quote`` reaches."""
     book = acct.books.get(spec.name)
-    if book is None or not len(book.triggers):
+    if book is None:
         return
-    for _ in range(_MAX_ROUNDS):
-        fired = book.triggers.fired(quote.bid, quote.ask)
-        if not fired:
-            break
-        for entry in fired:
-            _act(venue, acct, spec, entry, quote)
+    if book.triggers.reached(quote.bid, quote.ask):  # the usual quote reaches nothing
+        for _ in range(_MAX_ROUNDS):
+            fired = book.triggers.fired(quote.bid, quote.ask)
+            if not fired:
+                break
+            for entry in fired:
+                _act(venue, acct, spec, entry, quote)
     if book.triggers.needs_compaction():
         book.triggers.compact(lambda kind, ticket, version: _live(acct, kind, ticket, version))
 

@@ -28,6 +28,8 @@ class AccountSpec:
     balance: float = 100_000.0
     leverage: int = 100
     key: Secret = field(default_factory=new_key)
+    sync: bool = True
+    """Whether the terminal's EA offers the "sync" feature."""
 
 
 class SimWorld:
@@ -83,6 +85,7 @@ class SimWorld:
                 broker_delay_ms=broker_delay_ms,
                 read_delay_ms=read_delay_ms,
                 seed=seed + i,
+                sync=spec.sync,
             )
             self.terminals[spec.terminal_id] = SimTerminal(server, config)
 

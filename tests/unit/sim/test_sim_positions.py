@@ -211,6 +211,44 @@ def test_mt4_marker_replaces_the_end_of_a_full_comment(make_desk: MakeDesk) -> N
     assert len(closed) == 31
 
 
+def test_mt4_tp_marker_on_a_sell_and_a_full_comment(make_desk: MakeDesk) -> None:
+    """``[tp]`` like ``[sl]``: appended to the ticket's comment in history and on its out
+    deal, cutting the comment so the result fits 31 chars."""
+    desk = make_desk(Platform.MT4)
+    short = desk.market(T.SELL, tp=px(ASK, -50), comment="mg:TP1").order
+    long = desk.market(T.SELL, tp=px(ASK, -50), comment="mg:" + "Y" * 28).order
+    desk.quote("EURUSD", px(BID, -50), px(ASK, -50))  # Ask reaches the sells' TP
+    closed = {h.ticket: h.comment for h in desk.server.history_orders(desk.login)}
+    assert closed == {short: "mg:TP1[tp]", long: "mg:" + "Y" * 24 + "[tp]"}
+    outs = {d.order: (d.comment, d.reason) for d in desk.server.deals(desk.login) if d.entry}
+    assert outs == {
+        short: ("mg:TP1[tp]", DealReason.TP),
+        long: ("mg:" + "Y" * 24 + "[tp]", DealReason.TP),
+    }
+
+
+def test_mt5_sl_tp_closes_carry_the_level_on_the_close_order_and_deal(
+    make_desk: MakeDesk,
+) -> None:
+    """MT5: the position keeps no marker; the server's close order and its deal carry
+    ``[sl <level>]`` / ``[tp <level>]`` with the symbol's digits."""
+    desk = make_desk(Platform.MT5)
+    sell = desk.market(T.SELL, sl=px(ASK, 50), comment="mg:S").order
+    buy = desk.market(T.BUY, tp=px(BID, 40), comment="mg:B").order
+    desk.quote("EURUSD", px(BID, 50), px(ASK, 50))  # Ask reaches the sell's SL, Bid the TP
+    by_position = {
+        o.position_id: o.comment
+        for o in desk.server.history_orders(desk.login)
+        if o.comment.startswith("[")
+    }
+    assert by_position == {sell: f"[sl {px(ASK, 50):.5f}]", buy: f"[tp {px(BID, 40):.5f}]"}
+    outs = {d.position_id: (d.comment, d.reason) for d in desk.server.deals(desk.login) if d.entry}
+    assert outs == {
+        sell: (f"[sl {px(ASK, 50):.5f}]", DealReason.SL),
+        buy: (f"[tp {px(BID, 40):.5f}]", DealReason.TP),
+    }
+
+
 def test_one_quote_closes_every_position_it_reaches_in_opening_order(make_desk: MakeDesk) -> None:
     desk = make_desk(Platform.MT5, balance=1e7)
     tickets = [desk.market(T.BUY, sl=px(BID, -50 - i)).order for i in range(20)]
