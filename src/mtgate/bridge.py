@@ -25,11 +25,27 @@ from mtgate.execution.requests import (
 )
 from mtgate.execution.service import ExecutionService
 from mtgate.execution.tracker import Tracker
+from mtgate.positions.requests import (
+    BulkCloseRequest,
+    BulkItem,
+    BulkModifyRequest,
+    CloseByRequest,
+    ClosePositionRequest,
+    ModifyPositionRequest,
+    PositionResult,
+    ReversalResult,
+    ReversePositionRequest,
+    TrailingStopRequest,
+)
+from mtgate.positions.service import PositionService
+from mtgate.positions.trailing_stops import TrailingManager
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import Secret
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, SessionSettings
 from mtgate.store.journal import Journal, open_journal
+from mtgate.store.sync_store import PositionState, SyncStore, TrailingState
+from mtgate.sync.synchronizer import Synchronizer, SyncSettings
 
 
 class Bridge:
@@ -44,8 +60,20 @@ class Bridge:
         port: int = 0,
         settings: SessionSettings | None = None,
         clock: Clock | None = None,
+        store_url: str | None = None,
+        sync: SyncSettings | None = None,
+        store_flush_interval_s: float = 0.25,
     ) -> None:
+        """``store_url``: where positions, deals and account states are kept (usually the
+        journal's URL); without it there is no account synchronization and no trailing stop."""
         self._keys = dict(keys)
+        self._store = (
+            SyncStore(store_url, flush_interval_s=store_flush_interval_s) if store_url else None
+        )
+        self._sync_settings = sync or SyncSettings()
+        self._sync: Synchronizer | None = None
+        self._positions: PositionService | None = None
+        self._trailing: TrailingManager | None = None
         self._journal = journal
         self._host, self._port = host, port
         self._settings = settings or SessionSettings()
@@ -65,6 +93,7 @@ class Bridge:
             read_timeout_s=b.read_timeout_s,
         )
         journal = open_journal(config.store.url, synchronous=config.store.synchronous)
+        s = config.sync
         return cls(
             keys=config.keys(),
             journal=journal,
@@ -72,6 +101,9 @@ class Bridge:
             port=b.port,
             settings=settings,
             clock=clock,
+            store_url=config.store.url if s.enabled else None,
+            sync=SyncSettings(s.interval_ms, s.margin_history_interval_ms),
+            store_flush_interval_s=s.store_flush_interval_ms / 1000,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -85,6 +117,22 @@ class Bridge:
         )
         self._tracker.attach(self._registry)
         self._service = ExecutionService(book, self._registry, self._tracker)
+        if self._store is not None:
+            await self._store.open()
+            self._sync = Synchronizer(
+                self._store,
+                self._clock,
+                self._sync_settings,
+                journal_hook=self._tracker.recheck,
+            )
+            self._tracker.sync = self._sync
+            self._sync.start(self._registry)
+        self._positions = PositionService(self._service, self._sync)
+        if self._store is not None and self._sync is not None:
+            self._trailing = TrailingManager(self._positions, self._sync, self._store, self._clock)
+            await self._trailing.load()
+            self._tracker.tick_listeners.append(self._trailing.on_tick)
+            self._sync.subscribe(self._trailing.on_sync)
         self.address = await self._registry.listen(self._host, self._port)
         return self.address
 
@@ -93,6 +141,12 @@ class Bridge:
             await self._registry.close()
         if self._tracker is not None:
             await self._tracker.close()
+        if self._trailing is not None:
+            await self._trailing.close()
+        if self._sync is not None:
+            await self._sync.close()
+        if self._store is not None:
+            await self._store.close()
         await self._journal.close()
 
     async def __aenter__(self) -> Bridge:
@@ -118,6 +172,30 @@ class Bridge:
         if self._service is None:
             raise RuntimeError("the bridge is not started")
         return self._service
+
+    @property
+    def positions(self) -> PositionService:
+        if self._positions is None:
+            raise RuntimeError("the bridge is not started")
+        return self._positions
+
+    @property
+    def trailing(self) -> TrailingManager:
+        if self._trailing is None:
+            raise RuntimeError("the bridge runs without a store: no trailing stops")
+        return self._trailing
+
+    @property
+    def sync(self) -> Synchronizer:
+        if self._sync is None:
+            raise RuntimeError("the bridge runs without a store: no account synchronization")
+        return self._sync
+
+    @property
+    def store(self) -> SyncStore:
+        if self._store is None:
+            raise RuntimeError("the bridge runs without a store")
+        return self._store
 
     @property
     def journal(self) -> Journal:
@@ -180,6 +258,64 @@ class Bridge:
             account, m.Orders(id=0, symbol=symbol)
         )
         return result
+
+    # --- positions ---------------------------------------------------------------------------
+
+    async def modify_position(
+        self, request: ModifyPositionRequest | None = None, **fields: Any
+    ) -> PositionResult:
+        """Change a position's SL and/or TP (validated against stops and freeze levels)."""
+        return await self.positions.modify_position(request or parse(ModifyPositionRequest, fields))
+
+    async def close_position(
+        self, request: ClosePositionRequest | None = None, **fields: Any
+    ) -> OrderResult:
+        """Close all or part of a position; the close is journalled as an order."""
+        return await self.positions.close_position(request or parse(ClosePositionRequest, fields))
+
+    async def close_by(self, request: CloseByRequest | None = None, **fields: Any) -> OrderResult:
+        """Close a position by an opposite one (hedging accounts)."""
+        return await self.positions.close_by(request or parse(CloseByRequest, fields))
+
+    async def reverse_position(
+        self, request: ReversePositionRequest | None = None, **fields: Any
+    ) -> ReversalResult:
+        """Turn a position around: one deal on netting, close then open on hedging."""
+        return await self.positions.reverse_position(
+            request or parse(ReversePositionRequest, fields)
+        )
+
+    async def bulk_modify(
+        self, request: BulkModifyRequest | None = None, **fields: Any
+    ) -> list[BulkItem]:
+        """Change SL/TP of every synced position the filter selects."""
+        return await self.positions.bulk_modify(request or parse(BulkModifyRequest, fields))
+
+    async def bulk_close(
+        self, request: BulkCloseRequest | None = None, **fields: Any
+    ) -> list[BulkItem]:
+        """Close every synced position the filter selects."""
+        return await self.positions.bulk_close(request or parse(BulkCloseRequest, fields))
+
+    async def trail_position(
+        self, request: TrailingStopRequest | None = None, **fields: Any
+    ) -> TrailingState:
+        """Start (or replace) a bridge-managed trailing stop on a position."""
+        return await self.trailing.start(request or parse(TrailingStopRequest, fields))
+
+    def cancel_trailing(self, account: str, ticket: int) -> bool:
+        """Stop trailing a position (its SL stays where it is); False when none was active."""
+        return self.trailing.cancel(AccountKey.parse(account), ticket)
+
+    def synced_positions(self, account: str) -> list[PositionState]:
+        """Open positions as of the last snapshot (with the client order ids that opened them)."""
+        view = self.sync.views.get(AccountKey.parse(account))
+        return [] if view is None else sorted(view.positions.values(), key=lambda p: p.ticket)
+
+    def synced_account(self, account: str) -> m.AccountReport | None:
+        """The account's figures as of the last snapshot (None before the first one)."""
+        view = self.sync.views.get(AccountKey.parse(account))
+        return None if view is None or view.snapshot is None else view.snapshot.account
 
     async def get_account(self, account: str) -> m.AccountReport:
         """Balance, equity, margin and margin level as the terminal reports them now."""

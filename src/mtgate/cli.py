@@ -94,9 +94,15 @@ def bench(
     broker_delay_ms: Annotated[
         str, typer.Option(help="simulated broker delay range, e.g. 20-60")
     ] = "0",
+    sync_terminals: Annotated[
+        int, typer.Option(help="terminals of the sync load (0: no sync phase)")
+    ] = 100,
+    sync_positions: Annotated[int, typer.Option(help="open positions per sync terminal")] = 200,
+    sync_seconds: Annotated[float, typer.Option(help="how long the sync CPU is measured")] = 10.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
-    """Measure the bridge's order round trip beside the loopback echo floor, in one run."""
+    """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
+    the cost of syncing many accounts, and the round trip while they sync."""
     from mtgate.bench.harness import BenchOptions, run_bench
 
     lo, _, hi = broker_delay_ms.partition("-")
@@ -107,6 +113,9 @@ def bench(
         warmup=warmup,
         journal_sync=journal_sync,
         broker_delay_ms=(float(lo), float(hi or lo)),
+        sync_terminals=sync_terminals,
+        sync_positions=sync_positions,
+        sync_seconds=sync_seconds,
     )
     logs.configure(level="ERROR")
     _use_uvloop()
@@ -128,7 +137,10 @@ def _print_bench(f: dict[str, object]) -> None:
         ("loopback echo floor (c=C)", "floor_concurrent_ms"),
         ("bridge market order (c=1)", "latency_concurrency_1_ms"),
         ("bridge market order (c=C)", "latency_ms"),
+        ("bridge market order (c=C), sync running", "latency_with_sync_ms"),
     ):
+        if key not in f:
+            continue
         row = f[key]
         assert isinstance(row, dict)
         table.add_row(name, *(str(row.get(k, "")) for k in ("p50", "p90", "p99", "max")))
@@ -139,6 +151,15 @@ def _print_bench(f: dict[str, object]) -> None:
         f"p50 / floor p50 = {f['ratio_p50_to_floor']}, simulator executed "
         f"{f['orders_executed_by_simulator']} of {f['orders_sent_total']} orders sent"
     )
+    sync = f.get("sync")
+    if isinstance(sync, dict):
+        console.print(
+            f"sync: {sync['terminals']} terminals x {sync['positions_per_terminal']} positions "
+            f"every {sync['interval_ms']} ms: bridge CPU {f['sync_cpu_percent']} % of one core "
+            f"({sync['bridge_cpu_us_per_snapshot']} us per snapshot, "
+            f"{sync['snapshots_per_s']} snapshots/s), stale accounts {sync['stale_accounts']}; "
+            f"order latency delta with sync: {f['latency_with_sync_delta_ms']}"
+        )
 
 
 def main() -> None:

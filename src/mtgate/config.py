@@ -33,6 +33,13 @@ class StoreSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     synchronous: str = "normal"
 
 
+class SyncSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    interval_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 1000
+    margin_history_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    store_flush_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 250
+
+
 class LogSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     json: bool = False
     level: str = "INFO"
@@ -66,6 +73,7 @@ class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bridge: BridgeSection = BridgeSection()
     store: StoreSection = StoreSection()
+    sync: SyncSection = SyncSection()
     log: LogSection = LogSection()
     terminals: list[TerminalEntry] = []
 
@@ -78,7 +86,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return keys
 
 
-_SECTIONS = {"bridge": BridgeSection, "store": StoreSection, "log": LogSection}
+_SECTIONS = {
+    "bridge": BridgeSection,
+    "store": StoreSection,
+    "sync": SyncSection,
+    "log": LogSection,
+}
 
 
 def _overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:

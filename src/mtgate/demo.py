@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from mtgate.execution.requests import OrderResult
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey
 from mtgate.store.journal import open_journal
+from mtgate.sync.synchronizer import SyncSettings
 from mtsim.clock import ServerClock
 from mtsim.server import ServerConfig, Session
 from mtsim.world import AccountSpec, SimWorld
 
 # Wednesday 7 January 2026, 10:00 server time: FX is open, the US30 cash session is not.
 SERVER_START_MS = 1_767_780_000_000
+SYNC_INTERVAL_MS = 250
 US30_SESSION = tuple(Session(weekday=d, start_min=16 * 60 + 30, end_min=23 * 60) for d in range(5))
 
 MT4, MT5H, MT5N = "mt4-hedge", "mt5-hedge", "mt5-net"
@@ -45,11 +48,23 @@ class Step:
     result: OrderResult
 
 
+@dataclass(slots=True)
+class PositionStep:
+    """A position operation: what was asked, what came of it, whether that was expected."""
+
+    label: str
+    account: str
+    ticket: int
+    outcome: str
+    ok: bool
+
+
 class Demo:
     def __init__(self, bridge: Bridge, world: SimWorld) -> None:
         self.bridge = bridge
         self.world = world
         self.steps: list[Step] = []
+        self.position_steps: list[PositionStep] = []
 
     def acct(self, terminal_id: str) -> str:
         return self.world.account_of(terminal_id)
@@ -165,6 +180,115 @@ class Demo:
             "rejected: MT5 market closed", MT5H, "US30", "sell", 1.0, OrderStatus.REJECTED
         )
 
+    def note(self, label: str, tid: str, ticket: int, outcome: str, ok: bool) -> None:
+        self.position_steps.append(PositionStep(label, self.acct(tid), ticket, outcome, ok))
+
+    async def positions_part(self) -> None:
+        """Trailing stop, partial close, reversals, bulk close: issue 3's operations."""
+        await self.trailing_stop()
+        await self.partial_close()
+        await self.reversals()
+        await self.bulk_close()
+
+    async def _synced(self, tid: str, ticket: int) -> None:
+        """Wait until the synchronizer has seen ``ticket`` (at most a few sync intervals)."""
+        view = self.bridge.sync.views.get(AccountKey.parse(self.acct(tid)))
+        for _ in range(500):
+            if view is not None and ticket in view.positions:
+                return
+            await asyncio.sleep(0.01)
+            view = self.bridge.sync.views.get(AccountKey.parse(self.acct(tid)))
+
+    async def trailing_stop(self) -> None:
+        opened = await self.market("buy to trail", MT5H, "EURUSD", "buy", 0.10)
+        assert opened.position_id is not None and opened.fill_price is not None
+        ticket = opened.position_id
+        await self._synced(MT5H, ticket)
+        point = self.point(MT5H, "EURUSD")
+        await self.bridge.trail_position(
+            account=self.acct(MT5H),
+            ticket=ticket,
+            distance_points=150,
+            step_points=20,
+            activation_points=50,
+            min_interval_ms=0,
+        )
+        server = self.world.servers["Sim-MT5"]
+        path = [0, 40, 80, 130, 110, 190, 260]  # points above the fill: up, a pullback, up
+        for offset in path:
+            bid = round(opened.fill_price + offset * point, 5)
+            server.set_quote("EURUSD", bid, round(bid + 2 * point, 5))
+            await self._settle(MT5H, ticket)
+        moves = [sl for a, t, sl, _ in self.bridge.trailing.moves if t == ticket]
+        expected = [round(opened.fill_price + d * point, 5) for d in (-70, -20, 40, 110)]
+        self.note(
+            "trailing stop (150 pts, step 20, from +50)",
+            MT5H,
+            ticket,
+            "SL " + " -> ".join(f"{sl:.5f}" for sl in moves),
+            moves == expected,
+        )
+
+    async def _settle(self, tid: str, ticket: int) -> None:
+        """Let the tick reach the bridge and a trailing move (if any) finish."""
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if not any(e.in_flight for e in self.bridge.trailing._entries.values()):
+                break
+
+    async def partial_close(self) -> None:
+        first = self.steps[0].result  # the MT4 market buy of 0.10
+        assert first.ticket is not None
+        await self._synced(MT4, first.ticket)
+        part = await self.bridge.close_position(
+            account=self.acct(MT4), ticket=first.ticket, volume=0.04
+        )
+        self.record("partial close 0.04 (MT4)", OrderStatus.FILLED, part)
+        rest = part.remainder_ticket
+        self.note(
+            "MT4 partial close renumbers",
+            MT4,
+            first.ticket,
+            f"0.06 left as #{rest} (from #{first.ticket})",
+            rest is not None and rest != first.ticket,
+        )
+
+    async def reversals(self) -> None:
+        netting = await self.bridge.list_positions(self.acct(MT5N), "USDJPY")
+        ticket = netting[0].ticket
+        await self._synced(MT5N, ticket)
+        rev = await self.bridge.reverse_position(account=self.acct(MT5N), ticket=ticket)
+        if rev.open is not None:
+            self.record("reversal (netting, one deal)", OrderStatus.FILLED, rev.open)
+        self.note("reverse USDJPY buy 0.30 (netting)", MT5N, ticket, rev.message, rev.complete)
+        hedged = await self.bridge.list_positions(self.acct(MT5H), "GBPUSD")
+        sell = next(p for p in hedged if p.type == 1)
+        await self._synced(MT5H, sell.ticket)
+        rev = await self.bridge.reverse_position(
+            account=self.acct(MT5H), ticket=sell.ticket, volume=0.10
+        )
+        for leg, result in (("close", rev.close), ("open", rev.open)):
+            if result is not None:
+                self.record(f"reversal (hedging): {leg}", OrderStatus.FILLED, result)
+        self.note(
+            "reverse GBPUSD sell 0.20 (hedging)", MT5H, sell.ticket, rev.message, rev.complete
+        )
+
+    async def bulk_close(self) -> None:
+        await asyncio.sleep(self.bridge.sync.settings.interval_ms / 1000 * 1.5)  # one sync
+        results = await self.bridge.bulk_close(select={"magic": 4242, "symbol": "EURUSD"})
+        for item in results:
+            closed = item.closed
+            ok = closed is not None and closed.status == OrderStatus.FILLED
+            outcome = closed.status.value if closed is not None else "-"
+            self.note(
+                "bulk close EURUSD, magic 4242",
+                _tid_of(self, item.account),
+                item.ticket,
+                outcome,
+                ok,
+            )
+
     async def trigger(self, order: OrderResult) -> None:
         """Move the simulated GBPUSD price through the buy stop and wait for the bridge to see it."""
         server = self.world.servers["Sim-MT5"]
@@ -185,11 +309,20 @@ class Demo:
         return found
 
 
+def _tid_of(demo: Demo, account: str) -> str:
+    return next(a.terminal_id for a in ACCOUNTS if demo.acct(a.terminal_id) == account)
+
+
 def _fmt(value: float | None, digits: int = 5) -> str:
-    return "" if value is None else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    if value is None:
+        return ""
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if digits else text
 
 
-def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountReport, int]]) -> None:
+def render(
+    console: Console, demo: Demo, accounts: list[tuple[str, m.AccountReport, int, int]]
+) -> None:
     table = Table(title="mtgate demo: orders", header_style="bold")
     for col in (
         "step",
@@ -223,7 +356,9 @@ def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountRepo
             step.label,
             r.client_order_id,
             r.terminal_id,
-            r.order_type,
+            r.order_type
+            if r.action == "open"
+            else f"{r.action} #{r.position_ticket}: {r.order_type}",
             status,
             _fmt(r.ticket, 0),
             _fmt(r.fill_price),
@@ -232,7 +367,15 @@ def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountRepo
             reason,
         )
     console.print(table)
-    acc = Table(title="accounts (as the terminals report them)", header_style="bold")
+    ops = Table(title="mtgate demo: position operations", header_style="bold")
+    for col in ("operation", "account", "ticket", "outcome", "as expected"):
+        ops.add_column(col, overflow="fold")
+    for p in demo.position_steps:
+        ops.add_row(
+            p.label, p.account, str(p.ticket), p.outcome, "yes" if p.ok else "[red]NO[/red]"
+        )
+    console.print(ops)
+    acc = Table(title="accounts (as the last sync snapshot reports them)", header_style="bold")
     for col in (
         "account",
         "balance",
@@ -241,9 +384,10 @@ def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountRepo
         "free margin",
         "margin level %",
         "positions",
+        "snapshot age ms",
     ):
         acc.add_column(col, justify="right")
-    for name, a, positions in accounts:
+    for name, a, positions, age_ms in accounts:
         acc.add_row(
             name,
             f"{a.balance:,.2f}",
@@ -252,8 +396,27 @@ def render(console: Console, demo: Demo, accounts: list[tuple[str, m.AccountRepo
             f"{a.margin_free:,.2f}",
             f"{a.margin_level:,.1f}" if a.margin else "-",
             str(positions),
+            str(age_ms),
         )
     console.print(acc)
+
+
+async def _synced_accounts(
+    bridge: Bridge, world: SimWorld
+) -> list[tuple[str, m.AccountReport, int, int]]:
+    """Each account as its latest snapshot shows it, once a snapshot newer than the demo's
+    last trade has arrived: the figures are the synchronizer's, not a read made for show."""
+    await asyncio.sleep(SYNC_INTERVAL_MS / 1000 * 1.5)
+    rows = []
+    for spec in ACCOUNTS:
+        name = world.account_of(spec.terminal_id)
+        view = bridge.sync.views[AccountKey.parse(name)]
+        assert view.snapshot is not None and view.last_snapshot_ns is not None
+        age_ms = (time.monotonic_ns() - view.last_snapshot_ns) // 1_000_000
+        rows.append(
+            (f"{spec.terminal_id} {name}", view.snapshot.account, len(view.positions), age_ms)
+        )
+    return rows
 
 
 async def run_demo(db: Path | None = None, console: Console | None = None) -> int:
@@ -267,22 +430,24 @@ async def run_demo(db: Path | None = None, console: Console | None = None) -> in
         name: ServerConfig(sessions={"US30": US30_SESSION}) for name in ("Sim-MT4", "Sim-MT5")
     }
     world = SimWorld(ACCOUNTS, clock=clock, seed=7, configs=configs)
-    bridge = Bridge(keys=world.keys(), journal=open_journal(f"sqlite:///{db}"))
+    bridge = Bridge(
+        keys=world.keys(),
+        journal=open_journal(f"sqlite:///{db}"),
+        store_url=f"sqlite:///{db}",
+        sync=SyncSettings(interval_ms=SYNC_INTERVAL_MS),
+    )
     try:
         host, port = await bridge.start()
         world.start(host, port)
         await bridge.wait_ready({a.terminal_id for a in ACCOUNTS}, timeout_s=10)
         demo = Demo(bridge, world)
         await demo.run()
-        accounts = []
-        for spec in ACCOUNTS:
-            name = world.account_of(spec.terminal_id)
-            report = await bridge.get_account(name)
-            positions = await bridge.list_positions(name)
-            accounts.append((f"{spec.terminal_id} {name}", report, len(positions)))
+        await demo.positions_part()
+        accounts = await _synced_accounts(bridge, world)
         render(console, demo, accounts)
         console.print(f"journal: {db} ({len(await bridge.list_orders())} orders)")
-        wrong = [s for s in demo.steps if s.result.status != s.expected]
+        wrong: list[object] = [s for s in demo.steps if s.result.status != s.expected]
+        wrong += [p for p in demo.position_steps if not p.ok]
         if wrong:
             console.print(f"[red]{len(wrong)} step(s) did not end as expected[/red]")
             return 1

@@ -13,6 +13,7 @@ from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.sessions.session import SessionSettings
 from mtgate.store.journal import open_journal
+from mtgate.sync.synchronizer import SyncSettings
 from mtsim.server import ServerConfig, Session, TradeServer
 from mtsim.terminal import SimTerminal
 from mtsim.world import AccountSpec, SimWorld
@@ -92,6 +93,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         broker_delay_ms: tuple[float, float] = (0.0, 0.0),
         start: bool = True,
         db: Path | None = None,
+        sync: SyncSettings | None = None,
     ) -> Harness:
         clock = ManualClock(START_MS)
         configs = configs or {
@@ -110,6 +112,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             keys=world.keys(),
             journal=open_journal(f"sqlite:///{db}"),
             settings=settings or SessionSettings(heartbeat_ms=200),
+            store_url=f"sqlite:///{db}",
+            sync=sync or SyncSettings(interval_ms=200),
         )
         harness = Harness(world, bridge, clock, db)
         made.append(harness)

@@ -31,9 +31,12 @@ from mtgate.execution.requests import MarketOrderRequest, Side
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import new_key
+from mtgate.sessions.session import AccountKey
 from mtgate.store.journal import open_journal
+from mtgate.sync.synchronizer import SyncSettings
 
 SERVER = "Sim-Bench"
+SYNC_SERVER = "Sim-Sync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,11 @@ class BenchOptions:
     journal_sync: str = "normal"
     platform: str = "mt5"
     seed: int = 1
+    sync_terminals: int = 100
+    sync_positions: int = 200
+    sync_interval_ms: int = 1000
+    sync_seconds: float = 10.0
+    """How long the bridge's CPU is measured with only the sync load running."""
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -127,12 +135,63 @@ async def _drive(
     return latencies, errors, time.perf_counter() - t0
 
 
+async def _sync_phase(
+    bridge: Bridge,
+    opts: BenchOptions,
+    sync_keys: dict[str, Any],
+    logins: dict[str, int],
+    parent: Any,
+) -> dict[str, Any]:
+    """Start the sync load, wait until every account is synced, then measure the bridge's
+    CPU over ``sync_seconds`` with nothing but the sync running."""
+    loop = asyncio.get_running_loop()
+    t0 = time.perf_counter()
+    parent.send("sync")
+    await loop.run_in_executor(None, parent.recv)
+    await bridge.wait_ready(set(sync_keys), timeout_s=120)
+    keys = [AccountKey(logins[tid], SYNC_SERVER) for tid in sync_keys]
+
+    def synced() -> bool:
+        views = bridge.sync.views
+        return all(k in views and len(views[k].positions) == opts.sync_positions for k in keys)
+
+    while not synced():
+        if time.perf_counter() - t0 > 180:
+            raise RuntimeError("the sync load did not come up within 180 s")
+        await asyncio.sleep(0.1)
+    await bridge.store.flush()  # the first snapshots' 20,000 new positions, written once
+    await asyncio.sleep(opts.sync_interval_ms / 1000)
+    snapshots0 = bridge.sync.snapshots
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(opts.sync_seconds)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    snapshots = bridge.sync.snapshots - snapshots0
+    return {
+        "terminals": opts.sync_terminals,
+        "positions_per_terminal": opts.sync_positions,
+        "interval_ms": opts.sync_interval_ms,
+        "measured_s": round(wall, 2),
+        "snapshots_per_s": round(snapshots / wall, 1),
+        "bridge_cpu_us_per_snapshot": round(cpu / snapshots * 1e6, 1) if snapshots else None,
+        "setup_s": round(wall0 - t0, 1),
+        "cpu_percent": round(cpu / wall * 100, 1),
+    }
+
+
 async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     keys = {f"bench-{i + 1}": new_key() for i in range(opts.terminals)}
+    sync_keys = {f"sync-{i + 1}": new_key() for i in range(opts.sync_terminals)}
     logins = {tid: 3001 + i for i, tid in enumerate(keys)}
+    logins |= {tid: 5001 + i for i, tid in enumerate(sync_keys)}
     with tempfile.TemporaryDirectory(prefix="mtgate-bench-") as tmp:
-        journal = open_journal(f"sqlite:///{Path(tmp) / 'bench.db'}", synchronous=opts.journal_sync)
-        bridge = Bridge(keys=keys, journal=journal)
+        db = Path(tmp) / "bench.db"
+        journal = open_journal(f"sqlite:///{db}", synchronous=opts.journal_sync)
+        bridge = Bridge(
+            keys=keys | sync_keys,
+            journal=journal,
+            store_url=f"sqlite:///{db}",
+            sync=SyncSettings(interval_ms=opts.sync_interval_ms),
+        )
         host, port = await bridge.start()
         plan = SimPlan(
             host,
@@ -143,6 +202,9 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             ],
             opts.broker_delay_ms,
             opts.seed,
+            sync_terminals=[(tid, k.reveal().hex(), logins[tid]) for tid, k in sync_keys.items()],
+            sync_positions=opts.sync_positions,
+            sync_server=SYNC_SERVER,
         )
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -165,6 +227,15 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
             cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
+            sync: dict[str, Any] | None = None
+            with_sync: list[float] = []
+            sync_errors = 0
+            if opts.sync_terminals:
+                sync = await _sync_phase(bridge, opts, sync_keys, logins, parent)
+                with_sync, sync_errors, _ = await _drive(
+                    bridge, accounts, opts.orders, opts.concurrency
+                )
+                sync["stale_accounts"] = sum(1 for v in bridge.sync.views.values() if v.stale)
             gc.unfreeze()
             parent.send("stop")
             _, executed = await loop.run_in_executor(None, parent.recv)
@@ -173,7 +244,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             if proc.is_alive():
                 proc.kill()
             await bridge.stop()
-    total_sent = opts.warmup + min(opts.orders, 1000) + opts.orders
+    total_sent = opts.warmup + min(opts.orders, 1000) + opts.orders * (2 if sync else 1)
     lat = percentiles(latencies)
     flo = percentiles(floor)
     return {
@@ -188,11 +259,29 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "throughput_per_s": round(opts.orders / wall, 1),
         "bridge_cpu_us_per_order": round(cpu_s / opts.orders * 1e6, 1),
         "bridge_cpu_percent": round(cpu_s / wall * 100, 1),
-        "errors": errors,
+        "errors": errors + sync_errors,
         "orders_sent_total": total_sent,
         "orders_executed_by_simulator": executed,
         "journal_sync": opts.journal_sync,
         "frame_bytes": _order_frame_size(),
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
+        **_sync_figures(sync, lat, with_sync),
+    }
+
+
+def _sync_figures(
+    sync: dict[str, Any] | None, without: dict[str, float], with_sync: list[float]
+) -> dict[str, Any]:
+    if sync is None:
+        return {}
+    lat = percentiles(with_sync)
+    return {
+        "sync_cpu_percent": sync.pop("cpu_percent"),
+        "latency_with_sync_ms": lat,
+        "latency_with_sync_delta_ms": {
+            "p50": round(lat["p50"] - without["p50"], 4),
+            "p99": round(lat["p99"] - without["p99"], 4),
+        },
+        "sync": sync,
     }

@@ -10,7 +10,7 @@ import asyncio
 import multiprocessing.connection
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from mtgate.domain.enums import MarginMode, Platform
@@ -31,6 +31,12 @@ class SimPlan:
     ]  # (terminal id, key hex, login, platform, server)
     broker_delay_ms: tuple[float, float]
     seed: int
+    sync_terminals: list[tuple[str, str, int]] = field(default_factory=list)
+    """(terminal id, key hex, login): started on demand, each with ``sync_positions`` open
+    positions, syncing; the order-path terminals above do not offer sync."""
+    sync_positions: int = 0
+    sync_server: str = "Sim-Sync"
+    sync_tick_interval_s: float = 1.0
 
 
 class _Echo(asyncio.Protocol):
@@ -78,6 +84,7 @@ async def _serve(plan: SimPlan, conn: multiprocessing.connection.Connection) -> 
             MarginMode.HEDGING,
             balance=10_000_000.0,
             key=Secret.from_hex(key),
+            sync=False,
         )
         for tid, key, login, platform, server in plan.terminals
     ]
@@ -89,10 +96,52 @@ async def _serve(plan: SimPlan, conn: multiprocessing.connection.Connection) -> 
     )
     world.start(plan.host, plan.port)
     conn.send(("echo", echo.sockets[0].getsockname()[1]))
-    await loop.run_in_executor(None, conn.recv)  # any message: stop
+    sync_world: SimWorld | None = None
+    while True:
+        command = await loop.run_in_executor(None, conn.recv)
+        if command != "sync" or sync_world is not None:
+            break  # "stop" (or anything else)
+        sync_world = _sync_world(plan)
+        sync_world.start(plan.host, plan.port, tick_interval_s=plan.sync_tick_interval_s)
+        conn.send(("sync", len(sync_world.terminals)))
+    if sync_world is not None:
+        await sync_world.stop()
     await world.stop()
     echo.close()
     conn.send(("executed", _market_orders_executed(world)))
+
+
+def _sync_world(plan: SimPlan) -> SimWorld:
+    """The sync load: terminals whose accounts hold ``sync_positions`` positions each,
+    spread over the symbols, on a server of their own (the order path's is not touched)."""
+    accounts = [
+        AccountSpec(
+            tid,
+            login,
+            plan.sync_server,
+            Platform.MT5,
+            MarginMode.HEDGING,
+            balance=10_000_000.0,
+            key=Secret.from_hex(key),
+        )
+        for tid, key, login in plan.sync_terminals
+    ]
+    world = SimWorld(
+        accounts,
+        clock=ServerClock(1_767_780_000_000),
+        seed=plan.seed + 1,
+    )
+    server = world.servers[plan.sync_server]
+    symbols = sorted(server.symbols)
+    for _, _, login in plan.sync_terminals:
+        per_symbol, extra = divmod(plan.sync_positions, len(symbols))
+        for i, symbol in enumerate(symbols):
+            count = per_symbol + (1 if i < extra else 0)
+            if count:
+                server.open_positions(
+                    login, symbol, count, volume=server.symbols[symbol].volume_min, magic=77
+                )
+    return world
 
 
 def _market_orders_executed(world: SimWorld) -> int:

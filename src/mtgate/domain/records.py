@@ -56,3 +56,6 @@ class OrderRecord:
     """CLOSE / CLOSE_BY: the position closed (MT4: its ticket)."""
     by_ticket: int | None = None
     """CLOSE_BY: the opposite position."""
+    remainder_ticket: int | None = None
+    """CLOSE / CLOSE_BY answered: the ticket holding what is left (not journalled: the
+    synchronizer's position rows carry it)."""

@@ -191,5 +191,8 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
         sl=record.stop_loss,
         tp=record.take_profit,
         execution_time_ms=record.execution_time_ms,
+        action=record.action.value,
+        position_ticket=record.position_ticket,
+        remainder_ticket=record.remainder_ticket,
         error=error,
     )

@@ -151,6 +151,11 @@ class OrderResult(msgspec.Struct, frozen=True, omit_defaults=True):
     sl: float | None = None
     tp: float | None = None
     execution_time_ms: float | None = None
+    action: str = "open"
+    position_ticket: int | None = None
+    """Close orders: the position closed."""
+    remainder_ticket: int | None = None
+    """Partial closes: the ticket holding what is left (MT4: a new ticket; MT5: the same)."""
     error: OrderError | None = None
 
 
@@ -162,7 +167,7 @@ class InvalidRequest(ValueError):
         self.field = field
 
 
-R = TypeVar("R", bound=_Request)
+R = TypeVar("R", bound=msgspec.Struct)
 
 _NAMED_FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
 

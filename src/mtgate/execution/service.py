@@ -78,7 +78,7 @@ class ExecutionService:
     async def place_market_order(self, req: MarketOrderRequest) -> OrderResult:
         t0 = time.perf_counter_ns()
         order_type = OrderType.BUY if req.side == Side.BUY else OrderType.SELL
-        record, session = await self._new_record(
+        record, session = await self.new_record(
             req.account,
             req.client_order_id,
             req.signal_id,
@@ -113,7 +113,7 @@ class ExecutionService:
             sl=req.sl or 0.0,
             tp=req.tp or 0.0,
         )
-        return await self._submit(record, session, msg, t0, new_id=req.client_order_id is None)
+        return await self.submit(record, session, msg, t0, new_id=req.client_order_id is None)
 
     async def place_pending_order(self, req: PendingOrderRequest) -> OrderResult:
         t0 = time.perf_counter_ns()
@@ -122,7 +122,7 @@ class ExecutionService:
             raise InvalidRequest("a stop-limit order needs stoplimit", field="stoplimit")
         if not order_type.is_stop_limit and req.stoplimit is not None:
             raise InvalidRequest("stoplimit applies to stop-limit orders only", field="stoplimit")
-        record, session = await self._new_record(
+        record, session = await self.new_record(
             req.account,
             req.client_order_id,
             req.signal_id,
@@ -165,9 +165,9 @@ class ExecutionService:
             expiration_ms=req.expiration_ms or 0,
             time_type=2 if req.expiration_ms else 0,
         )
-        return await self._submit(record, session, msg, t0, new_id=req.client_order_id is None)
+        return await self.submit(record, session, msg, t0, new_id=req.client_order_id is None)
 
-    async def _new_record(
+    async def new_record(
         self,
         account_text: str,
         client_id: str | None,
@@ -214,7 +214,7 @@ class ExecutionService:
         t0: int,
     ) -> OrderResult | None:
         if isinstance(session, NotRoutable):
-            return await self._refuse(record, Refusal("account", "not_routable", str(session)), t0)
+            return await self.refuse(record, Refusal("account", "not_routable", str(session)), t0)
         assert session.identity is not None
         tick = session.view.ticks.get(intent.symbol)
         market = Market(
@@ -229,9 +229,9 @@ class ExecutionService:
         found = prevalidate(intent, market)
         if found is None:
             return None
-        return await self._refuse(record, found, t0)
+        return await self.refuse(record, found, t0)
 
-    async def _refuse(self, record: OrderRecord, refusal: Refusal, t0: int) -> OrderResult:
+    async def refuse(self, record: OrderRecord, refusal: Refusal, t0: int) -> OrderResult:
         record.rejection_name = f"bridge:{refusal.rule}"
         record.rejection_reason = f"{refusal.field}: {refusal.message}"
         record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -252,7 +252,7 @@ class ExecutionService:
         )
         return result_of(record, error)
 
-    async def _submit(
+    async def submit(
         self,
         record: OrderRecord,
         session: TerminalSession,

@@ -14,14 +14,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from mtgate import logs
 from mtgate.domain.backoff import Backoff
-from mtgate.domain.enums import DealEntry, OrderState
+from mtgate.domain.enums import DealEntry, DealReason, OrderState, Platform
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
-from mtgate.domain.orders import OrderStatus, Trigger, client_id_from_comment
+from mtgate.domain.orders import OrderAction, OrderStatus, Trigger, client_id_from_comment
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import margin_required, pending_frozen
 from mtgate.execution.book import OrderBook
@@ -30,6 +30,9 @@ from mtgate.protocol import messages as m
 from mtgate.sessions.errors import NotRoutable, SessionError
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
+
+if TYPE_CHECKING:
+    from mtgate.sync.synchronizer import Synchronizer
 
 log = logs.get("mtgate.tracker")
 
@@ -49,6 +52,8 @@ class Tracker:
         self._worker: asyncio.Task[None] | None = None
         self._backoff_cap_s = resolve_backoff_cap_s
         self._refreshing: set[str] = set()
+        self.sync: Synchronizer | None = None
+        self.tick_listeners: list[Callable[[TerminalSession, m.Tick], None]] = []
 
     def attach(self, registry: TerminalRegistry) -> None:
         self.registry = registry
@@ -71,6 +76,8 @@ class Tracker:
             if record.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
                 await self.book.move(record, Trigger.PLACE, f"placed as #{result.order}")
             return
+        if result.remainder:
+            record.remainder_ticket = result.remainder
         if not self.book.can(record, Trigger.FILL):
             return  # its deal event filled it first: the answer repeats what is known
         self._fill_fields(
@@ -101,7 +108,8 @@ class Tracker:
             buy = record.order_type.is_buy
             delta = price - record.requested_price if buy else record.requested_price - price
             record.slippage_points = round(delta / spec.point, 1)
-        if session is not None and session.view.account is not None and spec is not None:
+        opens = record.action == OrderAction.OPEN
+        if opens and session is not None and session.view.account is not None and spec is not None:
             self._reserve_margin(session, record, price)
 
     def _reserve_margin(self, session: TerminalSession, record: OrderRecord, price: float) -> None:
@@ -146,6 +154,14 @@ class Tracker:
     # --- events ------------------------------------------------------------------------------
 
     def on_event(self, session: TerminalSession, name: str, payload: Any) -> None:
+        if name == "tick":
+            for listener in self.tick_listeners:
+                listener(session, payload)
+            return
+        if name == "snapshot":
+            if self.sync is not None:
+                self.sync.on_snapshot(session, payload)
+            return
         if name not in ("order", "deal"):
             return
         record = self._record_for(session, payload)
@@ -271,7 +287,19 @@ class Tracker:
         log.warning("late response", terminal=session.terminal_id, op=op.__name__, ok=response.ok)
 
     def on_closed(self, session: TerminalSession, reason: str) -> None:
-        return
+        if self.sync is not None:
+            self.sync.on_closed(session)
+
+    def recheck(self, account: AccountKey, client_order_id: str) -> None:
+        """The terminal reported something of ``client_order_id`` (a snapshot change): if the
+        journal holds it unknown or placed, look it up again (the terminal decides)."""
+        record = self.book.get(client_order_id)
+        if record is None or client_order_id in self.book.deferred:
+            return
+        if (record.account_login, record.account_server) != (account.login, account.server):
+            return
+        if record.status in (OrderStatus.UNKNOWN, OrderStatus.PLACED):
+            self.resolve_later(record)
 
     # --- resolution --------------------------------------------------------------------------
 
@@ -291,8 +319,7 @@ class Tracker:
                 session = await self._ready_session(account, record.terminal_id, backoff)
                 try:
                     lookup = await session.request(
-                        m.OrderGet(id=0, client_id=record.client_order_id),
-                        session.settings.read_timeout_s,
+                        lookup_request(record), session.settings.read_timeout_s
                     )
                 except SessionError as exc:
                     log.warning(
@@ -330,6 +357,8 @@ class Tracker:
         self, record: OrderRecord, found: m.Lookup, session: TerminalSession
     ) -> bool:
         """Apply what an ``order_get`` found. True when the order's outcome is settled."""
+        if record.action != OrderAction.OPEN:
+            return await self._apply_close_lookup(record, found, session)
         entries = [d for d in found.deals if d.entry in (DealEntry.IN, DealEntry.INOUT)]
         if entries:
             await self._apply_deal(record, entries[0], session)
@@ -356,6 +385,42 @@ class Tracker:
                 return True
             return False
         return record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
+
+    async def _apply_close_lookup(
+        self, record: OrderRecord, found: m.Lookup, session: TerminalSession
+    ) -> bool:
+        """A close order: its exit deal proves it. MT4 closes carry no comment, so they are
+        looked up by the position's ticket: an exit made by an expert closed it; an exit for
+        another reason (SL, TP, stop-out, by hand) means the position was gone before our
+        close could act, which proves our close absent."""
+        exits = [
+            d
+            for d in found.deals
+            if d.entry in (DealEntry.OUT, DealEntry.OUT_BY, DealEntry.INOUT)
+            and (record.platform != Platform.MT4 or d.position_id == record.position_ticket)
+        ]
+        ours = [d for d in exits if d.reason == DealReason.EXPERT]
+        if ours and self.book.can(record, Trigger.FILL):
+            deal = ours[-1]
+            record.mt_order_id = record.mt_order_id or deal.order
+            self._fill_fields(
+                record, deal.price, deal.volume, deal.position_id, deal.ticket, session
+            )
+            await self.book.move(record, Trigger.FILL, f"exit deal #{deal.ticket} at {deal.price}")
+            return True
+        if record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+            return True
+        gone_otherwise = bool(exits) and not ours
+        if gone_otherwise or self._absence_provable(record, session):
+            if record.status == OrderStatus.SUBMITTED:
+                await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
+            if self.book.can(record, Trigger.PROVE_ABSENT):
+                why = "the position was closed otherwise" if gone_otherwise else "no exit deal"
+                await self.book.move(
+                    record, Trigger.PROVE_ABSENT, f"{why} (looked up on {session.terminal_id})"
+                )
+            return True
+        return False
 
     def _absence_provable(self, record: OrderRecord, session: TerminalSession) -> bool:
         """Only the terminal that carried the request can testify to its absence, and only from
@@ -388,6 +453,11 @@ class Tracker:
             else:  # no quote for one symbol must not keep the account from trading the others
                 log.warning("no first tick", terminal=session.terminal_id, error=repr(tick))
         await self._reconcile(session)
+        if self.sync is not None:
+            try:
+                await self.sync.attach(session)
+            except SessionError as exc:  # trading does not wait for sync; staleness shows it
+                log.error("sync subscription failed", terminal=session.terminal_id, error=str(exc))
 
     async def _reconcile(self, session: TerminalSession) -> None:
         assert session.identity is not None
@@ -407,8 +477,7 @@ class Tracker:
                 continue  # its own answer, or the resolution already running, settles it
             try:
                 found = await session.request(
-                    m.OrderGet(id=0, client_id=record.client_order_id),
-                    session.settings.read_timeout_s,
+                    lookup_request(record), session.settings.read_timeout_s
                 )
             except SessionError as exc:
                 log.warning(
@@ -461,6 +530,15 @@ class Tracker:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("tracker task failed", task=task.get_name(), error=repr(task.exception()))
+
+
+def lookup_request(record: OrderRecord) -> m.OrderGet:
+    """How an unfinished order is looked up: by client order id, except MT4 closes (OrderClose
+    takes no comment), which are looked up by the closed position's ticket."""
+    if record.action != OrderAction.OPEN and record.platform == Platform.MT4:
+        assert record.position_ticket is not None
+        return m.OrderGet(id=0, ticket=record.position_ticket)
+    return m.OrderGet(id=0, client_id=record.client_order_id)
 
 
 def _with_margin_used(account: m.AccountReport, need: float) -> m.AccountReport:

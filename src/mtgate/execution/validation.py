@@ -90,7 +90,8 @@ def _order_kind(intent: OrderIntent, spec: SymbolSpec, market: Market) -> Refusa
     return None
 
 
-def _volume(volume: float, spec: SymbolSpec) -> Refusal | None:
+def volume_refusal(volume: float, spec: SymbolSpec) -> Refusal | None:
+    """Reference §4.5: minimum, maximum, step."""
     if not math.isfinite(volume):
         return Refusal("volume", "volume_min", f"volume {volume} is not a number of lots")
     if volume < spec.volume_min - 1e-9:
@@ -189,7 +190,7 @@ def prevalidate(intent: OrderIntent, market: Market) -> Refusal | None:
     found = _trade_mode(intent, spec) or _order_kind(intent, spec, market)
     if found is not None:
         return found
-    found = _volume(intent.volume, spec) or _prices(intent, spec)
+    found = volume_refusal(intent.volume, spec) or _prices(intent, spec)
     if found is not None or market.tick is None:
         return found
     return _against_market(intent, spec, market.tick) or _margin(intent, spec, market, market.tick)

@@ -61,6 +61,8 @@ class TerminalIdentity:
     margin_mode: MarginMode
     build: int
     ea_version: str
+    features: frozenset[str] = frozenset()
+    """What the EA announced beyond the v1 base (docs/protocol.md §12)."""
 
 
 @dataclass(slots=True)
@@ -223,6 +225,7 @@ class TerminalSession:
                 margin_mode=MarginMode(msg.margin_mode),
                 build=msg.build,
                 ea_version=msg.ea_version,
+                features=frozenset(msg.features),
             )
         except ValueError as exc:
             self.close(f"bad hello: {exc}", code="invalid_message")

@@ -56,7 +56,7 @@ class CloseReason(enum.StrEnum):
     UNEXPLAINED = "unexplained"
 
 
-_DEAL_REASONS = {
+DEAL_REASONS = {
     DealReason.SL: CloseReason.SL,
     DealReason.TP: CloseReason.TP,
     DealReason.SO: CloseReason.STOP_OUT,
@@ -117,7 +117,7 @@ def _close_reason(identifier: int, deals: Sequence[m.DealReport]) -> tuple[Close
         return CloseReason.UNEXPLAINED, 0
     last = max(exits, key=lambda d: (d.time_ms, d.ticket))
     try:
-        reason = _DEAL_REASONS[DealReason(last.reason)]
+        reason = DEAL_REASONS[DealReason(last.reason)]
     except ValueError:
         reason = CloseReason.UNEXPLAINED
     return reason, last.ticket

@@ -1,0 +1,532 @@
+"""Position operations: change SL/TP, close (all or part), close by, reverse, bulk changes.
+
+Closes are orders: each is journalled under its own client order id before its frame leaves,
+and an unknown outcome is resolved, never resent (DESIGN §4), exactly like an opening order.
+A change of SL/TP sets absolute levels, so it is not journalled as an order; its outcome, when
+the answer is lost, is what the next snapshot shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from mtgate import logs
+from mtgate.domain.codes import Classification, lookup
+from mtgate.domain.enums import MarginMode, OrderType, Platform
+from mtgate.domain.orders import OrderAction, OrderStatus
+from mtgate.domain.symbols import SymbolSpec, position_frozen
+from mtgate.execution.requests import MarketOrderRequest, OrderError, OrderResult, Side
+from mtgate.execution.service import ExecutionService
+from mtgate.execution.validation import Refusal, volume_refusal
+from mtgate.positions.levels import check_position_levels
+from mtgate.positions.requests import (
+    BulkCloseRequest,
+    BulkItem,
+    BulkModifyRequest,
+    CloseByRequest,
+    ClosePositionRequest,
+    ModifyPositionRequest,
+    PositionFilter,
+    PositionResult,
+    ReversalResult,
+    ReversePositionRequest,
+)
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.sessions.errors import (
+    NotRoutable,
+    RequestTimeout,
+    SessionClosed,
+    SessionError,
+    TerminalRejected,
+)
+from mtgate.sessions.session import AccountKey, TerminalSession
+from mtgate.store.sync_store import PositionEvent, PositionState
+from mtgate.sync.synchronizer import Synchronizer
+from mtgate.sync.view import state_of
+
+log = logs.get("mtgate.positions")
+
+
+def _refused(account: str, ticket: int, refusal: Refusal) -> PositionResult:
+    return PositionResult(
+        account=account,
+        ticket=ticket,
+        status="refused",
+        error=OrderError(
+            source="bridge",
+            message=refusal.message,
+            field=refusal.field,
+            rule=refusal.rule,
+            classification=Classification.REJECTED,
+        ),
+    )
+
+
+class PositionError(Exception):
+    """A position operation refused before anything was sent or journalled."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+class PositionService:
+    """Acts on open positions through the terminals of an :class:`ExecutionService`."""
+
+    def __init__(self, execution: ExecutionService, sync: Synchronizer | None) -> None:
+        self.execution = execution
+        self.sync = sync
+        self.clock = execution.clock
+
+    # --- lookups -----------------------------------------------------------------------------
+
+    def _route(self, account: AccountKey) -> TerminalSession:
+        try:
+            return self.execution.registry.route(account)
+        except NotRoutable as exc:
+            raise PositionError(Refusal("account", "not_routable", str(exc))) from None
+
+    async def position(self, account: AccountKey, ticket: int) -> PositionState:
+        """The position as the synchronizer last saw it, else as the terminal reports it."""
+        view = self.sync.views.get(account) if self.sync else None
+        known = view.positions.get(ticket) if view else None
+        if known is not None:
+            return known
+        session = self._route(account)
+        try:
+            found: m.Lookup = await session.request(
+                m.OrderGet(id=0, ticket=ticket), session.settings.read_timeout_s
+            )
+        except SessionError as exc:
+            raise PositionError(Refusal("ticket", "lookup_failed", str(exc))) from None
+        for report in found.positions:
+            if report.ticket == ticket:
+                return state_of(account, report, self.clock.now_ms())
+        raise PositionError(Refusal("ticket", "no_position", f"no open position #{ticket}"))
+
+    def _market(self, session: TerminalSession, symbol: str) -> tuple[SymbolSpec, m.Tick]:
+        spec = session.view.symbols.get(symbol)
+        tick = session.view.ticks.get(symbol)
+        if spec is None or tick is None:
+            raise PositionError(Refusal("symbol", "no_quote", f"no spec or quote for {symbol}"))
+        return spec, tick
+
+    # --- SL / TP -----------------------------------------------------------------------------
+
+    async def modify_position(self, req: ModifyPositionRequest) -> PositionResult:
+        t0 = time.perf_counter_ns()
+        account = AccountKey.parse(req.account)
+        try:
+            session = self._route(account)
+            pos = await self.position(account, req.ticket)
+        except PositionError as exc:
+            return _refused(req.account, req.ticket, exc.refusal)
+        assert session.identity is not None
+        sl = pos.sl if req.sl is None else req.sl
+        tp = pos.tp if req.tp is None else req.tp
+        spec = session.view.symbols.get(pos.symbol)
+        tick = session.view.ticks.get(pos.symbol)
+        if spec is None or tick is None:
+            return _refused(
+                req.account, req.ticket, Refusal("symbol", "no_quote", f"no quote for {pos.symbol}")
+            )
+        refusal = check_position_levels(
+            spec,
+            buy=pos.buy,
+            sl=sl,
+            tp=tp,
+            current_sl=pos.sl,
+            current_tp=pos.tp,
+            bid=tick.bid,
+            ask=tick.ask,
+        )
+        if refusal is not None:
+            return _refused(req.account, req.ticket, refusal)
+        msg = m.ModifyPosition(id=0, ticket=pos.ticket, sl=sl, tp=tp)
+        error = await self._trade(session, msg)
+        elapsed = (time.perf_counter_ns() - t0) / 1e6
+        if error is None:
+            self._remember(dataclasses.replace(pos, sl=sl, tp=tp), f"sl={sl} tp={tp}", "modified")
+            return PositionResult(
+                account=req.account,
+                ticket=pos.ticket,
+                status="done",
+                sl=sl,
+                tp=tp,
+                execution_time_ms=elapsed,
+            )
+        return PositionResult(
+            account=req.account,
+            ticket=pos.ticket,
+            status="unknown" if error.source == "link" else "rejected",
+            sl=pos.sl,
+            tp=pos.tp,
+            execution_time_ms=elapsed,
+            error=error,
+        )
+
+    async def _trade(self, session: TerminalSession, msg: m.Request) -> OrderError | None:
+        try:
+            await session.request(msg)
+        except TerminalRejected as exc:
+            entry = lookup(session.platform, exc.code)
+            if entry.classification == Classification.OK:
+                return None
+            return OrderError(
+                source="terminal",
+                message=exc.message,
+                code=exc.code,
+                name=exc.name,
+                classification=entry.classification,
+            )
+        except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
+            if isinstance(exc, RequestTimeout):
+                session.close(f"trade request timed out ({exc})", code="trade_timeout")
+            return OrderError(
+                source="link", message=str(exc), classification=Classification.UNKNOWN
+            )
+        return None
+
+    def _remember(self, pos: PositionState, detail: str, kind: str) -> None:
+        """Our own change, applied to the view at once (the next snapshot confirms it)."""
+        if self.sync is None:
+            return
+        view = self.sync.views.get(pos.account)
+        now = self.clock.now_ms()
+        if pos.open:
+            pos = dataclasses.replace(pos, updated_at_ms=now)
+        else:
+            pos = dataclasses.replace(
+                pos, updated_at_ms=now, closed_at_ms=now, close_reason="expert"
+            )
+        if view is not None:
+            if pos.open:
+                view.positions[pos.ticket] = pos
+            else:
+                view.positions.pop(pos.ticket, None)
+        self.sync.store.put_position(pos)
+        self.sync.store.put_event(
+            PositionEvent(
+                pos.account, pos.ticket, f"bridge_{kind}", pos.client_order_id, detail, now
+            )
+        )
+
+    # --- closes ------------------------------------------------------------------------------
+
+    async def close_position(self, req: ClosePositionRequest) -> OrderResult:
+        """Close all or part of a position. Refused before anything is journalled (unknown
+        position, bad volume, frozen): a REJECTED result without a client order id."""
+        try:
+            return await self._close(req)
+        except PositionError as exc:
+            return refused_close(req.account, req.ticket, exc.refusal)
+
+    async def close_by(self, req: CloseByRequest) -> OrderResult:
+        try:
+            return await self._close_by(req)
+        except PositionError as exc:
+            return refused_close(req.account, req.ticket, exc.refusal)
+
+    async def reverse_position(self, req: ReversePositionRequest) -> ReversalResult:
+        try:
+            return await self._reverse(req)
+        except PositionError as exc:
+            return ReversalResult(
+                complete=False,
+                message=f"not reversed: {exc.refusal.message}; nothing was sent",
+                close=refused_close(req.account, req.ticket, exc.refusal),
+            )
+
+    async def _close(self, req: ClosePositionRequest) -> OrderResult:
+        account = AccountKey.parse(req.account)
+        session = self._route(account)
+        pos = await self.position(account, req.ticket)
+        volume = pos.volume if req.volume is None else req.volume
+        spec, tick = self._market(session, pos.symbol)
+        self._check_close_volume(spec, pos, volume)
+        self._check_not_frozen(spec, pos, tick)
+        record, routed = await self.execution.new_record(
+            req.account,
+            req.client_order_id,
+            None,
+            pos.symbol,
+            OrderType.SELL if pos.buy else OrderType.BUY,
+            volume,
+            pos.magic,
+        )
+        record.action, record.position_ticket = OrderAction.CLOSE, pos.ticket
+        record.requested_price = tick.bid if pos.buy else tick.ask
+        record.deviation_points = req.deviation_points
+        if isinstance(routed, NotRoutable):
+            return await self.execution.refuse(
+                record, Refusal("account", "not_routable", str(routed)), time.perf_counter_ns()
+            )
+        msg = m.ClosePosition(
+            id=0,
+            ticket=pos.ticket,
+            volume=0.0 if volume >= pos.volume else volume,
+            deviation=req.deviation_points,
+            comment=record.comment,
+        )
+        result = await self.execution.submit(
+            record, routed, msg, time.perf_counter_ns(), new_id=req.client_order_id is None
+        )
+        if result.status == OrderStatus.FILLED:
+            self._after_close(pos, volume, record.remainder_ticket)
+        return result
+
+    def _check_close_volume(self, spec: SymbolSpec, pos: PositionState, volume: float) -> None:
+        if volume > pos.volume + 1e-9:
+            raise PositionError(
+                Refusal("volume", "volume_above_position", f"the position holds {pos.volume} lots")
+            )
+        refusal = volume_refusal(volume, spec)
+        if refusal is not None:
+            raise PositionError(refusal)
+        rest = round(pos.volume - volume, 8)
+        if 0 < rest < spec.volume_min - 1e-9:
+            raise PositionError(
+                Refusal(
+                    "volume",
+                    "volume_remainder",
+                    f"{rest} lots would remain, below the minimum of {spec.volume_min}",
+                )
+            )
+
+    def _check_not_frozen(self, spec: SymbolSpec, pos: PositionState, tick: m.Tick) -> None:
+        freeze = spec.freeze_level * spec.point
+        if position_frozen(pos.buy, pos.sl, pos.tp, tick.bid, tick.ask, freeze):
+            raise PositionError(
+                Refusal(
+                    "ticket",
+                    "freeze_level",
+                    f"SL or TP is within the freeze level ({spec.freeze_level} points)",
+                )
+            )
+
+    def _after_close(self, pos: PositionState, volume: float, remainder: int | None) -> None:
+        rest = round(pos.volume - volume, 8)
+        if rest <= 0 or not remainder:
+            self._remember(dataclasses.replace(pos, open=False), f"closed {volume}", "closed")
+            return
+        if remainder != pos.ticket:  # MT4: the rest lives on under a new ticket
+            self._remember(dataclasses.replace(pos, open=False), f"closed {volume}", "closed")
+        moved = dataclasses.replace(pos, ticket=remainder, volume=rest)
+        self._remember(moved, f"closed {volume}, {rest} left as #{remainder}", "partially_closed")
+
+    async def _close_by(self, req: CloseByRequest) -> OrderResult:
+        account = AccountKey.parse(req.account)
+        session = self._route(account)
+        assert session.identity is not None
+        if session.identity.margin_mode != MarginMode.HEDGING:
+            raise PositionError(
+                Refusal("account", "hedging_only", "close-by needs a hedging account")
+            )
+        pos = await self.position(account, req.ticket)
+        by = await self.position(account, req.opposite)
+        if by.symbol != pos.symbol or by.buy == pos.buy:
+            raise PositionError(
+                Refusal(
+                    "opposite",
+                    "not_opposite",
+                    f"#{by.ticket} is not an opposite position on {pos.symbol}",
+                )
+            )
+        spec, tick = self._market(session, pos.symbol)
+        self._check_not_frozen(spec, pos, tick)
+        self._check_not_frozen(spec, by, tick)
+        volume = min(pos.volume, by.volume)
+        record, routed = await self.execution.new_record(
+            req.account,
+            req.client_order_id,
+            None,
+            pos.symbol,
+            OrderType.SELL if pos.buy else OrderType.BUY,
+            volume,
+            pos.magic,
+        )
+        record.action = OrderAction.CLOSE_BY
+        record.position_ticket, record.by_ticket = pos.ticket, by.ticket
+        if isinstance(routed, NotRoutable):
+            return await self.execution.refuse(
+                record, Refusal("account", "not_routable", str(routed)), time.perf_counter_ns()
+            )
+        msg = m.CloseBy(id=0, ticket=pos.ticket, opposite=by.ticket)
+        result = await self.execution.submit(
+            record, routed, msg, time.perf_counter_ns(), new_id=req.client_order_id is None
+        )
+        if result.status == OrderStatus.FILLED:
+            remainder = record.remainder_ticket
+            for p in (pos, by):
+                self._after_close(p, volume, remainder if p.volume > volume else None)
+        return result
+
+    # --- reversal ----------------------------------------------------------------------------
+
+    async def _reverse(self, req: ReversePositionRequest) -> ReversalResult:
+        account = AccountKey.parse(req.account)
+        session = self._route(account)
+        assert session.identity is not None
+        pos = await self.position(account, req.ticket)
+        volume = pos.volume if req.volume is None else req.volume
+        side = Side.SELL if pos.buy else Side.BUY
+        netting = (
+            session.identity.platform == Platform.MT5
+            and session.identity.margin_mode == MarginMode.NETTING
+        )
+        if netting:
+            opened = await self.execution.place_market_order(
+                MarketOrderRequest(
+                    account=req.account,
+                    symbol=pos.symbol,
+                    side=side,
+                    volume=round(pos.volume + volume, 8),
+                    sl=req.sl,
+                    tp=req.tp,
+                    deviation_points=req.deviation_points,
+                    magic=pos.magic,
+                    client_order_id=req.client_order_id,
+                )
+            )
+            done = opened.status == OrderStatus.FILLED
+            return ReversalResult(
+                complete=done,
+                message="reversed in one deal" if done else "not reversed: the deal failed",
+                open=opened,
+            )
+        spec, _ = self._market(session, pos.symbol)
+        refusal = volume_refusal(volume, spec)
+        if refusal is not None:  # the second leg is checked before the first one is sent
+            raise PositionError(refusal)
+        closed = await self.close_position(
+            ClosePositionRequest(
+                account=req.account, ticket=pos.ticket, deviation_points=req.deviation_points
+            )
+        )
+        if closed.status != OrderStatus.FILLED:
+            return ReversalResult(
+                complete=False,
+                message=f"not reversed: the close is {closed.status.value}; nothing was opened",
+                close=closed,
+            )
+        opened = await self.execution.place_market_order(
+            MarketOrderRequest(
+                account=req.account,
+                symbol=pos.symbol,
+                side=side,
+                volume=volume,
+                sl=req.sl,
+                tp=req.tp,
+                deviation_points=req.deviation_points,
+                magic=pos.magic,
+                client_order_id=req.client_order_id,
+            )
+        )
+        if opened.status != OrderStatus.FILLED:
+            log.warning(
+                "reversal second leg failed",
+                account=req.account,
+                ticket=pos.ticket,
+                status=opened.status.value,
+            )
+            return ReversalResult(
+                complete=False,
+                message=(
+                    f"half reversed: #{pos.ticket} was closed, the opposite order is "
+                    f"{opened.status.value}; the account holds no position from it"
+                ),
+                close=closed,
+                open=opened,
+            )
+        return ReversalResult(
+            complete=True, message="closed, then opened", close=closed, open=opened
+        )
+
+    # --- bulk --------------------------------------------------------------------------------
+
+    def select(self, flt: PositionFilter) -> list[PositionState]:
+        """Open positions matching ``flt``, from the synchronizer's view."""
+        if self.sync is None:
+            raise PositionError(Refusal("select", "no_sync", "bulk operations need the sync"))
+        accounts = {AccountKey.parse(a) for a in flt.accounts} if flt.accounts else None
+        tickets = set(flt.tickets) if flt.tickets else None
+        chosen: list[PositionState] = []
+        for account, view in self.sync.views.items():
+            if accounts is not None and account not in accounts:
+                continue
+            for pos in view.positions.values():
+                if (
+                    (flt.symbol is None or pos.symbol == flt.symbol)
+                    and (flt.magic is None or pos.magic == flt.magic)
+                    and (flt.side is None or pos.buy == (flt.side == Side.BUY))
+                    and (tickets is None or pos.ticket in tickets)
+                ):
+                    chosen.append(pos)
+        return sorted(chosen, key=lambda p: (p.account.login, p.account.server, p.ticket))
+
+    async def bulk_modify(self, req: BulkModifyRequest) -> list[BulkItem]:
+        async def one(pos: PositionState) -> BulkItem:
+            result = await self.modify_position(
+                ModifyPositionRequest(
+                    account=str(pos.account), ticket=pos.ticket, sl=req.sl, tp=req.tp
+                )
+            )
+            return BulkItem(account=str(pos.account), ticket=pos.ticket, modified=result)
+
+        return await self._per_terminal(self.select(req.select), one)
+
+    async def bulk_close(self, req: BulkCloseRequest) -> list[BulkItem]:
+        async def one(pos: PositionState) -> BulkItem:
+            result = await self.close_position(
+                ClosePositionRequest(
+                    account=str(pos.account),
+                    ticket=pos.ticket,
+                    deviation_points=req.deviation_points,
+                )
+            )
+            return BulkItem(account=str(pos.account), ticket=pos.ticket, closed=result)
+
+        return await self._per_terminal(self.select(req.select), one)
+
+    async def _per_terminal(
+        self, chosen: list[PositionState], one: Callable[[PositionState], Awaitable[BulkItem]]
+    ) -> list[BulkItem]:
+        """Concurrent across accounts (each served by its own terminal), in ticket order
+        within one; one result per position, in the order selected."""
+        groups: dict[AccountKey, list[PositionState]] = defaultdict(list)
+        for pos in chosen:
+            groups[pos.account].append(pos)
+
+        async def run(positions: list[PositionState]) -> list[BulkItem]:
+            return [await one(pos) for pos in positions]
+
+        done = await asyncio.gather(*(run(g) for g in groups.values()))
+        by_key = {(i.account, i.ticket): i for items in done for i in items}
+        return [by_key[(str(p.account), p.ticket)] for p in chosen]
+
+
+def refused_close(account: str, ticket: int, refusal: Refusal) -> OrderResult:
+    """A close refused before it was journalled, as an order result without an order."""
+    return OrderResult(
+        client_order_id="",
+        account=account,
+        terminal_id="",
+        symbol="",
+        order_type="",
+        status=OrderStatus.REJECTED,
+        volume=0.0,
+        action=OrderAction.CLOSE.value,
+        position_ticket=ticket,
+        error=OrderError(
+            source="bridge",
+            message=refusal.message,
+            field=refusal.field,
+            rule=refusal.rule,
+            classification=Classification.REJECTED,
+        ),
+    )

@@ -1,0 +1,571 @@
+"""Persistence of what the synchronizer sees: positions, deals, account states, margin-level
+history, position events and trailing stops (docs/schema.md, "Positions and deals").
+
+None of this is on an order's critical path: the synchronizer and the position services
+*buffer* their writes here from the event loop (no await), and a flush task writes the buffer
+every ``flush_interval_s`` in one transaction, in one worker thread. Rows are coalesced while
+buffered (the latest state of a position or an account wins), so a position whose profit moves
+every second costs nothing until its structure changes. Reads go through the same thread after
+a flush, so they see every write buffered before them.
+
+Works on every URL the journal does (SQLite by default, PostgreSQL in production): upserts use
+each dialect's ``ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, Table, and_, make_url, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mtgate import logs
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import AccountKey
+from mtgate.store.migrate import make_engine, migrate
+from mtgate.store.models import (
+    account_states,
+    deals,
+    margin_level_history,
+    position_events,
+    positions,
+    trailing_stops,
+)
+from mtgate.store.rows import datetime_to_ms, ms_to_datetime
+from mtgate.store.values import JournalNotOpenError
+
+log = logs.get("mtgate.store.sync")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PositionState:
+    """The bridge's view of one position (open, or closed and kept for the record)."""
+
+    account: AccountKey
+    ticket: int
+    identifier: int
+    origin_ticket: int
+    symbol: str
+    buy: bool
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    magic: int
+    comment: str
+    client_order_id: str | None
+    external: bool
+    opened_at_ms: int
+    updated_at_ms: int
+    open: bool = True
+    profit: float = 0.0
+    closed_at_ms: int | None = None
+    close_reason: str | None = None
+    close_deal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrailingState:
+    """A trailing stop as stored; ``active`` ones are reloaded at start-up."""
+
+    account: AccountKey
+    ticket: int
+    symbol: str
+    buy: bool
+    distance_points: int
+    step_points: int
+    activation_points: int | None
+    min_interval_ms: int
+    active: bool
+    stop_loss: float | None
+    moves: int
+    last_moved_at_ms: int | None
+    finished_reason: str | None
+    created_at_ms: int
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    account: AccountKey
+    report: m.AccountReport
+    positions: int
+    pending_orders: int
+    stale: bool
+    history_cursor_ms: int | None
+    synced_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionEvent:
+    account: AccountKey
+    ticket: int
+    kind: str
+    client_order_id: str | None
+    detail: str
+    at_ms: int
+
+
+@dataclass(slots=True)
+class _Buffer:
+    positions: dict[tuple[int, str, int], PositionState]
+    deals: dict[tuple[int, str, int], tuple[AccountKey, m.DealReport, str | None]]
+    accounts: dict[tuple[int, str], AccountState]
+    margins: list[tuple[AccountKey, m.AccountReport, int]]
+    events: list[PositionEvent]
+    trailing: dict[tuple[int, str, int, int], TrailingState]
+
+    @classmethod
+    def empty(cls) -> _Buffer:
+        return cls({}, {}, {}, [], [], {})
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.positions
+            or self.deals
+            or self.accounts
+            or self.margins
+            or self.events
+            or self.trailing
+        )
+
+
+class SyncStore:
+    """Buffered writer and reader of the synchronizer's tables."""
+
+    def __init__(self, url: str | URL, *, flush_interval_s: float = 0.25) -> None:
+        self.url = make_url(url)
+        self.flush_interval_s = flush_interval_s
+        self._engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._buffer = _Buffer.empty()
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtgate-sync-store")
+        loop = asyncio.get_running_loop()
+        try:
+            self._engine = await loop.run_in_executor(executor, self._connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+        self._flusher = loop.create_task(self._flush_loop(), name="sync-store-flush")
+
+    def _connect(self) -> Engine:
+        migrate(self.url)
+        return make_engine(self.url, pool_pre_ping=True)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._executor is None:
+            return
+        try:
+            await self.flush()
+        finally:
+            executor, engine = self._executor, self._engine
+            self._executor = self._engine = None
+            if engine is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
+            executor.shutdown(wait=True)
+
+    # --- buffered writes (event loop, no await) ------------------------------------------------
+
+    def put_position(self, position: PositionState) -> None:
+        a = position.account
+        self._buffer.positions[(a.login, a.server, position.ticket)] = position
+
+    def put_deal(
+        self, account: AccountKey, deal: m.DealReport, client_order_id: str | None
+    ) -> None:
+        self._buffer.deals[(account.login, account.server, deal.ticket)] = (
+            account,
+            deal,
+            client_order_id,
+        )
+
+    def put_account(self, state: AccountState) -> None:
+        self._buffer.accounts[(state.account.login, state.account.server)] = state
+
+    def put_margin_sample(self, account: AccountKey, report: m.AccountReport, at_ms: int) -> None:
+        self._buffer.margins.append((account, report, at_ms))
+
+    def put_event(self, event: PositionEvent) -> None:
+        self._buffer.events.append(event)
+
+    def put_trailing(self, state: TrailingState) -> None:
+        a = state.account
+        self._buffer.trailing[(a.login, a.server, state.ticket, state.created_at_ms)] = state
+
+    # --- flushing ----------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception as exc:  # the buffer is kept: the next flush retries it
+                log.error("sync store flush failed", error=repr(exc))
+
+    async def flush(self) -> None:
+        """Write everything buffered so far, in one transaction."""
+        async with self._flush_lock:
+            if not self._buffer:
+                return
+            buffer, self._buffer = self._buffer, _Buffer.empty()
+            try:
+                await self._call(lambda engine: _write(engine, buffer))
+            except BaseException:
+                self._merge_back(buffer)
+                raise
+
+    def _merge_back(self, older: _Buffer) -> None:
+        """Put a failed flush's rows back under anything buffered since (newer rows win)."""
+        newer = self._buffer
+        older.positions.update(newer.positions)
+        older.deals.update(newer.deals)
+        older.accounts.update(newer.accounts)
+        older.margins.extend(newer.margins)
+        older.events.extend(newer.events)
+        older.trailing.update(newer.trailing)
+        self._buffer = older
+
+    async def _call(self, fn: Callable[[Engine], T]) -> T:
+        executor, engine = self._executor, self._engine
+        if executor is None or engine is None:
+            raise JournalNotOpenError()
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, engine)
+
+    # --- reads (after a flush) ---------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        await self.flush()
+
+        def run(engine: Engine) -> T:
+            with engine.connect() as conn:
+                return fn(conn)
+
+        return await self._call(run)
+
+    async def positions(
+        self, account: AccountKey, *, open_only: bool = True
+    ) -> list[PositionState]:
+        query = select(positions).where(
+            positions.c.account_login == account.login,
+            positions.c.account_server == account.server,
+        )
+        if open_only:
+            query = query.where(positions.c.state == "open")
+        query = query.order_by(positions.c.ticket)
+        return await self._read(
+            lambda conn: [_position_from_row(r._mapping) for r in conn.execute(query)]
+        )
+
+    async def position(self, account: AccountKey, ticket: int) -> PositionState | None:
+        query = select(positions).where(
+            positions.c.account_login == account.login,
+            positions.c.account_server == account.server,
+            positions.c.ticket == ticket,
+        )
+
+        def one(conn: Connection) -> PositionState | None:
+            row = conn.execute(query).first()
+            return None if row is None else _position_from_row(row._mapping)
+
+        return await self._read(one)
+
+    async def account_state(self, account: AccountKey) -> dict[str, Any] | None:
+        query = select(account_states).where(
+            account_states.c.account_login == account.login,
+            account_states.c.account_server == account.server,
+        )
+
+        def one(conn: Connection) -> dict[str, Any] | None:
+            row = conn.execute(query).first()
+            return None if row is None else dict(row._mapping)
+
+        return await self._read(one)
+
+    async def deals(self, account: AccountKey) -> list[dict[str, Any]]:
+        query = (
+            select(deals)
+            .where(deals.c.account_login == account.login, deals.c.account_server == account.server)
+            .order_by(deals.c.time, deals.c.ticket)
+        )
+        return await self._read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+
+    async def margin_history(self, account: AccountKey) -> list[dict[str, Any]]:
+        t = margin_level_history
+        query = (
+            select(t)
+            .where(t.c.account_login == account.login, t.c.account_server == account.server)
+            .order_by(t.c.at, t.c.id)
+        )
+        return await self._read(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+
+    async def events(self, account: AccountKey, ticket: int | None = None) -> list[PositionEvent]:
+        t = position_events
+        query = select(t).where(
+            t.c.account_login == account.login, t.c.account_server == account.server
+        )
+        if ticket is not None:
+            query = query.where(t.c.ticket == ticket)
+        query = query.order_by(t.c.id)
+        return await self._read(
+            lambda conn: [
+                PositionEvent(
+                    account,
+                    r.ticket,
+                    r.kind,
+                    r.client_order_id,
+                    r.detail,
+                    datetime_to_ms(r.at),
+                )
+                for r in conn.execute(query)
+            ]
+        )
+
+    async def trailing(self, *, active_only: bool = True) -> list[TrailingState]:
+        t = trailing_stops
+        query = select(t).order_by(t.c.id)
+        if active_only:
+            query = query.where(t.c.state == "active")
+        return await self._read(
+            lambda conn: [_trailing_from_row(r._mapping) for r in conn.execute(query)]
+        )
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def _upsert(
+    conn: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
+
+
+def _write(engine: Engine, buffer: _Buffer) -> None:
+    with engine.begin() as conn:
+        _upsert(
+            conn,
+            positions,
+            ("account_login", "account_server", "ticket"),
+            [_position_row(p) for p in buffer.positions.values()],
+        )
+        _upsert(
+            conn,
+            deals,
+            ("account_login", "account_server", "ticket"),
+            [_deal_row(a, d, cid) for a, d, cid in buffer.deals.values()],
+        )
+        _upsert(
+            conn,
+            account_states,
+            ("account_login", "account_server"),
+            [_account_row(s) for s in buffer.accounts.values()],
+        )
+        if buffer.margins:
+            conn.execute(
+                margin_level_history.insert(),
+                [_margin_row(a, r, at) for a, r, at in buffer.margins],
+            )
+        if buffer.events:
+            conn.execute(position_events.insert(), [_event_row(e) for e in buffer.events])
+        for state in buffer.trailing.values():
+            _write_trailing(conn, state)
+
+
+def _account_cols(account: AccountKey) -> dict[str, Any]:
+    return {"account_login": account.login, "account_server": account.server}
+
+
+def _position_row(p: PositionState) -> dict[str, Any]:
+    return {
+        **_account_cols(p.account),
+        "ticket": p.ticket,
+        "identifier": p.identifier,
+        "origin_ticket": p.origin_ticket,
+        "symbol": p.symbol,
+        "side": "buy" if p.buy else "sell",
+        "volume": p.volume,
+        "price_open": p.price_open,
+        "stop_loss": p.sl or None,
+        "take_profit": p.tp or None,
+        "magic": p.magic,
+        "comment": p.comment,
+        "client_order_id": p.client_order_id,
+        "external": p.external,
+        "state": "open" if p.open else "closed",
+        "profit": p.profit,
+        "opened_at": ms_to_datetime(p.opened_at_ms),
+        "closed_at": None if p.closed_at_ms is None else ms_to_datetime(p.closed_at_ms),
+        "close_reason": p.close_reason,
+        "close_deal": p.close_deal,
+        "updated_at": ms_to_datetime(p.updated_at_ms),
+    }
+
+
+def _position_from_row(r: Any) -> PositionState:
+    closed = r["closed_at"]
+    return PositionState(
+        account=AccountKey(r["account_login"], r["account_server"]),
+        ticket=r["ticket"],
+        identifier=r["identifier"],
+        origin_ticket=r["origin_ticket"],
+        symbol=r["symbol"],
+        buy=r["side"] == "buy",
+        volume=r["volume"],
+        price_open=r["price_open"],
+        sl=r["stop_loss"] or 0.0,
+        tp=r["take_profit"] or 0.0,
+        magic=r["magic"],
+        comment=r["comment"],
+        client_order_id=r["client_order_id"],
+        external=r["external"],
+        opened_at_ms=datetime_to_ms(r["opened_at"]),
+        updated_at_ms=datetime_to_ms(r["updated_at"]),
+        open=r["state"] == "open",
+        profit=r["profit"],
+        closed_at_ms=None if closed is None else datetime_to_ms(closed),
+        close_reason=r["close_reason"],
+        close_deal=r["close_deal"],
+    )
+
+
+def _deal_row(account: AccountKey, d: m.DealReport, cid: str | None) -> dict[str, Any]:
+    return {
+        **_account_cols(account),
+        "ticket": d.ticket,
+        "order_ticket": d.order,
+        "position_id": d.position_id,
+        "symbol": d.symbol,
+        "deal_type": d.type,
+        "entry": d.entry,
+        "reason": d.reason,
+        "volume": d.volume,
+        "price": d.price,
+        "profit": d.profit,
+        "swap": d.swap,
+        "commission": d.commission,
+        "magic": d.magic,
+        "comment": d.comment[:64],
+        "client_order_id": cid,
+        "time": ms_to_datetime(d.time_ms),
+    }
+
+
+def _account_row(s: AccountState) -> dict[str, Any]:
+    r = s.report
+    return {
+        **_account_cols(s.account),
+        "currency": r.currency,
+        "leverage": r.leverage,
+        "balance": r.balance,
+        "credit": r.credit,
+        "equity": r.equity,
+        "margin": r.margin,
+        "margin_free": r.margin_free,
+        "margin_level": r.margin_level,
+        "positions": s.positions,
+        "pending_orders": s.pending_orders,
+        "stale": s.stale,
+        "history_cursor": None
+        if s.history_cursor_ms is None
+        else ms_to_datetime(s.history_cursor_ms),
+        "synced_at": ms_to_datetime(s.synced_at_ms),
+    }
+
+
+def _margin_row(account: AccountKey, r: m.AccountReport, at_ms: int) -> dict[str, Any]:
+    return {
+        **_account_cols(account),
+        "balance": r.balance,
+        "equity": r.equity,
+        "margin": r.margin,
+        "margin_free": r.margin_free,
+        "margin_level": r.margin_level,
+        "at": ms_to_datetime(at_ms),
+    }
+
+
+def _event_row(e: PositionEvent) -> dict[str, Any]:
+    return {
+        **_account_cols(e.account),
+        "ticket": e.ticket,
+        "kind": e.kind,
+        "client_order_id": e.client_order_id,
+        "detail": e.detail,
+        "at": ms_to_datetime(e.at_ms),
+    }
+
+
+def _trailing_values(s: TrailingState) -> dict[str, Any]:
+    return {
+        **_account_cols(s.account),
+        "ticket": s.ticket,
+        "symbol": s.symbol,
+        "side": "buy" if s.buy else "sell",
+        "distance_points": s.distance_points,
+        "step_points": s.step_points,
+        "activation_points": s.activation_points,
+        "min_interval_ms": s.min_interval_ms,
+        "state": "active" if s.active else "finished",
+        "stop_loss": s.stop_loss,
+        "moves": s.moves,
+        "last_moved_at": None if s.last_moved_at_ms is None else ms_to_datetime(s.last_moved_at_ms),
+        "finished_reason": s.finished_reason,
+        "created_at": ms_to_datetime(s.created_at_ms),
+        "updated_at": ms_to_datetime(s.updated_at_ms),
+    }
+
+
+def _write_trailing(conn: Connection, s: TrailingState) -> None:
+    """One active row per position: a new trailing stop replaces the active one (kept as
+    finished rows for the record); updates go to the active row, or the newest one."""
+    t = trailing_stops
+    where = and_(
+        t.c.account_login == s.account.login,
+        t.c.account_server == s.account.server,
+        t.c.ticket == s.ticket,
+        t.c.created_at == ms_to_datetime(s.created_at_ms),
+    )
+    values = _trailing_values(s)
+    if conn.execute(t.update().where(where).values(values)).rowcount == 0:
+        conn.execute(t.insert().values(values))
+
+
+def _trailing_from_row(r: Any) -> TrailingState:
+    moved = r["last_moved_at"]
+    return TrailingState(
+        account=AccountKey(r["account_login"], r["account_server"]),
+        ticket=r["ticket"],
+        symbol=r["symbol"],
+        buy=r["side"] == "buy",
+        distance_points=r["distance_points"],
+        step_points=r["step_points"],
+        activation_points=r["activation_points"],
+        min_interval_ms=r["min_interval_ms"],
+        active=r["state"] == "active",
+        stop_loss=r["stop_loss"],
+        moves=r["moves"],
+        last_moved_at_ms=None if moved is None else datetime_to_ms(moved),
+        finished_reason=r["finished_reason"],
+        created_at_ms=datetime_to_ms(r["created_at"]),
+        updated_at_ms=datetime_to_ms(r["updated_at"]),
+    )

@@ -1,0 +1,188 @@
+"""The synchronizer's store on SQLite and PostgreSQL: buffered, coalesced, upserted."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import AccountKey
+from mtgate.store.sync_store import (
+    AccountState,
+    PositionEvent,
+    PositionState,
+    SyncStore,
+    TrailingState,
+)
+
+T0 = 1_767_780_000_123
+ACCOUNT = AccountKey(51234567, "Broker-Live")
+REPORT = m.AccountReport(
+    login=ACCOUNT.login,
+    server=ACCOUNT.server,
+    currency="USD",
+    leverage=100,
+    margin_mode=2,
+    balance=10_000.0,
+    credit=0.0,
+    profit=-12.5,
+    equity=9_987.5,
+    margin=216.8,
+    margin_free=9_770.7,
+    margin_level=4606.7,
+    margin_so_call=100.0,
+    margin_so_so=50.0,
+    trade_allowed=True,
+    trade_expert=True,
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SyncStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    s = SyncStore(url, flush_interval_s=3600)  # flushed by the tests (and by reads)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _position(ticket: int = 1001, **changes: object) -> PositionState:
+    base = PositionState(
+        account=ACCOUNT,
+        ticket=ticket,
+        identifier=ticket,
+        origin_ticket=ticket,
+        symbol="EURUSD",
+        buy=True,
+        volume=0.3,
+        price_open=1.08412,
+        sl=1.081,
+        tp=0.0,
+        magic=7,
+        comment="mg:abc",
+        client_order_id="abc",
+        external=False,
+        opened_at_ms=T0,
+        updated_at_ms=T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_positions_are_coalesced_and_upserted(store: SyncStore) -> None:
+    store.put_position(_position(volume=0.3))
+    store.put_position(_position(volume=0.2))  # the same flush: only the latest is written
+    await store.flush()
+    store.put_position(
+        _position(volume=0.2, open=False, closed_at_ms=T0 + 5000, close_reason="tp", close_deal=9)
+    )
+    store.put_position(_position(2002, client_order_id=None, external=True, comment="manual"))
+    assert [p.ticket for p in await store.positions(ACCOUNT)] == [2002]
+    closed = await store.position(ACCOUNT, 1001)
+    assert closed is not None
+    assert (closed.open, closed.volume, closed.close_reason, closed.close_deal) == (
+        False,
+        0.2,
+        "tp",
+        9,
+    )
+    assert closed.closed_at_ms == T0 + 5000 and closed.sl == 1.081 and closed.tp == 0.0
+    everything = await store.positions(ACCOUNT, open_only=False)
+    assert [(p.ticket, p.external) for p in everything] == [(1001, False), (2002, True)]
+    assert await store.positions(AccountKey(1, "other")) == []
+
+
+async def test_deals_are_written_once_per_ticket(store: SyncStore) -> None:
+    deal = m.DealReport(
+        ticket=77,
+        order=1001,
+        position_id=1001,
+        symbol="EURUSD",
+        type=1,
+        entry=1,
+        volume=0.3,
+        price=1.085,
+        time_ms=T0 + 1000,
+        reason=5,
+        comment="[tp 1.08500]",
+        profit=26.4,
+    )
+    store.put_deal(ACCOUNT, deal, "abc")
+    await store.flush()
+    store.put_deal(ACCOUNT, deal, "abc")  # a snapshot repeating the cursor's deal
+    rows = await store.deals(ACCOUNT)
+    assert [(r["ticket"], r["reason"], r["client_order_id"], r["profit"]) for r in rows] == [
+        (77, 5, "abc", 26.4)
+    ]
+
+
+async def test_account_state_is_one_row_and_margin_history_appends(store: SyncStore) -> None:
+    for i in range(3):
+        report = msgspec.structs.replace(REPORT, equity=REPORT.equity + i)
+        store.put_account(AccountState(ACCOUNT, report, 2, 1, False, T0 + i, T0 + i * 1000))
+        store.put_margin_sample(ACCOUNT, report, T0 + i * 1000)
+        await store.flush()
+    state = await store.account_state(ACCOUNT)
+    assert state is not None
+    assert (state["equity"], state["positions"], state["pending_orders"], state["stale"]) == (
+        REPORT.equity + 2,
+        2,
+        1,
+        False,
+    )
+    history = await store.margin_history(ACCOUNT)
+    assert [h["equity"] for h in history] == [REPORT.equity + i for i in range(3)]
+
+
+async def test_events_keep_their_order(store: SyncStore) -> None:
+    for i, kind in enumerate(("position_opened", "bridge_modified", "position_closed")):
+        store.put_event(PositionEvent(ACCOUNT, 1001, kind, "abc", f"step {i}", T0 + i))
+    events = await store.events(ACCOUNT, 1001)
+    assert [(e.kind, e.detail) for e in events] == [
+        ("position_opened", "step 0"),
+        ("bridge_modified", "step 1"),
+        ("position_closed", "step 2"),
+    ]
+
+
+async def test_trailing_stops_update_their_row_and_only_active_ones_reload(
+    store: SyncStore,
+) -> None:
+    first = TrailingState(
+        ACCOUNT, 1001, "EURUSD", True, 200, 20, None, 1000, True, None, 0, None, None, T0, T0
+    )
+    store.put_trailing(first)
+    await store.flush()
+    moved = dataclasses.replace(
+        first, stop_loss=1.0831, moves=1, last_moved_at_ms=T0 + 10, updated_at_ms=T0 + 10
+    )
+    store.put_trailing(moved)
+    assert await store.trailing() == [moved]
+    # MT4 renumbering: the old one finishes, a new one follows the new ticket.
+    store.put_trailing(dataclasses.replace(moved, active=False, finished_reason="renumbered"))
+    follow = dataclasses.replace(moved, ticket=1002, created_at_ms=T0 + 20, updated_at_ms=T0 + 20)
+    store.put_trailing(follow)
+    assert await store.trailing() == [follow]
+    assert len(await store.trailing(active_only=False)) == 2
+
+
+async def test_a_failed_flush_keeps_the_rows_for_the_next(store: SyncStore) -> None:
+    if store.url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths: nothing to make a flush fail")
+    store.put_position(_position())
+    store.put_event(PositionEvent(ACCOUNT, 1001, "position_opened", "abc", "opened", T0))
+    store.put_position(_position(3003, symbol="X" * 100))  # longer than VARCHAR(32)
+    with pytest.raises(DBAPIError):
+        await store.flush()
+    store.put_position(_position(3003))  # the newer row of the same position wins
+    assert [p.ticket for p in await store.positions(ACCOUNT)] == [1001, 3003]
+    assert [e.kind for e in await store.events(ACCOUNT, 1001)] == ["position_opened"]

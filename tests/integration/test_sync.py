@@ -1,0 +1,190 @@
+"""The account synchronizer against simulated terminals: snapshots every interval, changes
+made by hand noticed within one interval, persistence, staleness, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from mtgate.bridge import Bridge
+from mtgate.domain.enums import OrderType
+from mtgate.domain.orders import OrderStatus
+from mtgate.sessions.session import AccountKey
+from mtgate.store.journal import open_journal
+from mtgate.sync.synchronizer import SyncEvent, SyncSettings
+from tests.integration.conftest import MT4, MT5H, MT5N, Harness, HarnessFactory, eventually
+
+INTERVAL_MS = 200
+
+
+def _key(h: Harness, tid: str) -> AccountKey:
+    return AccountKey.parse(h.account(tid))
+
+
+async def _first_snapshot(h: Harness, tid: str) -> None:
+    await eventually(lambda: h.bridge.synced_account(h.account(tid)) is not None, timeout_s=3)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[float, SyncEvent]] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, event: SyncEvent) -> None:
+        self.events.append((time.monotonic(), event))
+        self.arrived.set()
+
+    async def wait_for(self, kind: str, ticket: int, timeout_s: float) -> tuple[float, SyncEvent]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for at, event in self.events:
+                if event.kind == kind and event.change and event.change.ticket == ticket:
+                    return at, event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind} for #{ticket} within {timeout_s} s")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), left)
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H, MT5N])
+async def test_a_manual_trade_and_close_appear_within_one_interval(
+    harness: Harness, tid: str
+) -> None:
+    await _first_snapshot(harness, tid)
+    recorder = _Recorder()
+    harness.bridge.sync.subscribe(recorder)
+    login = harness.terminal(tid).config.login
+    server = harness.server(tid)
+    made = time.monotonic()
+    opened = server.manual_market_order(login, "EURUSD", OrderType.BUY, 0.2)
+    ticket = opened.position or opened.order
+    at, event = await recorder.wait_for("position_opened", ticket, timeout_s=2)
+    # One interval, plus the time to build, send and apply one snapshot.
+    assert at - made <= INTERVAL_MS / 1000 + 0.1
+    assert event.change is not None and event.change.external
+    assert event.position is not None and event.position.external
+    assert event.position.client_order_id is None and event.position.volume == pytest.approx(0.2)
+    made = time.monotonic()
+    server.manual_close(login, ticket)
+    at, event = await recorder.wait_for("position_closed", ticket, timeout_s=2)
+    assert at - made <= INTERVAL_MS / 1000 + 0.1
+    assert event.change is not None and event.change.reason is not None
+    assert event.change.reason.value == "manual"
+    stored = await harness.bridge.store.position(_key(harness, tid), ticket)
+    assert stored is not None and not stored.open and stored.close_reason == "manual"
+    deals = await harness.bridge.store.deals(_key(harness, tid))
+    assert any(d["position_id"] in (ticket, opened.position) for d in deals)
+
+
+async def test_sl_hit_is_reported_with_its_reason_and_the_bridge_client_id(
+    harness: Harness,
+) -> None:
+    tid = MT4
+    await _first_snapshot(harness, tid)
+    result = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="slhit",
+    )
+    assert result.status == OrderStatus.FILLED and result.fill_price is not None
+    ticket = result.ticket
+    assert ticket is not None
+    bid, _, _ = harness.server(tid).feed.quote("EURUSD")
+    sl = round(bid - 0.0005, 5)
+    done = await harness.bridge.modify_position(account=harness.account(tid), ticket=ticket, sl=sl)
+    assert done.status == "done"
+    recorder = _Recorder()
+    harness.bridge.sync.subscribe(recorder)
+    harness.server(tid).set_quote("EURUSD", round(sl - 0.0001, 5), round(sl + 0.0001, 5))
+    _, event = await recorder.wait_for("position_closed", ticket, timeout_s=2)
+    assert event.change is not None and event.change.reason is not None
+    assert event.change.reason.value == "sl"
+    assert event.change.client_order_id == "slhit" and not event.change.external
+
+
+async def test_account_figures_are_refreshed_by_sync(harness: Harness) -> None:
+    tid = MT5H
+    await _first_snapshot(harness, tid)
+    before = harness.bridge.synced_account(harness.account(tid))
+    assert before is not None
+    login = harness.terminal(tid).config.login
+    harness.server(tid).manual_market_order(login, "EURUSD", OrderType.BUY, 1.0)
+    await eventually(
+        lambda: (
+            (a := harness.bridge.synced_account(harness.account(tid))) is not None
+            and a.margin > before.margin
+        ),
+        timeout_s=2,
+    )
+    after = harness.bridge.synced_account(harness.account(tid))
+    assert after is not None
+    truth = harness.server(tid).account(login)
+    assert after.margin == pytest.approx(truth.margin)
+    assert after.margin_level == pytest.approx(after.equity / after.margin * 100, rel=1e-6)
+    state = await harness.bridge.store.account_state(_key(harness, tid))
+    assert state is not None and state["margin"] == pytest.approx(truth.margin)
+    history = await harness.bridge.store.margin_history(_key(harness, tid))
+    assert history and history[0]["margin_level"] >= 0
+
+
+async def test_an_account_without_snapshots_goes_stale_and_recovers(
+    make_harness: HarnessFactory,
+) -> None:
+    h = await make_harness(sync=SyncSettings(interval_ms=INTERVAL_MS))
+    await _first_snapshot(h, MT5H)
+    recorder = _Recorder()
+    h.bridge.sync.subscribe(recorder)
+    h.terminal(MT5H).faults.frozen = True
+    await eventually(lambda: h.bridge.sync.is_stale(_key(h, MT5H)), timeout_s=3)
+    assert any(e.kind == "account_stale" and e.account == _key(h, MT5H) for _, e in recorder.events)
+    assert not h.bridge.sync.is_stale(_key(h, MT4))
+    h.terminal(MT5H).faults.frozen = False
+    h.terminal(MT5H).drop()  # the frozen connection is dead: the terminal dials again
+    await eventually(lambda: not h.bridge.sync.is_stale(_key(h, MT5H)), timeout_s=5)
+
+
+async def test_positions_survive_a_bridge_restart_and_changes_meanwhile_are_found(
+    make_harness: HarnessFactory,
+) -> None:
+    h = await make_harness()
+    tid = MT5H
+    await _first_snapshot(h, tid)
+    login = h.terminal(tid).config.login
+    result = await h.bridge.place_market_order(
+        account=h.account(tid), symbol="EURUSD", side="buy", volume=0.1, client_order_id="rst"
+    )
+    assert result.status == OrderStatus.FILLED and result.position_id is not None
+    ticket = result.position_id
+    await eventually(lambda: ticket in h.bridge.sync.views[_key(h, tid)].positions)
+    assert h.bridge.address is not None
+    host, port = h.bridge.address
+    await h.bridge.stop()
+    # While the bridge is down, the position is closed by hand on the terminal.
+    h.server(tid).manual_close(login, ticket)
+    again = Bridge(
+        keys=h.world.keys(),
+        journal=open_journal(f"sqlite:///{h.db}"),
+        host=host,
+        port=port,
+        store_url=f"sqlite:///{h.db}",
+        sync=SyncSettings(interval_ms=INTERVAL_MS),
+    )
+    recorder = _Recorder()
+    try:
+        await again.start()
+        again.sync.subscribe(recorder)
+        await again.wait_ready(set(h.world.terminals), timeout_s=10)
+        _, event = await recorder.wait_for("position_closed", ticket, timeout_s=3)
+        assert event.change is not None and event.change.client_order_id == "rst"
+        assert event.change.reason is not None and event.change.reason.value == "manual"
+        stored = await again.store.position(_key(h, tid), ticket)
+        assert stored is not None and not stored.open and stored.close_reason == "manual"
+    finally:
+        await again.stop()
