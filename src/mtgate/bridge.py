@@ -62,7 +62,7 @@ class Bridge:
         clock: Clock | None = None,
         store_url: str | None = None,
         sync: SyncSettings | None = None,
-        store_flush_interval_s: float = 0.25,
+        store_flush_interval_s: float = 1.0,
     ) -> None:
         """``store_url``: where positions, deals and account states are kept (usually the
         journal's URL); without it there is no account synchronization and no trailing stop."""

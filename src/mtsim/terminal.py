@@ -92,6 +92,8 @@ class SimTerminal:
         self.connected = asyncio.Event()
         self.sessions = 0
         self.last_bye: str = ""
+        self.bridge_features: frozenset[str] = frozenset()
+        """What the bridge's last ``welcome`` said it will use."""
         self._conn: _Connection | None = None
         self._stop = asyncio.Event()
         self._rng = random.Random(config.seed)
@@ -251,6 +253,7 @@ class _Connection:
             self.close("bridge failed to prove the terminal key", code="auth_failed")
             return
         self._heartbeat_ms = msg.heartbeat_ms
+        self.t.bridge_features = frozenset(msg.features)
         self._state = "auth"
         self._send(m.Auth(proof=ea_proof(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)))
 

@@ -337,3 +337,81 @@ async def test_bulk_modify_by_symbol_and_side(harness: Harness) -> None:
         assert pos is not None and pos.sl == sl
     pos = _position(harness, MT5H, s)
     assert pos is not None and pos.sl == 0.0
+
+
+# --- closes whose answer is lost ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_a_close_whose_answer_is_lost_is_resolved_not_resent(
+    harness: Harness, tid: str
+) -> None:
+    """MT4 closes carry no comment: the close is found through the position's ticket."""
+    ticket = await _open(harness, tid, f"lc-{tid}")
+    seen = harness.trades_seen(tid)
+    harness.terminal(tid).faults.answer_lost_next_trade = True
+    result = await harness.bridge.close_position(
+        account=harness.account(tid), ticket=ticket, client_order_id=f"lcx-{tid}"
+    )
+    assert result.status in (OrderStatus.UNKNOWN, OrderStatus.FILLED)
+
+    async def settled() -> bool:
+        found = await harness.bridge.get_order(harness.account(tid), client_order_id=f"lcx-{tid}")
+        return found is not None and found.status == OrderStatus.FILLED
+
+    await eventually(settled, timeout_s=10)
+    assert harness.trades_seen(tid) == seen + 1  # executed once, never resent
+    assert _position(harness, tid, ticket) is None
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_a_close_lost_before_execution_is_proven_absent(harness: Harness, tid: str) -> None:
+    ticket = await _open(harness, tid, f"la-{tid}")
+    harness.terminal(tid).faults.drop_before_next_trade = True
+    result = await harness.bridge.close_position(
+        account=harness.account(tid), ticket=ticket, client_order_id=f"lax-{tid}"
+    )
+    assert result.status == OrderStatus.UNKNOWN
+
+    async def settled() -> bool:
+        found = await harness.bridge.get_order(harness.account(tid), client_order_id=f"lax-{tid}")
+        return found is not None and found.status == OrderStatus.NOT_FOUND
+
+    await eventually(settled, timeout_s=10)
+    pos = _position(harness, tid, ticket)
+    assert pos is not None and pos.volume == pytest.approx(0.3)  # still open, untouched
+
+
+async def test_position_requests_name_the_bad_field(harness: Harness) -> None:
+    from mtgate.execution.requests import InvalidRequest
+
+    account = harness.account(MT5H)
+    cases = [
+        ("modify_position", {"account": account, "ticket": 0, "sl": 1.0}, "ticket"),
+        ("modify_position", {"account": account, "ticket": 5, "sl": -1.0}, "sl"),
+        ("close_position", {"account": account, "ticket": 5, "volume": 0}, "volume"),
+        ("close_position", {"account": "nobody", "ticket": 5}, "account"),
+        ("close_by", {"account": account, "ticket": 5}, "opposite"),
+        ("reverse_position", {"account": account, "ticket": 5, "colour": "red"}, "colour"),
+        ("bulk_close", {"select": {"side": "up"}}, "select"),
+        ("trail_position", {"account": account, "ticket": 5, "distance_points": 0}, None),
+    ]
+    for method, fields, field in cases:
+        with pytest.raises(InvalidRequest) as caught:
+            await getattr(harness.bridge, method)(**fields)
+        if field is not None:
+            assert caught.value.field == field, (method, fields, caught.value)
+    assert harness.trades_seen(MT5H) == 0
+
+
+async def test_an_unknown_ticket_is_refused_without_sending(harness: Harness) -> None:
+    seen = harness.trades_seen(MT5H)
+    result = await harness.bridge.modify_position(
+        account=harness.account(MT5H), ticket=999_999, sl=1.0
+    )
+    assert result.status == "refused" and result.error is not None
+    assert result.error.rule == "no_position"
+    closed = await harness.bridge.close_position(account=harness.account(MT5H), ticket=999_999)
+    assert closed.status == OrderStatus.REJECTED and closed.error is not None
+    assert closed.error.rule == "no_position"
+    assert harness.trades_seen(MT5H) == seen

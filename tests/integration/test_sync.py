@@ -188,3 +188,26 @@ async def test_positions_survive_a_bridge_restart_and_changes_meanwhile_are_foun
         assert stored is not None and not stored.open and stored.close_reason == "manual"
     finally:
         await again.stop()
+
+
+async def test_features_are_negotiated_and_an_ea_without_sync_still_trades(
+    make_harness: HarnessFactory,
+) -> None:
+    from mtgate.domain.enums import MarginMode, Platform
+    from mtsim.world import AccountSpec
+
+    h = await make_harness(
+        [
+            AccountSpec("old-ea", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING, sync=False),
+            AccountSpec("new-ea", 4002, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
+        ]
+    )
+    assert h.terminal("old-ea").bridge_features == {"positions"}
+    assert h.terminal("new-ea").bridge_features == {"positions", "sync"}
+    await _first_snapshot(h, "new-ea")
+    result = await h.bridge.place_market_order(
+        account=h.account("old-ea"), symbol="EURUSD", side="buy", volume=0.1
+    )
+    assert result.status == OrderStatus.FILLED
+    assert h.bridge.synced_account(h.account("old-ea")) is None
+    assert h.bridge.sync.is_stale(_key(h, "old-ea"))  # no snapshot: never fresh

@@ -76,3 +76,27 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_secret_never_shows_in_repr() -> None:
     secret = Secret.from_hex(KEY)
     assert KEY not in repr(secret) and KEY not in str(secret)
+
+
+def test_sync_section_and_its_environment_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sync]\ninterval_ms = 500\nmargin_history_interval_ms = 60000\n")
+    config = load(path, env={"MTGATE_SYNC_STORE_FLUSH_INTERVAL_MS": "250"})
+    assert (config.sync.enabled, config.sync.interval_ms) == (True, 500)
+    assert config.sync.margin_history_interval_ms == 60_000
+    assert config.sync.store_flush_interval_ms == 250
+    assert load(None, env={"MTGATE_SYNC_ENABLED": "false"}).sync.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[sync]\ninterval_ms = 50\n", "interval_ms"),
+        ("[sync]\ninterval_ms = 'fast'\n", "interval_ms"),
+        ("[sync]\nperiod = 1\n", "period"),
+    ],
+)
+def test_bad_sync_values_name_the_key_and_the_file(tmp_path: Path, text: str, named: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    assert named in str(caught.value) and str(path) in str(caught.value)

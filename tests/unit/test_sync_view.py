@@ -146,3 +146,20 @@ def test_a_position_opened_and_closed_between_snapshots_is_told_by_its_deals() -
     assert closed.change.reason == CloseReason.SL
     assert closed.position is not None and closed.position.close_reason == "sl"
     assert view.positions == {}
+
+
+def test_a_close_whose_exit_deal_comes_later_is_explained_then() -> None:
+    """A history backlog carried over several snapshots (docs/protocol.md §5.3)."""
+    view = AccountView(KEY)
+    apply_snapshot(view, snap(10, [pos(1)]), now_ms=11)
+    first = apply_snapshot(view, snap(20, []), now_ms=21)
+    [closed] = [a for a in first if a.change.kind == ChangeKind.POSITION_CLOSED]
+    assert closed.change.reason == CloseReason.UNEXPLAINED
+    later = apply_snapshot(
+        view, snap(30, [], deals=[exit_deal(9, 1, DealReason.SO, 18)]), now_ms=31
+    )
+    [explained] = [a for a in later if a.change.kind == ChangeKind.POSITION_CLOSE_EXPLAINED]
+    assert explained.change.reason == CloseReason.STOP_OUT
+    assert explained.position is not None
+    assert (explained.position.close_reason, explained.position.close_deal) == ("stop_out", 9)
+    assert view.unexplained == {}

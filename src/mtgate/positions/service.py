@@ -8,20 +8,19 @@ the answer is lost, is what the next snapshot shows.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
 
 from mtgate import logs
 from mtgate.domain.codes import Classification, lookup
-from mtgate.domain.enums import MarginMode, OrderType, Platform
+from mtgate.domain.enums import MarginMode, OrderType
 from mtgate.domain.orders import OrderAction, OrderStatus
 from mtgate.domain.symbols import SymbolSpec, position_frozen
-from mtgate.execution.requests import MarketOrderRequest, OrderError, OrderResult, Side
+from mtgate.execution.requests import OrderError, OrderResult
 from mtgate.execution.service import ExecutionService
 from mtgate.execution.validation import Refusal, volume_refusal
+from mtgate.positions import bulk, reversal
+from mtgate.positions.errors import PositionError
 from mtgate.positions.levels import check_position_levels
 from mtgate.positions.requests import (
     BulkCloseRequest,
@@ -67,14 +66,6 @@ def _refused(account: str, ticket: int, refusal: Refusal) -> PositionResult:
     )
 
 
-class PositionError(Exception):
-    """A position operation refused before anything was sent or journalled."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.message)
-        self.refusal = refusal
-
-
 class PositionService:
     """Acts on open positions through the terminals of an :class:`ExecutionService`."""
 
@@ -85,11 +76,22 @@ class PositionService:
 
     # --- lookups -----------------------------------------------------------------------------
 
-    def _route(self, account: AccountKey) -> TerminalSession:
+    def route(self, account: AccountKey) -> TerminalSession:
         try:
-            return self.execution.registry.route(account)
+            session = self.execution.registry.route(account)
         except NotRoutable as exc:
             raise PositionError(Refusal("account", "not_routable", str(exc))) from None
+        assert session.identity is not None
+        if m.POSITIONS_FEATURE not in session.identity.features:
+            raise PositionError(
+                Refusal(
+                    "account",
+                    "feature_missing",
+                    f"terminal {session.terminal_id} does not offer position operations "
+                    f"(feature {m.POSITIONS_FEATURE!r})",
+                )
+            )
+        return session
 
     async def position(self, account: AccountKey, ticket: int) -> PositionState:
         """The position as the synchronizer last saw it, else as the terminal reports it."""
@@ -97,7 +99,7 @@ class PositionService:
         known = view.positions.get(ticket) if view else None
         if known is not None:
             return known
-        session = self._route(account)
+        session = self.route(account)
         try:
             found: m.Lookup = await session.request(
                 m.OrderGet(id=0, ticket=ticket), session.settings.read_timeout_s
@@ -109,7 +111,7 @@ class PositionService:
                 return state_of(account, report, self.clock.now_ms())
         raise PositionError(Refusal("ticket", "no_position", f"no open position #{ticket}"))
 
-    def _market(self, session: TerminalSession, symbol: str) -> tuple[SymbolSpec, m.Tick]:
+    def market(self, session: TerminalSession, symbol: str) -> tuple[SymbolSpec, m.Tick]:
         spec = session.view.symbols.get(symbol)
         tick = session.view.ticks.get(symbol)
         if spec is None or tick is None:
@@ -122,7 +124,7 @@ class PositionService:
         t0 = time.perf_counter_ns()
         account = AccountKey.parse(req.account)
         try:
-            session = self._route(account)
+            session = self.route(account)
             pos = await self.position(account, req.ticket)
         except PositionError as exc:
             return _refused(req.account, req.ticket, exc.refusal)
@@ -234,7 +236,7 @@ class PositionService:
 
     async def reverse_position(self, req: ReversePositionRequest) -> ReversalResult:
         try:
-            return await self._reverse(req)
+            return await reversal.reverse(self, req)
         except PositionError as exc:
             return ReversalResult(
                 complete=False,
@@ -244,10 +246,10 @@ class PositionService:
 
     async def _close(self, req: ClosePositionRequest) -> OrderResult:
         account = AccountKey.parse(req.account)
-        session = self._route(account)
+        session = self.route(account)
         pos = await self.position(account, req.ticket)
         volume = pos.volume if req.volume is None else req.volume
-        spec, tick = self._market(session, pos.symbol)
+        spec, tick = self.market(session, pos.symbol)
         self._check_close_volume(spec, pos, volume)
         self._check_not_frozen(spec, pos, tick)
         record, routed = await self.execution.new_record(
@@ -321,7 +323,7 @@ class PositionService:
 
     async def _close_by(self, req: CloseByRequest) -> OrderResult:
         account = AccountKey.parse(req.account)
-        session = self._route(account)
+        session = self.route(account)
         assert session.identity is not None
         if session.identity.margin_mode != MarginMode.HEDGING:
             raise PositionError(
@@ -337,7 +339,7 @@ class PositionService:
                     f"#{by.ticket} is not an opposite position on {pos.symbol}",
                 )
             )
-        spec, tick = self._market(session, pos.symbol)
+        spec, tick = self.market(session, pos.symbol)
         self._check_not_frozen(spec, pos, tick)
         self._check_not_frozen(spec, by, tick)
         volume = min(pos.volume, by.volume)
@@ -368,146 +370,19 @@ class PositionService:
 
     # --- reversal ----------------------------------------------------------------------------
 
-    async def _reverse(self, req: ReversePositionRequest) -> ReversalResult:
-        account = AccountKey.parse(req.account)
-        session = self._route(account)
-        assert session.identity is not None
-        pos = await self.position(account, req.ticket)
-        volume = pos.volume if req.volume is None else req.volume
-        side = Side.SELL if pos.buy else Side.BUY
-        netting = (
-            session.identity.platform == Platform.MT5
-            and session.identity.margin_mode == MarginMode.NETTING
-        )
-        if netting:
-            opened = await self.execution.place_market_order(
-                MarketOrderRequest(
-                    account=req.account,
-                    symbol=pos.symbol,
-                    side=side,
-                    volume=round(pos.volume + volume, 8),
-                    sl=req.sl,
-                    tp=req.tp,
-                    deviation_points=req.deviation_points,
-                    magic=pos.magic,
-                    client_order_id=req.client_order_id,
-                )
-            )
-            done = opened.status == OrderStatus.FILLED
-            return ReversalResult(
-                complete=done,
-                message="reversed in one deal" if done else "not reversed: the deal failed",
-                open=opened,
-            )
-        spec, _ = self._market(session, pos.symbol)
-        refusal = volume_refusal(volume, spec)
-        if refusal is not None:  # the second leg is checked before the first one is sent
-            raise PositionError(refusal)
-        closed = await self.close_position(
-            ClosePositionRequest(
-                account=req.account, ticket=pos.ticket, deviation_points=req.deviation_points
-            )
-        )
-        if closed.status != OrderStatus.FILLED:
-            return ReversalResult(
-                complete=False,
-                message=f"not reversed: the close is {closed.status.value}; nothing was opened",
-                close=closed,
-            )
-        opened = await self.execution.place_market_order(
-            MarketOrderRequest(
-                account=req.account,
-                symbol=pos.symbol,
-                side=side,
-                volume=volume,
-                sl=req.sl,
-                tp=req.tp,
-                deviation_points=req.deviation_points,
-                magic=pos.magic,
-                client_order_id=req.client_order_id,
-            )
-        )
-        if opened.status != OrderStatus.FILLED:
-            log.warning(
-                "reversal second leg failed",
-                account=req.account,
-                ticket=pos.ticket,
-                status=opened.status.value,
-            )
-            return ReversalResult(
-                complete=False,
-                message=(
-                    f"half reversed: #{pos.ticket} was closed, the opposite order is "
-                    f"{opened.status.value}; the account holds no position from it"
-                ),
-                close=closed,
-                open=opened,
-            )
-        return ReversalResult(
-            complete=True, message="closed, then opened", close=closed, open=opened
-        )
-
-    # --- bulk --------------------------------------------------------------------------------
+    # --- bulk (mtgate.positions.bulk) ---------------------------------------------------------
 
     def select(self, flt: PositionFilter) -> list[PositionState]:
         """Open positions matching ``flt``, from the synchronizer's view."""
         if self.sync is None:
             raise PositionError(Refusal("select", "no_sync", "bulk operations need the sync"))
-        accounts = {AccountKey.parse(a) for a in flt.accounts} if flt.accounts else None
-        tickets = set(flt.tickets) if flt.tickets else None
-        chosen: list[PositionState] = []
-        for account, view in self.sync.views.items():
-            if accounts is not None and account not in accounts:
-                continue
-            for pos in view.positions.values():
-                if (
-                    (flt.symbol is None or pos.symbol == flt.symbol)
-                    and (flt.magic is None or pos.magic == flt.magic)
-                    and (flt.side is None or pos.buy == (flt.side == Side.BUY))
-                    and (tickets is None or pos.ticket in tickets)
-                ):
-                    chosen.append(pos)
-        return sorted(chosen, key=lambda p: (p.account.login, p.account.server, p.ticket))
+        return bulk.select(self.sync.views, flt)
 
     async def bulk_modify(self, req: BulkModifyRequest) -> list[BulkItem]:
-        async def one(pos: PositionState) -> BulkItem:
-            result = await self.modify_position(
-                ModifyPositionRequest(
-                    account=str(pos.account), ticket=pos.ticket, sl=req.sl, tp=req.tp
-                )
-            )
-            return BulkItem(account=str(pos.account), ticket=pos.ticket, modified=result)
-
-        return await self._per_terminal(self.select(req.select), one)
+        return await bulk.bulk_modify(self, req)
 
     async def bulk_close(self, req: BulkCloseRequest) -> list[BulkItem]:
-        async def one(pos: PositionState) -> BulkItem:
-            result = await self.close_position(
-                ClosePositionRequest(
-                    account=str(pos.account),
-                    ticket=pos.ticket,
-                    deviation_points=req.deviation_points,
-                )
-            )
-            return BulkItem(account=str(pos.account), ticket=pos.ticket, closed=result)
-
-        return await self._per_terminal(self.select(req.select), one)
-
-    async def _per_terminal(
-        self, chosen: list[PositionState], one: Callable[[PositionState], Awaitable[BulkItem]]
-    ) -> list[BulkItem]:
-        """Concurrent across accounts (each served by its own terminal), in ticket order
-        within one; one result per position, in the order selected."""
-        groups: dict[AccountKey, list[PositionState]] = defaultdict(list)
-        for pos in chosen:
-            groups[pos.account].append(pos)
-
-        async def run(positions: list[PositionState]) -> list[BulkItem]:
-            return [await one(pos) for pos in positions]
-
-        done = await asyncio.gather(*(run(g) for g in groups.values()))
-        by_key = {(i.account, i.ticket): i for items in done for i in items}
-        return [by_key[(str(p.account), p.ticket)] for p in chosen]
+        return await bulk.bulk_close(self, req)
 
 
 def refused_close(account: str, ticket: int, refusal: Refusal) -> OrderResult:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
+from mtgate.positions.errors import PositionError
 from mtgate.positions.requests import ModifyPositionRequest, PositionResult, TrailingStopRequest
-from mtgate.positions.service import PositionError, PositionService
+from mtgate.positions.service import PositionService
 from mtgate.positions.trailing import HoldReason, TrailingSpec, TrailingStop
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey, TerminalSession

@@ -48,6 +48,10 @@ class AccountKey:
         return cls(int(login), server)
 
 
+BRIDGE_FEATURES = frozenset({m.POSITIONS_FEATURE, m.SYNC_FEATURE})
+"""The features this bridge uses; ``welcome.features`` is their intersection with the EA's."""
+
+
 @dataclass(frozen=True, slots=True)
 class TerminalIdentity:
     """What the EA said about itself in ``hello``."""
@@ -62,7 +66,8 @@ class TerminalIdentity:
     build: int
     ea_version: str
     features: frozenset[str] = frozenset()
-    """What the EA announced beyond the v1 base (docs/protocol.md §12)."""
+    """The features both sides use: the EA's ``hello.features`` that the bridge knows
+    (docs/protocol.md §12), sent back in ``welcome.features``."""
 
 
 @dataclass(slots=True)
@@ -225,7 +230,7 @@ class TerminalSession:
                 margin_mode=MarginMode(msg.margin_mode),
                 build=msg.build,
                 ea_version=msg.ea_version,
-                features=frozenset(msg.features),
+                features=frozenset(msg.features) & BRIDGE_FEATURES,
             )
         except ValueError as exc:
             self.close(f"bad hello: {exc}", code="invalid_message")
@@ -255,6 +260,7 @@ class TerminalSession:
                 proof=proof,
                 session=self.session_id,
                 heartbeat_ms=self.settings.heartbeat_ms,
+                features=sorted(identity.features),
             )
         )
 

@@ -139,7 +139,7 @@ class _Buffer:
 class SyncStore:
     """Buffered writer and reader of the synchronizer's tables."""
 
-    def __init__(self, url: str | URL, *, flush_interval_s: float = 0.25) -> None:
+    def __init__(self, url: str | URL, *, flush_interval_s: float = 1.0) -> None:
         self.url = make_url(url)
         self.flush_interval_s = flush_interval_s
         self._engine: Engine | None = None

@@ -38,6 +38,8 @@ class ChangeKind(enum.StrEnum):
     POSITION_REVERSED = "position_reversed"
     POSITION_PARTIALLY_CLOSED = "position_partially_closed"
     POSITION_CLOSED = "position_closed"
+    POSITION_CLOSE_EXPLAINED = "position_close_explained"
+    """A close first seen without its exit deal (a history backlog) got its reason."""
     PENDING_PLACED = "pending_placed"
     PENDING_MODIFIED = "pending_modified"
     PENDING_TRIGGERED = "pending_triggered"
@@ -194,6 +196,14 @@ def _positions(
 
 def _position_change(old: m.PositionReport, new: m.PositionReport) -> Change | None:
     """What changed in a position that stayed; None when only its price and profit moved."""
+    if (
+        old.sl == new.sl
+        and old.tp == new.tp
+        and old.volume == new.volume
+        and old.price_open == new.price_open
+        and old.type == new.type
+    ):
+        return None  # the common case, every second for every position: no attribute loop
     moved = _position_fields(old, new)
     if old.type == new.type and not moved:
         return None

@@ -19,6 +19,9 @@ from mtgate.sessions.session import AccountKey
 from mtgate.store.sync_store import PositionState
 from mtgate.sync.diff import DEAL_REASONS, AccountSnapshot, Change, ChangeKind, CloseReason, diff
 
+UNEXPLAINED_KEPT = 1000
+"""Closes awaiting their exit deal, at most (the oldest is forgotten first)."""
+
 
 @dataclass(slots=True)
 class AccountView:
@@ -33,6 +36,8 @@ class AccountView:
     last_snapshot_ns: int | None = None
     """Monotonic time the last snapshot arrived (staleness)."""
     last_margin_sample_ms: int | None = None
+    unexplained: dict[int, PositionState] = field(default_factory=dict)
+    """Closed positions whose exit deal has not arrived yet, by position id."""
 
     @classmethod
     def restored(
@@ -130,6 +135,14 @@ def apply_snapshot(view: AccountView, snap: m.Snapshot, now_ms: int) -> list[App
     changes = diff(view.snapshot, current, snap.deals, snap.history_orders)
     applied = [_apply(view, current, change, snap, now_ms) for change in changes]
     applied += _opened_and_closed_between(view, current, snap, now_ms)
+    applied += _explained_late(view, snap, now_ms)
+    for item in applied:
+        pos, change = item.position, item.change
+        unexplained = change.reason == CloseReason.UNEXPLAINED
+        if change.kind == ChangeKind.POSITION_CLOSED and unexplained and pos is not None:
+            view.unexplained[pos.identifier] = pos
+            if len(view.unexplained) > UNEXPLAINED_KEPT:  # a deal that never comes
+                del view.unexplained[next(iter(view.unexplained))]
     # The terminal decides what exists: nothing the snapshot does not show stays open here
     # (an entry the bridge's own operations added early is re-added by the next snapshot).
     for ticket in [t for t in view.positions if t not in current.positions]:
@@ -245,6 +258,40 @@ def _opened_and_closed_between(
                 closed,
             )
         )
+    return applied
+
+
+def _explained_late(view: AccountView, snap: m.Snapshot, now_ms: int) -> list[Applied]:
+    """Exit deals of positions closed in an earlier snapshot without one (docs/protocol.md
+    §5.3: a history backlog is carried over several snapshots)."""
+    applied: list[Applied] = []
+    for deal in snap.deals:
+        if deal.entry not in (DealEntry.OUT, DealEntry.OUT_BY):
+            continue
+        closed = view.unexplained.pop(deal.position_id, None)
+        if closed is None:
+            continue
+        reason = _reason_of(deal)
+        state = dataclasses.replace(
+            closed,
+            close_reason=reason.value,
+            close_deal=deal.ticket,
+            closed_at_ms=deal.time_ms,
+            profit=deal.profit + deal.swap + deal.commission,
+            updated_at_ms=now_ms,
+        )
+        change = Change(
+            ChangeKind.POSITION_CLOSE_EXPLAINED,
+            closed.ticket,
+            closed.symbol,
+            closed.client_order_id,
+            closed.external,
+            closed.volume,
+            0.0,
+            reason,
+            deal.ticket,
+        )
+        applied.append(Applied(change, state))
     return applied
 
 
