@@ -12,26 +12,7 @@ from hypothesis import strategies as st
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.symbols import SymbolSpec, price_normalized
 from mtgate.positions.trailing import Decision, HoldReason, TrailingSpec, TrailingStop
-
-
-def make_spec(name: str, *, digits: int, tick_size: float, stops: int, freeze: int) -> SymbolSpec:
-    return SymbolSpec(
-        name=name,
-        digits=digits,
-        point=10.0**-digits,
-        tick_size=tick_size,
-        tick_value=1.0,
-        contract_size=100_000,
-        volume_min=0.01,
-        volume_max=50.0,
-        volume_step=0.01,
-        currency_base=name[:3],
-        currency_profit=name[3:],
-        currency_margin=name[:3],
-        stops_level=stops,
-        freeze_level=freeze,
-    )
-
+from tests.unit.test_position_levels import make_spec
 
 EURUSD = make_spec("EURUSD", digits=5, tick_size=0.00001, stops=10, freeze=5)
 USDJPY = make_spec("USDJPY", digits=3, tick_size=0.001, stops=20, freeze=10)

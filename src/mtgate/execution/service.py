@@ -64,6 +64,29 @@ def _client_id(given: str | None, clock_ns: int) -> str:
     return given
 
 
+def rejection(session: TerminalSession, exc: TerminalRejected) -> OrderError | None:
+    """The terminal's refusal of a change as an error; None for a no-op answered as an error
+    (MT4 1, MT5 10025: nothing changed, which is what was asked)."""
+    entry = lookup(session.platform, exc.code)
+    if entry.classification == Classification.OK:
+        return None
+    return OrderError(
+        source="terminal",
+        message=exc.message,
+        code=exc.code,
+        name=exc.name,
+        classification=entry.classification,
+    )
+
+
+def link_lost(session: TerminalSession, exc: Exception) -> OrderError:
+    """A change sent without an answer. A trade timeout also ends the session: a terminal that
+    does not answer a trade in time is not healthy."""
+    if isinstance(exc, RequestTimeout):
+        session.close(f"trade request timed out ({exc})", code="trade_timeout")
+    return OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
+
+
 class ExecutionService:
     """Places and manages orders on the terminals of a :class:`TerminalRegistry`."""
 
@@ -497,28 +520,18 @@ class ExecutionService:
         try:
             await session.request(msg)
         except TerminalRejected as exc:
-            entry = lookup(session.platform, exc.code)
-            if entry.classification == Classification.OK:
+            error = rejection(session, exc)
+            if error is None:
                 return None  # a no-op sent as an error by a lenient EA: nothing changed
             await self.book.note(
                 record, f"{type(msg).__name__} refused: {exc.code} {exc.name}: {exc.message}"
             )
             self.tracker.refresh_later(record)
-            return OrderError(
-                source="terminal",
-                message=exc.message,
-                code=exc.code,
-                name=exc.name,
-                classification=entry.classification,
-            )
+            return error
         except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
             await self.book.note(record, f"{type(msg).__name__} outcome unknown: {exc}")
-            if isinstance(exc, RequestTimeout):
-                session.close(f"trade request timed out ({exc})", code="trade_timeout")
             self.tracker.refresh_later(record)
-            return OrderError(
-                source="link", message=str(exc), classification=Classification.UNKNOWN
-            )
+            return link_lost(session, exc)
         return None
 
     # --- queries -----------------------------------------------------------------------------

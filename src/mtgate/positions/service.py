@@ -12,12 +12,13 @@ import dataclasses
 import time
 
 from mtgate import logs
-from mtgate.domain.codes import Classification, lookup
+from mtgate.domain.codes import Classification
 from mtgate.domain.enums import MarginMode, OrderType
 from mtgate.domain.orders import OrderAction, OrderStatus
+from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import SymbolSpec, position_frozen
 from mtgate.execution.requests import OrderError, OrderResult
-from mtgate.execution.service import ExecutionService
+from mtgate.execution.service import ExecutionService, link_lost, rejection
 from mtgate.execution.validation import Refusal, volume_refusal
 from mtgate.positions import bulk, reversal
 from mtgate.positions.errors import PositionError
@@ -176,22 +177,9 @@ class PositionService:
         try:
             await session.request(msg)
         except TerminalRejected as exc:
-            entry = lookup(session.platform, exc.code)
-            if entry.classification == Classification.OK:
-                return None
-            return OrderError(
-                source="terminal",
-                message=exc.message,
-                code=exc.code,
-                name=exc.name,
-                classification=entry.classification,
-            )
+            return rejection(session, exc)
         except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
-            if isinstance(exc, RequestTimeout):
-                session.close(f"trade request timed out ({exc})", code="trade_timeout")
-            return OrderError(
-                source="link", message=str(exc), classification=Classification.UNKNOWN
-            )
+            return link_lost(session, exc)
         return None
 
     def _remember(self, pos: PositionState, detail: str, kind: str) -> None:
@@ -252,16 +240,9 @@ class PositionService:
         spec, tick = self.market(session, pos.symbol)
         self._check_close_volume(spec, pos, volume)
         self._check_not_frozen(spec, pos, tick)
-        record, routed = await self.execution.new_record(
-            req.account,
-            req.client_order_id,
-            None,
-            pos.symbol,
-            OrderType.SELL if pos.buy else OrderType.BUY,
-            volume,
-            pos.magic,
+        record, routed = await self._close_record(
+            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE
         )
-        record.action, record.position_ticket = OrderAction.CLOSE, pos.ticket
         record.requested_price = tick.bid if pos.buy else tick.ask
         record.deviation_points = req.deviation_points
         if isinstance(routed, NotRoutable):
@@ -281,6 +262,27 @@ class PositionService:
         if result.status == OrderStatus.FILLED:
             self._after_close(pos, volume, record.remainder_ticket)
         return result
+
+    async def _close_record(
+        self,
+        account: str,
+        client_order_id: str | None,
+        pos: PositionState,
+        volume: float,
+        action: OrderAction,
+    ) -> tuple[OrderRecord, TerminalSession | NotRoutable]:
+        """The journal record of a close: an order the other way, naming the position."""
+        record, routed = await self.execution.new_record(
+            account,
+            client_order_id,
+            None,
+            pos.symbol,
+            OrderType.SELL if pos.buy else OrderType.BUY,
+            volume,
+            pos.magic,
+        )
+        record.action, record.position_ticket = action, pos.ticket
+        return record, routed
 
     def _check_close_volume(self, spec: SymbolSpec, pos: PositionState, volume: float) -> None:
         if volume > pos.volume + 1e-9:
@@ -343,17 +345,10 @@ class PositionService:
         self._check_not_frozen(spec, pos, tick)
         self._check_not_frozen(spec, by, tick)
         volume = min(pos.volume, by.volume)
-        record, routed = await self.execution.new_record(
-            req.account,
-            req.client_order_id,
-            None,
-            pos.symbol,
-            OrderType.SELL if pos.buy else OrderType.BUY,
-            volume,
-            pos.magic,
+        record, routed = await self._close_record(
+            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE_BY
         )
-        record.action = OrderAction.CLOSE_BY
-        record.position_ticket, record.by_ticket = pos.ticket, by.ticket
+        record.by_ticket = by.ticket
         if isinstance(routed, NotRoutable):
             return await self.execution.refuse(
                 record, Refusal("account", "not_routable", str(routed)), time.perf_counter_ns()
