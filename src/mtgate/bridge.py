@@ -102,7 +102,9 @@ class Bridge:
             settings=settings,
             clock=clock,
             store_url=config.store.url if s.enabled else None,
-            sync=SyncSettings(s.interval_ms, s.margin_history_interval_ms),
+            sync=SyncSettings(
+                s.interval_ms, s.margin_history_interval_ms, s.account_state_interval_ms
+            ),
             store_flush_interval_s=s.store_flush_interval_ms / 1000,
         )
 

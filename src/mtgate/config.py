@@ -37,6 +37,7 @@ class SyncSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     interval_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 1000
     margin_history_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    account_state_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
     store_flush_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 1000
 
 

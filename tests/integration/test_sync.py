@@ -109,7 +109,11 @@ async def test_sl_hit_is_reported_with_its_reason_and_the_bridge_client_id(
     assert event.change.client_order_id == "slhit" and not event.change.external
 
 
-async def test_account_figures_are_refreshed_by_sync(harness: Harness) -> None:
+async def test_account_figures_are_refreshed_by_sync(make_harness: HarnessFactory) -> None:
+    # Rows written at every snapshot here (by default at most every 5 s).
+    harness = await make_harness(
+        sync=SyncSettings(interval_ms=INTERVAL_MS, account_state_interval_ms=0)
+    )
     tid = MT5H
     await _first_snapshot(harness, tid)
     before = harness.bridge.synced_account(harness.account(tid))

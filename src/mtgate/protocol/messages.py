@@ -298,7 +298,7 @@ class Event(Message, tag="evt"):
 # --- result and report payloads -------------------------------------------------------------
 
 
-class Payload(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Payload(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     pass
 
 

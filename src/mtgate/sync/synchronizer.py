@@ -39,6 +39,10 @@ class SyncSettings:
     interval_ms: int = 1000
     margin_history_interval_ms: int = 10_000
     """At most one margin-level sample per account per this interval."""
+    account_state_interval_ms: int = 5_000
+    """The ``account_states`` row is rewritten at most this often (and when the account
+    goes stale or fresh): every write of the SQLite file briefly holds the lock the journal's
+    order intents need."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,7 @@ class Synchronizer:
         self.snapshots += 1
         session.view.account = snap.account
         view.last_snapshot_ns = self.clock.monotonic_ns()
+        fresh_again = view.stale
         if view.stale:
             view.stale = False
             log.info("account synced again", account=str(account))
@@ -179,7 +184,8 @@ class Synchronizer:
         for item in applied:
             self._record(account, item, now_ms)
         self._store_history(account, snap)
-        self._store_account(view, snap, now_ms)
+        self._store_account(view, snap.account, now_ms, force=fresh_again)
+        self._sample_margin(view, snap)
 
     def _record(self, account: AccountKey, item: Applied, now_ms: int) -> None:
         change = item.change
@@ -214,18 +220,28 @@ class Synchronizer:
                 cid = owner.client_order_id if owner else None
             self.store.put_deal(account, deal, cid)
 
-    def _store_account(self, view: AccountView, snap: m.Snapshot, now_ms: int) -> None:
+    def _store_account(
+        self, view: AccountView, report: m.AccountReport, now_ms: int, *, force: bool
+    ) -> None:
+        last = view.last_account_write_ms
+        recent = last is not None and now_ms - last < self.settings.account_state_interval_ms
+        if recent and not force:
+            return
+        view.last_account_write_ms = now_ms
+        snapshot = view.snapshot
         self.store.put_account(
             AccountState(
                 view.account,
-                snap.account,
-                len(snap.positions),
-                len(snap.orders),
+                report,
+                len(snapshot.positions) if snapshot else 0,
+                len(snapshot.orders) if snapshot else 0,
                 view.stale,
                 view.history_cursor_ms,
                 now_ms,
             )
         )
+
+    def _sample_margin(self, view: AccountView, snap: m.Snapshot) -> None:
         every = self.settings.margin_history_interval_ms
         last = view.last_margin_sample_ms
         if last is None or snap.time_ms - last >= every:
@@ -252,6 +268,10 @@ class Synchronizer:
             if now_ns - view.last_snapshot_ns > limit_ns:
                 view.stale = True
                 newly.append(account)
+                if view.snapshot is not None:
+                    self._store_account(
+                        view, view.snapshot.account, self.clock.now_ms(), force=True
+                    )
                 age_ms = (now_ns - view.last_snapshot_ns) // 1_000_000
                 log.warning("account stale", account=str(account), age_ms=age_ms)
                 self._publish(

@@ -36,6 +36,7 @@ class AccountView:
     last_snapshot_ns: int | None = None
     """Monotonic time the last snapshot arrived (staleness)."""
     last_margin_sample_ms: int | None = None
+    last_account_write_ms: int | None = None
     unexplained: dict[int, PositionState] = field(default_factory=dict)
     """Closed positions whose exit deal has not arrived yet, by position id."""
 
