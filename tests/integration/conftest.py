@@ -11,7 +11,7 @@ import pytest
 from mtgate.bridge import Bridge
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
-from mtgate.sessions.session import SessionSettings
+from mtgate.sessions.session import AccountKey, SessionSettings
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 from mtsim.server import ServerConfig, Session, TradeServer
@@ -75,6 +75,13 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: flo
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(0.01)
+
+
+def open_tickets(bridge: Bridge, key: AccountKey) -> set[int]:
+    """Tickets of the account's open positions as the synchronizer sees them (none before
+    its first snapshot)."""
+    view = bridge.sync.views.get(key)
+    return set() if view is None else set(view.positions)
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]

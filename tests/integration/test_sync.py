@@ -15,7 +15,15 @@ from mtgate.domain.orders import OrderStatus
 from mtgate.sessions.session import AccountKey
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncEvent, SyncSettings
-from tests.integration.conftest import MT4, MT5H, MT5N, Harness, HarnessFactory, eventually
+from tests.integration.conftest import (
+    MT4,
+    MT5H,
+    MT5N,
+    Harness,
+    HarnessFactory,
+    eventually,
+    open_tickets,
+)
 
 INTERVAL_MS = 200
 
@@ -166,7 +174,7 @@ async def test_positions_survive_a_bridge_restart_and_changes_meanwhile_are_foun
     )
     assert result.status == OrderStatus.FILLED and result.position_id is not None
     ticket = result.position_id
-    await eventually(lambda: ticket in h.bridge.sync.views[_key(h, tid)].positions)
+    await eventually(lambda: ticket in open_tickets(h.bridge, _key(h, tid)))
     assert h.bridge.address is not None
     host, port = h.bridge.address
     await h.bridge.stop()

@@ -10,7 +10,7 @@ from mtgate.domain.orders import OrderStatus
 from mtgate.sessions.session import AccountKey
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
-from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
+from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually, open_tickets
 
 P = 0.00001
 
@@ -23,7 +23,7 @@ async def _open_buy(h: Harness, tid: str, cid: str, volume: float = 0.2) -> tupl
     ticket = result.ticket if tid == MT4 else result.position_id
     assert ticket is not None
     key = AccountKey.parse(h.account(tid))
-    await eventually(lambda: ticket in h.bridge.sync.views[key].positions, timeout_s=3)
+    await eventually(lambda: ticket in open_tickets(h.bridge, key), timeout_s=3)
     return ticket, result.fill_price
 
 
@@ -111,7 +111,7 @@ async def test_an_active_trailing_stop_survives_a_bridge_restart(
         assert [s.ticket for s in again.trailing.active()] == [ticket]
         await again.wait_ready(set(h.world.terminals), timeout_s=10)
         key = AccountKey.parse(h.account(MT5H))
-        await eventually(lambda: ticket in again.sync.views[key].positions, timeout_s=3)
+        await eventually(lambda: ticket in open_tickets(again, key), timeout_s=3)
         _move(h, MT5H, fill + 260 * P)
         await eventually(lambda: _sl(h, MT5H, ticket) == pytest.approx(round(fill + 160 * P, 5)), 3)
     finally:

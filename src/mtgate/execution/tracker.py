@@ -453,11 +453,15 @@ class Tracker:
             else:  # no quote for one symbol must not keep the account from trading the others
                 log.warning("no first tick", terminal=session.terminal_id, error=repr(tick))
         await self._reconcile(session)
-        if self.sync is not None:
-            try:
-                await self.sync.attach(session)
-            except SessionError as exc:  # trading does not wait for sync; staleness shows it
-                log.error("sync subscription failed", terminal=session.terminal_id, error=str(exc))
+        if self.sync is not None:  # in the background: trading does not wait for sync
+            self._spawn(self._attach_sync(session), f"sync:{session.terminal_id}")
+
+    async def _attach_sync(self, session: TerminalSession) -> None:
+        assert self.sync is not None
+        try:
+            await self.sync.attach(session)
+        except SessionError as exc:  # staleness shows it
+            log.error("sync subscription failed", terminal=session.terminal_id, error=str(exc))
 
     async def _reconcile(self, session: TerminalSession) -> None:
         assert session.identity is not None

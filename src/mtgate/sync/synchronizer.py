@@ -85,6 +85,7 @@ class Synchronizer:
         self._journal_hook = journal_hook
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._phases: dict[AccountKey, int] = {}
         self.snapshots = 0
         """Snapshots applied since start (a counter for the benchmark and metrics)."""
 
@@ -109,7 +110,12 @@ class Synchronizer:
     # --- subscriptions -----------------------------------------------------------------------
 
     async def attach(self, session: TerminalSession) -> None:
-        """Subscribe ``session`` if its account has no synced session yet (onboarding)."""
+        """Subscribe ``session`` if its account has no synced session yet.
+
+        The subscription starts at the account's phase within the interval, so that many
+        accounts' snapshots arrive spread over the interval instead of together (after a
+        bridge restart every terminal reconnects at once); the first snapshot comes at most
+        one interval after the session became ready."""
         assert session.identity is not None
         account = session.identity.account
         if m.SYNC_FEATURE not in session.identity.features:
@@ -127,16 +133,33 @@ class Synchronizer:
                 account, stored, None if cursor is None else datetime_to_ms(cursor)
             )
             self.views[account] = view
-        since = view.history_cursor_ms or 0
+        view.last_snapshot_ns = self.clock.monotonic_ns()  # the clock for staleness starts now
+        await asyncio.sleep(self._delay_to_phase(account) / 1000)
+        if self._owners.get(account) is not session:
+            return  # closed (and perhaps taken over) while waiting for its phase
         try:
             await session.request(
-                m.Sync(id=0, interval_ms=self.settings.interval_ms, since_ms=since),
+                m.Sync(
+                    id=0,
+                    interval_ms=self.settings.interval_ms,
+                    since_ms=view.history_cursor_ms or 0,
+                ),
                 session.settings.read_timeout_s,
             )
         except SessionError:
-            self._owners.pop(account, None)
+            if self._owners.get(account) is session:
+                del self._owners[account]
             raise
-        view.last_snapshot_ns = self.clock.monotonic_ns()  # the clock for staleness starts now
+        view.last_snapshot_ns = self.clock.monotonic_ns()
+
+    def _delay_to_phase(self, account: AccountKey) -> int:
+        """Milliseconds until the account's phase: the golden-ratio sequence over the
+        accounts in the order they were first synced spreads any number of them evenly."""
+        index = self._phases.setdefault(account, len(self._phases))
+        interval = self.settings.interval_ms
+        phase = int((index * 0.6180339887498949) % 1.0 * interval)
+        now = (self.clock.monotonic_ns() // 1_000_000) % interval
+        return (phase - now) % interval
 
     def on_closed(self, session: TerminalSession) -> None:
         if session.identity is None:
