@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import msgspec
 
 from mtgate.domain.enums import DealEntry, DealReason
@@ -163,3 +165,19 @@ def test_a_close_whose_exit_deal_comes_later_is_explained_then() -> None:
     assert explained.position is not None
     assert (explained.position.close_reason, explained.position.close_deal) == ("stop_out", 9)
     assert view.unexplained == {}
+
+
+def test_sync_phases_spread_any_number_of_accounts_over_the_interval() -> None:
+    """After a restart every terminal reconnects at once; their snapshots must not."""
+    from mtgate.domain.clock import ManualClock
+    from mtgate.store.sync_store import SyncStore
+    from mtgate.sync.synchronizer import Synchronizer, SyncSettings
+
+    clock = ManualClock(0)
+    sync = Synchronizer(SyncStore("sqlite://"), clock, SyncSettings(interval_ms=1000))
+    for n in (2, 7, 100):
+        delays = sorted(sync.phase_delay_ms(AccountKey(i, f"S{n}")) for i in range(n))
+        gaps = [b - a for a, b in itertools.pairwise(delays)]
+        gaps.append(1000 - delays[-1] + delays[0])
+        assert max(gaps) <= 3 * 1000 / n, (n, max(gaps))
+        assert all(0 <= d < 1000 for d in delays)

@@ -135,6 +135,28 @@ async def _drive(
     return latencies, errors, time.perf_counter() - t0
 
 
+class _GcPauses:
+    """The longest garbage-collector pause while the block runs (a latency outlier's usual
+    suspect in a process holding many live objects)."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self._t0 = 0
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter_ns()
+        else:
+            self.max_ms = max(self.max_ms, (time.perf_counter_ns() - self._t0) / 1e6)
+
+    def __enter__(self) -> _GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def _sync_phase(
     bridge: Bridge,
     opts: BenchOptions,
@@ -232,10 +254,12 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             sync_errors = 0
             if opts.sync_terminals:
                 sync = await _sync_phase(bridge, opts, sync_keys, logins, parent)
-                with_sync, sync_errors, _ = await _drive(
-                    bridge, accounts, opts.orders, opts.concurrency
-                )
+                with _GcPauses() as pauses:
+                    with_sync, sync_errors, _ = await _drive(
+                        bridge, accounts, opts.orders, opts.concurrency
+                    )
                 sync["stale_accounts"] = sum(1 for v in bridge.sync.views.values() if v.stale)
+                sync["gc_max_pause_ms"] = round(pauses.max_ms, 3)
             gc.unfreeze()
             parent.send("stop")
             _, executed = await loop.run_in_executor(None, parent.recv)

@@ -134,7 +134,7 @@ class Synchronizer:
             )
             self.views[account] = view
         view.last_snapshot_ns = self.clock.monotonic_ns()  # the clock for staleness starts now
-        await asyncio.sleep(self._delay_to_phase(account) / 1000)
+        await asyncio.sleep(self.phase_delay_ms(account) / 1000)
         if self._owners.get(account) is not session:
             return  # closed (and perhaps taken over) while waiting for its phase
         try:
@@ -152,7 +152,7 @@ class Synchronizer:
             raise
         view.last_snapshot_ns = self.clock.monotonic_ns()
 
-    def _delay_to_phase(self, account: AccountKey) -> int:
+    def phase_delay_ms(self, account: AccountKey) -> int:
         """Milliseconds until the account's phase: the golden-ratio sequence over the
         accounts in the order they were first synced spreads any number of them evenly."""
         index = self._phases.setdefault(account, len(self._phases))
