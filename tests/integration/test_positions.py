@@ -415,3 +415,31 @@ async def test_an_unknown_ticket_is_refused_without_sending(harness: Harness) ->
     assert closed.status == OrderStatus.REJECTED and closed.error is not None
     assert closed.error.rule == "no_position"
     assert harness.trades_seen(MT5H) == seen
+
+
+@pytest.mark.parametrize(
+    ("tid", "code", "name"),
+    [
+        (MT4, 145, "ERR_TRADE_MODIFY_DENIED"),
+        (MT5H, 10029, "TRADE_RETCODE_FROZEN"),
+        (MT5N, 10029, "TRADE_RETCODE_FROZEN"),
+    ],
+)
+async def test_the_terminal_answers_its_own_code_for_a_frozen_position(
+    harness: Harness, tid: str, code: int, name: str
+) -> None:
+    """What the bridge's freeze pre-check stands for: sent directly, the server refuses."""
+    ticket = await _open(harness, tid, f"rawf-{tid}")
+    bid, _ = _quote(harness, tid)
+    sl = round(bid - 20 * POINT, 5)
+    done = await harness.bridge.modify_position(account=harness.account(tid), ticket=ticket, sl=sl)
+    assert done.status == "done"
+    harness.server(tid).set_quote(EURUSD, round(sl + 3 * POINT, 5), round(sl + 5 * POINT, 5))
+    session = harness.bridge.registry.route(AccountKey.parse(harness.account(tid)))
+    from mtgate.sessions.errors import TerminalRejected
+
+    with pytest.raises(TerminalRejected) as caught:
+        await session.request(
+            m.ModifyPosition(id=0, ticket=ticket, sl=round(sl - 50 * POINT, 5), tp=0.0)
+        )
+    assert (caught.value.code, caught.value.name) == (code, name)

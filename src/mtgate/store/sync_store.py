@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -136,6 +137,40 @@ class _Buffer:
             or self.trailing
         )
 
+    def split(self, max_rows: int) -> list[_Buffer]:
+        """Consecutive parts of at most ``max_rows`` rows each, in table order, so that a
+        large flush (the first snapshots of many accounts) holds the database's write lock
+        for one part at a time."""
+        parts = [_Buffer.empty()]
+        count = 0
+
+        def room() -> _Buffer:
+            nonlocal count
+            if count >= max_rows:
+                parts.append(_Buffer.empty())
+                count = 0
+            count += 1
+            return parts[-1]
+
+        for key, pos in self.positions.items():
+            room().positions[key] = pos
+        for dkey, deal in self.deals.items():
+            room().deals[dkey] = deal
+        for akey, state in self.accounts.items():
+            room().accounts[akey] = state
+        for margin in self.margins:
+            room().margins.append(margin)
+        for change in self.events:
+            room().events.append(change)
+        for tkey, trailing in self.trailing.items():
+            room().trailing[tkey] = trailing
+        return parts
+
+
+FLUSH_ROWS_MAX = 2_000
+"""Rows per write transaction (~20 ms of SQLite work at most): the journal's order intents
+wait for the same file's write lock, up to their busy timeout."""
+
 
 class SyncStore:
     """Buffered writer and reader of the synchronizer's tables."""
@@ -223,16 +258,20 @@ class SyncStore:
                 log.error("sync store flush failed", error=repr(exc))
 
     async def flush(self) -> None:
-        """Write everything buffered so far, in one transaction."""
+        """Write everything buffered so far: one transaction per part of at most
+        :data:`FLUSH_ROWS_MAX` rows; a part that fails is kept, with the ones after it, for
+        the next flush."""
         async with self._flush_lock:
             if not self._buffer:
                 return
-            buffer, self._buffer = self._buffer, _Buffer.empty()
-            try:
-                await self._call(lambda engine: _write(engine, buffer))
-            except BaseException:
-                self._merge_back(buffer)
-                raise
+            parts, self._buffer = self._buffer.split(FLUSH_ROWS_MAX), _Buffer.empty()
+            for i, part in enumerate(parts):
+                try:
+                    await self._call(functools.partial(_write, buffer=part))
+                except BaseException:
+                    for unwritten in reversed(parts[i:]):  # written parts stay written
+                        self._merge_back(unwritten)
+                    raise
 
     def _merge_back(self, older: _Buffer) -> None:
         """Put a failed flush's rows back under anything buffered since (newer rows win)."""

@@ -186,3 +186,15 @@ async def test_a_failed_flush_keeps_the_rows_for_the_next(store: SyncStore) -> N
     store.put_position(_position(3003))  # the newer row of the same position wins
     assert [p.ticket for p in await store.positions(ACCOUNT)] == [1001, 3003]
     assert [e.kind for e in await store.events(ACCOUNT, 1001)] == ["position_opened"]
+
+
+async def test_a_large_flush_is_written_in_parts_and_all_of_it_lands(store: SyncStore) -> None:
+    from mtgate.store.sync_store import FLUSH_ROWS_MAX
+
+    count = FLUSH_ROWS_MAX * 2 + 7
+    for ticket in range(1, count + 1):
+        store.put_position(_position(ticket))
+        store.put_event(PositionEvent(ACCOUNT, ticket, "position_opened", "abc", "", T0 + ticket))
+    assert len([p for p in await store.positions(ACCOUNT)]) == count
+    events = await store.events(ACCOUNT)
+    assert [e.ticket for e in events] == list(range(1, count + 1))  # in order, once each
