@@ -193,6 +193,14 @@ class Synchronizer:
         account = session.identity.account
         if self._owners.get(account) is not session:
             return  # a standby's (or a replaced subscription's) snapshot
+        try:
+            self._apply(session, account, snap)
+        except Exception as exc:  # a snapshot that cannot be applied must not end the session
+            log.error(
+                "snapshot not applied", account=str(account), error=repr(exc), time_ms=snap.time_ms
+            )
+
+    def _apply(self, session: TerminalSession, account: AccountKey, snap: m.Snapshot) -> None:
         view = self.views[account]
         now_ms = self.clock.now_ms()
         applied = apply_snapshot(view, snap, now_ms)
