@@ -24,7 +24,9 @@ async def reverse(service: PositionService, req: ReversePositionRequest) -> Reve
     account = AccountKey.parse(req.account)
     session = service.route(account)
     assert session.identity is not None
-    pos = await service.position(account, req.ticket)
+    # Live: the deal's volume depends on the position's exact volume now (netting), and a
+    # one-second-old view could turn a reversal into a partial close or an over-reversal.
+    pos = await service.position(account, req.ticket, live=True)
     volume = pos.volume if req.volume is None else req.volume
     side = Side.SELL if pos.buy else Side.BUY
     netting = (

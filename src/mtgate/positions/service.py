@@ -94,11 +94,14 @@ class PositionService:
             )
         return session
 
-    async def position(self, account: AccountKey, ticket: int) -> PositionState:
-        """The position as the synchronizer last saw it, else as the terminal reports it."""
+    async def position(
+        self, account: AccountKey, ticket: int, *, live: bool = False
+    ) -> PositionState:
+        """The position as the synchronizer last saw it, else (or with ``live``) as the
+        terminal reports it now; the client order id the bridge knows is kept."""
         view = self.sync.views.get(account) if self.sync else None
         known = view.positions.get(ticket) if view else None
-        if known is not None:
+        if known is not None and not live:
             return known
         session = self.route(account)
         try:
@@ -109,7 +112,13 @@ class PositionService:
             raise PositionError(Refusal("ticket", "lookup_failed", str(exc))) from None
         for report in found.positions:
             if report.ticket == ticket:
-                return state_of(account, report, self.clock.now_ms())
+                return state_of(
+                    account,
+                    report,
+                    self.clock.now_ms(),
+                    client_order_id=known.client_order_id if known else None,
+                    origin_ticket=known.origin_ticket if known else None,
+                )
         raise PositionError(Refusal("ticket", "no_position", f"no open position #{ticket}"))
 
     def market(self, session: TerminalSession, symbol: str) -> tuple[SymbolSpec, m.Tick]:
