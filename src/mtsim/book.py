@@ -376,9 +376,18 @@ class Account:
         )
 
     def find_by_client(
-        self, client_id: str
+        self, client_id: str, *, mt4: bool
     ) -> tuple[list[Pending], list[Position], list[OrderReport], list[DealReport]]:
-        """Everything whose comment carries ``client_id`` (``mg:<id>``, reference DESIGN §3)."""
+        """What an EA's ``order_get(client_id=...)`` finds (docs/protocol.md §9): the live
+        pending orders and positions whose *current* comment carries ``client_id``, the
+        history orders whose comment carries it, and the deals of those orders.
+
+        MT4 (§9, §10): the EA scans the pool and the history for such tickets and synthesises
+        the deals of those tickets only, so a ticket whose comment was rewritten (``to #N`` /
+        ``from #T`` after a partial close) takes its deals with it, even the IN deal booked
+        while the comment still carried the id. MT5 (§9): also every deal whose own comment
+        carries it, and every position opened by a matching order (its identifier), whatever
+        their comments say now."""
         refs = self.by_client.get(client_id)
         if refs is None:
             return [], [], [], []
@@ -390,12 +399,25 @@ class Account:
             for t in dict.fromkeys(refs.positions)
             if self._live_position(t, client_id)
         ]
-        return (
-            pending,
-            positions,
-            [self.history_orders[i] for i in refs.history],
-            [self.deals[i] for i in refs.deals],
-        )
+        history = [self.history_orders[i] for i in refs.history]
+        orders = [o.ticket for o in pending] + [h.ticket for h in history]
+        deals: set[int] = set()
+        if mt4:
+            orders += [p.ticket for p in positions]
+        else:
+            deals.update(refs.deals)
+            positions += self._opened_by(orders, positions)
+        for ticket in dict.fromkeys(orders):
+            ticket_refs = self.by_ticket.get(ticket)
+            if ticket_refs is not None:
+                deals.update(i for i in ticket_refs.deals if self.deals[i].order == ticket)
+        return pending, positions, history, [self.deals[i] for i in sorted(deals)]
+
+    def _opened_by(self, orders: list[int], found: list[Position]) -> list[Position]:
+        """MT5: the open positions whose identifier is one of ``orders`` and not yet found."""
+        tickets = (self.identifiers.get(t) for t in dict.fromkeys(orders))
+        seen = {p.ticket for p in found}
+        return [self.positions[t] for t in tickets if t is not None and t not in seen]
 
     def _live_pending(self, ticket: int, client_id: str) -> bool:
         order = self.pending.get(ticket)

@@ -69,12 +69,14 @@ def close_volume(
 ) -> Closed:
     """Close ``volume`` lots of ``pos`` at ``price``. ``comment``: the MT5 close order's
     comment; on MT4 the comment of the history record when not empty (stop-out marker),
-    else ``to #<new>`` for a partial close and the position's own comment for a full one."""
+    else ``to #<new>`` for a partial close and the position's own comment for a full one.
+    ``reason``: the MT5 deal's; an MT4 deal's is derived from its comment and magic
+    (:func:`mtsim.ledger.record_deal`)."""
     if venue.mt4:
-        return _mt4_close(venue, acct, spec, pos, volume, price, reason, comment)
+        return _mt4_close(venue, acct, spec, pos, volume, price, comment)
     now = venue.clock.now_ms()
     order = venue.tickets.order()
-    comment = comment[: venue.config.comment_max]
+    comment = comment[: venue.config.comment_max]  # a stop-out marker may be long
     acct.record_order(
         OrderReport(
             ticket=order,
@@ -101,12 +103,8 @@ def close_by(venue: Venue, acct: Account, spec: SymbolSpec, pos: Position, by: P
     volume = min(pos.volume, by.volume)
     price = by.price_open
     if venue.mt4:
-        first = _mt4_close(
-            venue, acct, spec, pos, volume, price, DealReason.EXPERT, f"close hedge by #{by.ticket}"
-        )
-        second = _mt4_close(
-            venue, acct, spec, by, volume, price, DealReason.EXPERT, f"close hedge by #{pos.ticket}"
-        )
+        first = _mt4_close(venue, acct, spec, pos, volume, price, f"close hedge by #{by.ticket}")
+        second = _mt4_close(venue, acct, spec, by, volume, price, f"close hedge by #{pos.ticket}")
         return Closed(first.order, first.deal, first.remainder or second.remainder)
     now = venue.clock.now_ms()
     order = venue.tickets.order()
@@ -178,10 +176,10 @@ def _mt4_close(
     pos: Position,
     volume: float,
     price: float,
-    reason: DealReason,
     marker: str,
 ) -> Closed:
-    """MT4: the ticket goes to history with ``volume``; a rest reopens under a new ticket."""
+    """MT4: the ticket goes to history with ``volume``; a rest reopens under a new ticket.
+    The out deal's reason is the one the EA derives from ``comment`` and magic."""
     now = venue.clock.now_ms()
     limit = venue.config.comment_max
     rest = round(pos.volume - volume, VOLUME_DECIMALS)
@@ -209,17 +207,7 @@ def _mt4_close(
         )
     )
     fill = Fill(
-        pos.symbol,
-        not pos.buy,
-        volume,
-        price,
-        0.0,
-        0.0,
-        pos.magic,
-        comment,
-        pos.ticket,
-        now,
-        reason,
+        pos.symbol, not pos.buy, volume, price, 0.0, 0.0, pos.magic, comment, pos.ticket, now
     )
     deal = record_deal(venue, acct, fill, DealEntry.OUT, pos.ticket, pnl)
     if new:

@@ -56,6 +56,15 @@ class ServerConfig:
         stop_out: close positions when the margin level falls to ``margin_so_so``
             (reference §5.2, :mod:`mtsim.stopout`). Off by default, so that tests can hold an
             account below stop out.
+        rewrite_comment: a broker that rewrites the comments of trade requests (None: the
+            request's comment is kept). When set, every order, position and deal a trade
+            request creates carries this text instead of the request's comment: market
+            orders, pending orders and the positions and deals their fills create, and MT5
+            close orders and their deals. ``""`` models a broker that drops EA comments.
+            Comments the server writes itself (``[sl]``, ``to #N``, stop-out and close-by
+            markers) are unaffected. With it no ``mg:`` id survives, so a lookup by client
+            id finds nothing and only the ticket or the history (magic, symbol, type,
+            volume, time) finds the order again (DESIGN §7, docs/protocol.md §9 rule 3).
     """
 
     trade_allowed: bool = True
@@ -73,6 +82,7 @@ class ServerConfig:
     mt4_min_expiration_ms: int = 10 * MINUTE_MS
     company: str = "mtsim"
     stop_out: bool = False
+    rewrite_comment: str | None = None
 
 
 def market_open(sessions: Mapping[str, tuple[Session, ...]], symbol: str, now_ms: int) -> bool:

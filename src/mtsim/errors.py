@@ -16,6 +16,13 @@ on MT4. Choices where the reference leaves the code open (⚠):
 - MT4, an expiration sooner than 10 minutes ahead (the MT4 help: "Order may not expire earlier
   than in 10 minutes"): 3 ERR_INVALID_TRADE_PARAMETERS [O]; 147 is kept for a server that
   forbids expirations (``ServerConfig.expiration_allowed``).
+- An expiration outside MQL's ``datetime`` range (negative, or after 3000-12-31 23:59:59,
+  ``mtgate.domain.limits.MT_DATETIME_MAX_MS``): MT5 10022 INVALID_EXPIRATION, MT4 3
+  ERR_INVALID_TRADE_PARAMETERS (⚠ unverified on real servers: the request's ``expiration``
+  field is a ``datetime``, so no real terminal can send one; the codes are those of the
+  other bad expiration times). Reached only when a test calls ``TradeServer.handle``
+  directly: the simulated EA refuses such a request first, with -2 ``invalid_request``
+  (:mod:`mtsim.ea`).
 - A malformed request (an order type the operation does not take, a stop-limit order on MT4):
   MT4 3 ERR_INVALID_TRADE_PARAMETERS, MT5 10013 INVALID.
 
@@ -93,9 +100,11 @@ INVALID_FILL = Rule("invalid_fill", 7, MT5.INVALID_FILL, None, "§3.3")
 EXPIRATION_DENIED = Rule(
     "expiration_denied", 8, MT5.INVALID_EXPIRATION, MT4.TRADE_EXPIRATION_DENIED, "§3.4, §2 147"
 )
-EXPIRATION_TOO_SOON = Rule(
-    "expiration_too_soon", 8, MT5.INVALID_EXPIRATION, MT4.INVALID_TRADE_PARAMETERS, "§3.4 ⚠"
+EXPIRATION_TIME = Rule(
+    "expiration_time", 8, MT5.INVALID_EXPIRATION, MT4.INVALID_TRADE_PARAMETERS, "§3.4 ⚠"
 )
+"""An expiration time the server cannot take: in the past, too soon (MT4), or outside
+MQL's datetime range (see the module docstring)."""
 INVALID_VOLUME = Rule("invalid_volume", 9, MT5.INVALID_VOLUME, MT4.INVALID_TRADE_VOLUME, "§4.5")
 INVALID_CLOSE_VOLUME = Rule(
     "invalid_close_volume", 9, 10038, MT4.INVALID_TRADE_VOLUME, "§3.6 10038, MT4 ⚠"
@@ -132,7 +141,7 @@ RULES: tuple[Rule, ...] = (
     ORDER_TYPE_DENIED,
     INVALID_FILL,
     EXPIRATION_DENIED,
-    EXPIRATION_TOO_SOON,
+    EXPIRATION_TIME,
     INVALID_VOLUME,
     INVALID_CLOSE_VOLUME,
     INVALID_PRICE,

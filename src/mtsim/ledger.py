@@ -22,7 +22,14 @@ pending order; a triggered MT4 pending order stays in the pool as the open posit
 Comments: MT4 appends ``[sl]`` / ``[tp]`` to the comment of a ticket closed by SL/TP,
 truncating the original so the marker fits (reference §1.1: "the last part may be changed by
 the server"). MT5 gives the close order and its deal the comment ``[sl 1.08400]`` /
-``[tp 1.08600]`` (the level that triggered, observed on MT5 servers ⚠ [O]).
+``[tp 1.08600]`` (the level that triggered, observed on MT5 servers ⚠ [O]). A broker that
+rewrites or drops the comments of trade requests (``ServerConfig.rewrite_comment``) is
+modelled by :meth:`Venue.request_comment`, the one place a request's comment enters the book.
+
+Deal reasons: MT5 deals carry the server's reason (EXPERT for the EA's requests, CLIENT for
+manual trades, SL/TP/SO for the server's own closes). An MT4 deal is synthesised by the EA,
+which knows only the ticket's comment and magic, so :func:`record_deal` derives its reason
+with :func:`mtsim.markers.mt4_deal_reason` whatever the caller passed (docs/protocol.md §10).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from mtgate.domain.symbols import SymbolSpec, profit
 from mtgate.protocol.messages import DealReport, OrderReport
 from mtsim.book import VOLUME_DECIMALS, Account, Pending, Position
 from mtsim.config import ServerConfig
+from mtsim.markers import SL_MARKER, TP_MARKER, mt4_deal_reason
 from mtsim.prices import PriceFeed
 from mtsim.reports import MONEY_DIGITS, pending_report
 
@@ -82,6 +90,14 @@ class Venue:
     def emit(self, login: int, name: str, payload: object) -> None:
         self.outbox.append((login, name, payload))
 
+    def request_comment(self, comment: str) -> str:
+        """The comment the server stores for a trade request's ``comment``: the broker's
+        rewrite when it has one (``ServerConfig.rewrite_comment``; ``""`` drops it), cut to
+        ``comment_max`` as servers do. Server-written comments (``[sl]``, ``to #N``, stop-out
+        and close-by markers) do not come through here."""
+        rewrite = self.config.rewrite_comment
+        return (comment if rewrite is None else rewrite)[: self.config.comment_max]
+
 
 class Fill(NamedTuple):
     """One execution: buy or sell ``volume`` at ``price`` under order ``order``.
@@ -100,6 +116,8 @@ class Fill(NamedTuple):
     order: int
     time_ms: int
     reason: DealReason = DealReason.EXPERT
+    """MT5: the deal's reason. MT4 ignores it: :func:`record_deal` derives the reason from
+    the comment and magic, as the EA does (see the module docstring)."""
 
 
 class Filled(NamedTuple):
@@ -116,6 +134,10 @@ def with_marker(comment: str, marker: str, limit: int) -> str:
 def record_deal(
     venue: Venue, acct: Account, fill: Fill, entry: DealEntry, position_id: int, pnl: float
 ) -> DealReport:
+    """Book one deal, its profit and its event. Every deal of every platform is recorded
+    here, so the MT4 reason rule (docs/protocol.md §10) holds for opens, closes, partial and
+    close-by closes, SL/TP, stop-out, pending fills and manual trades alike."""
+    reason = mt4_deal_reason(fill.comment, fill.magic) if venue.mt4 else fill.reason
     deal = DealReport(
         ticket=venue.tickets.deal(fill.order, entry),
         order=fill.order,
@@ -126,7 +148,7 @@ def record_deal(
         volume=fill.volume,
         price=fill.price,
         time_ms=fill.time_ms,
-        reason=int(fill.reason),
+        reason=int(reason),
         magic=fill.magic,
         comment=fill.comment,
         profit=pnl,
@@ -245,8 +267,9 @@ def close_position(
     tag = {DealReason.SL: "sl", DealReason.TP: "tp"}.get(reason)
     if venue.mt4:
         order = pos.ticket
+        marker = {DealReason.SL: SL_MARKER, DealReason.TP: TP_MARKER}.get(reason)
         comment = (
-            with_marker(pos.comment, f"[{tag}]", venue.config.comment_max) if tag else pos.comment
+            with_marker(pos.comment, marker, venue.config.comment_max) if marker else pos.comment
         )
         report_type = 0 if pos.buy else 1
         time_setup, price_open = pos.time_ms, pos.price_open

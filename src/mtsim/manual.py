@@ -1,10 +1,14 @@
 """Trades the account holder makes by hand (terminal, web or mobile), not through the bridge.
 
 They follow the same rules and produce the same events and history as the bridge's trades,
-with deal reason CLIENT (0) and, by default, magic 0 and no ``mg:`` comment, so tests can
-check that the bridge notices external trades. They are not subject to the bridge terminal's
-connection or Algo Trading button (``ServerConfig.connected`` / ``trade_allowed``): a manual
-trade may come from another terminal.
+with deal reason CLIENT (0) on MT5 and, by default, magic 0 and no ``mg:`` comment, so tests
+can check that the bridge notices external trades. On MT4 the EA cannot tell who traded: it
+derives a deal's reason from the comment and magic (docs/protocol.md §10,
+:func:`mtsim.markers.mt4_deal_reason`), so a manual trade on a magic ≠ 0 ticket (a manual
+close of the bridge's position, say) reads as EXPERT, exactly as on a real terminal. They
+are not subject to the bridge terminal's connection or Algo Trading button
+(``ServerConfig.connected`` / ``trade_allowed``): a manual trade may come from another
+terminal.
 """
 
 from __future__ import annotations

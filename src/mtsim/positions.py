@@ -204,7 +204,7 @@ def close_position(
         volume=volume,
         price=price,
         reason=reason,
-        comment="" if venue.mt4 else req.comment,
+        comment="" if venue.mt4 else venue.request_comment(req.comment),
     )
     return _result(
         venue,

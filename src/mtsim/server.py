@@ -300,7 +300,8 @@ class TradeServer:
         comment: str = "",
         magic: int = 0,
     ) -> TradeResult:
-        """A market order placed by hand: deal reason CLIENT, not in :attr:`executed`."""
+        """A market order placed by hand: deal reason CLIENT (MT4: derived from comment and
+        magic, :mod:`mtsim.manual`), not in :attr:`executed`."""
         order = (symbol, order_type, volume, sl, tp, comment, magic)
         return self._manual(login, lambda venue, acct: manual.market(venue, acct, *order))
 
@@ -325,10 +326,10 @@ class TradeServer:
         account); returns their tickets.
 
         Each is a :meth:`manual_market_order` (every check, margin, running sums, history and
-        events as usual; deal reason CLIENT). ``order_type`` None alternates buy and sell,
-        starting with a buy. A refusal (e.g. no money) raises TradeError with the positions
-        opened so far left open. A netting account holds one position per symbol: ValueError
-        for ``count`` > 1."""
+        events as usual; deal reason as for a manual trade). ``order_type`` None alternates
+        buy and sell, starting with a buy. A refusal (e.g. no money) raises TradeError with
+        the positions opened so far left open. A netting account holds one position per
+        symbol: ValueError for ``count`` > 1."""
         acct = self._account(login)
         if acct.netting and count > 1:
             raise ValueError("a netting account holds one position per symbol")
@@ -413,7 +414,8 @@ class TradeServer:
         if req.ticket:
             pending, positions, history, deals = acct.find_by_ticket(req.ticket)
         else:
-            pending, positions, history, deals = acct.find_by_client(req.client_id)
+            mt4 = self.platform == Platform.MT4
+            pending, positions, history, deals = acct.find_by_client(req.client_id, mt4=mt4)
         return Lookup(
             orders=[self._order_report(o) for o in pending],
             positions=self._position_reports(acct, positions),

@@ -5,7 +5,8 @@ When an account's margin level (percent, ``ACCOUNT_STOPOUT_MODE`` PERCENT: the o
 simulated accounts have) is at or below ``margin_so_so``, the position with the largest loss
 at the current prices is closed at market (Bid for a buy, Ask for a sell), then the figures
 are recomputed and the next one closed, until the level is back above stop out or nothing is
-left. Deals carry reason SO (6).
+left. Deals carry reason SO (6): MT5's from the server, MT4's derived by the EA from the
+comment below (:mod:`mtsim.markers`).
 
 Enabled by ``ServerConfig.stop_out``. Choices (⚠):
 
@@ -27,6 +28,7 @@ from mtsim.book import Account, Position
 from mtsim.closing import close_volume
 from mtsim.config import market_open
 from mtsim.ledger import Venue
+from mtsim.markers import stop_out_comment
 from mtsim.money import figures
 
 _EPS = 1e-9
@@ -47,7 +49,7 @@ def stop_out(venue: Venue, acct: Account) -> int:
             break
         worst = min(candidates, key=lambda p: _floating(venue, acct, p))
         bid, ask, _ = venue.feed.quote(worst.symbol)
-        marker = f"so: {fig.margin_level:.1f}%/{fig.equity:.2f}/{fig.margin:.2f}"
+        marker = stop_out_comment(fig.margin_level, fig.equity, fig.margin)
         close_volume(
             venue,
             acct,

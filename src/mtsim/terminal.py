@@ -6,6 +6,13 @@ server's round trip), answers reads without letting them wait behind trades, pus
 events with a per-session sequence number and tick events for subscribed symbols, keeps a
 heartbeat, and reconnects with capped, jittered backoff when the connection drops.
 
+Like the EA it refuses on its own what it cannot turn into a platform call (-2, e.g. an
+expiration past MQL's datetime range), and it starts a trade only while the session is alive
+(docs/protocol.md §4.3 rule 4): a trade whose turn comes after the bridge has been silent for
+3 heartbeat intervals ends the session (``bye`` ``heartbeat_timeout``) and is discarded,
+unexecuted and unanswered, with every trade queued behind it (:mod:`mtsim.ea`). A trade
+already at the trade server completes.
+
 Account synchronization (feature "sync", docs/protocol.md §5.3): a ``sync`` request is
 answered with the interval the terminal will push at, then a ``snapshot`` event is pushed at
 once and every interval by a task of the connection, until a new ``sync`` replaces it (its
@@ -30,14 +37,16 @@ from typing import Any
 
 from mtgate.domain.backoff import Backoff
 from mtgate.domain.codes import Classification, lookup
+from mtgate.domain.enums import Platform
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import Secret, bridge_proof, ea_proof, new_nonce, proofs_match
 from mtgate.protocol.link import FramedLink
-from mtsim import errors
+from mtsim import ea, errors
 from mtsim.server import SyncCursor, TradeError, TradeServer
 
 EA_VERSION = "mtsim-1.0"
+_POSITION_OPS = (m.ModifyPosition, m.ClosePosition, m.CloseBy)
 
 SYNC_MIN_INTERVAL_MS = 100
 """A positive ``sync`` interval below this is raised to it (the answer carries the interval
@@ -65,6 +74,15 @@ class TerminalFaults:
     """Execute this many more trade requests, then refuse every later one with the platform's
     "trading disabled" code (MT4 133, MT5 10017), as when the broker disables trading on the
     account; None: off."""
+    success_as_error_next_trade: bool = False
+    """An EA bug: execute the next trade request and answer its success code as an error
+    (``ok: false``), as an EA testing ``retcode != TRADE_RETCODE_DONE`` does with 10010."""
+    failure_as_success_next_trade: bool = False
+    """An EA bug: do not execute the next trade request, and answer ``ok: true`` with a
+    requote code (MT4 138, MT5 10004) in the result."""
+    bye_after_next_read: bool = False
+    """Answer the next read, then say ``bye`` and close in the same write (an EA stopping
+    right after a read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +99,9 @@ class TerminalConfig:
     sync: bool = True
     """Announce and serve the "sync" feature (False: an EA without it; ``sync`` requests are
     then refused as an unknown operation)."""
+    positions: bool = True
+    """Announce and serve the "positions" feature (False: an EA without it; position
+    operations are then refused as an unknown operation, docs/protocol.md §12)."""
 
 
 class SimTerminal:
@@ -167,12 +188,15 @@ class _Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._heartbeat_ms = 1000
+        self._last_frame_s = 0.0
+        """Event-loop time the last frame arrived at (any frame counts, §8)."""
         self._sync_task: asyncio.Task[None] | None = None
 
     # --- FrameHandler ------------------------------------------------------------------------
 
     def on_connected(self, link: FramedLink) -> None:
         self._link = link
+        self._last_frame_s = asyncio.get_running_loop().time()
         server, login = self.t.server, self.t.config.login
         account = server.handle(login, m.AccountInfo(id=0))
         assert isinstance(account, m.AccountReport)
@@ -195,7 +219,7 @@ class _Connection:
         )
 
     def _features(self) -> list[str]:
-        features = [m.POSITIONS_FEATURE]
+        features = [m.POSITIONS_FEATURE] if self.t.config.positions else []
         if self.t.config.sync:
             features.append(m.SYNC_FEATURE)
         return features
@@ -203,6 +227,7 @@ class _Connection:
     def on_frame(self, body: bytes) -> None:
         if self.t.faults.frozen:
             return
+        self._last_frame_s = asyncio.get_running_loop().time()
         try:
             msg = codec.decode_for_terminal(body)
         except codec.ProtocolError as exc:
@@ -338,7 +363,20 @@ class _Connection:
         return cursor
 
     def _submit_trade(self, msg: m.Request) -> None:
+        invalid = ea.invalid_request(msg)
+        if invalid is not None:
+            self._refuse(msg.id, -2, "invalid_request", invalid)
+            return
+        if not self._alive_for_trade():
+            return
+        if not self.t.config.positions and isinstance(msg, _POSITION_OPS):
+            self._refuse(msg.id, -1, "unknown_operation", "position operations are not supported")
+            return
         faults = self.t.faults
+        if faults.failure_as_success_next_trade:
+            faults.failure_as_success_next_trade = False
+            self._respond(msg.id, self._failure_result())
+            return
         if faults.reject_trades_after is not None:
             if faults.reject_trades_after <= 0:
                 exc = errors.refuse(
@@ -374,13 +412,35 @@ class _Connection:
             self._trade_worker = asyncio.get_running_loop().create_task(self._run_trades())
 
     async def _run_trades(self) -> None:
-        """One trade at a time, in arrival order: MT4's single trade context."""
+        """One trade at a time, in arrival order: MT4's single trade context. Each trade
+        starts only while the session is alive (§4.3 rule 4); once started (the broker
+        delay is its trip to the trade server) it completes whatever happens to the
+        session."""
         while self._trades:
             msg = self._trades.popleft()
+            if not self._alive_for_trade():
+                return
             delay = self.t.broker_delay_s()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._execute(msg, started=True)
+
+    def _alive_for_trade(self) -> bool:
+        """§4.3 rule 4, checked before starting each trade: no ``bye`` arrived and the socket
+        is open (else the session is already over), and a frame arrived within the last 3
+        heartbeat intervals; if none did, the EA ends the session as §8 says. Either way a
+        trade that fails the check is dropped with every queued one, unanswered."""
+        link = self._link
+        if self._state != "ready" or link is None or not link.open:
+            self._trades.clear()
+            return False
+        now_s = asyncio.get_running_loop().time()
+        if not ea.heartbeat_expired(now_s, self._last_frame_s, self._heartbeat_ms):
+            return True
+        self._trades.clear()
+        silent_ms = (now_s - self._last_frame_s) * 1000
+        self.close(f"nothing received for {silent_ms:.0f} ms", code="heartbeat_timeout")
+        return False
 
     async def _delayed_read(self, msg: m.Request) -> None:
         await asyncio.sleep(self.t.config.read_delay_ms / 1000)
@@ -398,7 +458,31 @@ class _Connection:
                 return
             self._send(m.Response(id=msg.id, ok=False, error=_error(exc)))
             return
+        faults = self.t.faults
+        if isinstance(result, m.TradeResult) and faults.success_as_error_next_trade:
+            faults.success_as_error_next_trade = False
+            name = lookup(self.t.server.platform, result.code).name
+            error = m.Error(code=result.code, name=name, message=result.comment or "done")
+            self._send(m.Response(id=msg.id, ok=False, error=error))
+            return
         self._respond(msg.id, result)
+        if faults.bye_after_next_read and isinstance(msg, m.READ_OPS):
+            faults.bye_after_next_read = False
+            self.close("EA stopping", code="shutdown")
+
+    def _failure_result(self) -> m.TradeResult:
+        """What a buggy EA answers as a success: a requote, nothing executed."""
+        mt4 = self.t.server.platform == Platform.MT4
+        return m.TradeResult(
+            code=138 if mt4 else 10004,
+            order=0,
+            volume=0.0,
+            price=0.0,
+            bid=0.0,
+            ask=0.0,
+            time_ms=self.t.server.clock.now_ms(),
+            comment="Requote",
+        )
 
     def _respond(self, req_id: int, result: Any) -> None:
         self._send(m.Response(id=req_id, ok=True, result=codec.encode_payload(result)))
@@ -439,7 +523,10 @@ class _Connection:
             self._link.write(codec.encode(msg))
 
     def close(self, reason: str, *, code: str = "closed") -> None:
+        """Send ``bye`` and close. ``bye`` is the last frame (§2.3): nothing is pushed or
+        answered after it, though a trade already started still executes."""
         self._send(m.Bye(reason=reason, code=code))
+        self._state = "closed"
         if self._link is not None:
             self._link.close()
 

@@ -245,7 +245,7 @@ def _fill_market(
         sl=round(req.sl, spec.digits) if req.sl else 0.0,
         tp=round(req.tp, spec.digits) if req.tp else 0.0,
         magic=req.magic,
-        comment=req.comment[: venue.config.comment_max],
+        comment=venue.request_comment(req.comment),
         order=venue.tickets.order(),
         time_ms=now,
         reason=reason,
@@ -304,7 +304,7 @@ def pending_order(venue: Venue, checks: Checks, acct: Account, req: PendingOrder
         expires_at_ms=expires,
         filling=filling,
         magic=req.magic,
-        comment=req.comment[: venue.config.comment_max],
+        comment=venue.request_comment(req.comment),
         time_setup_ms=now,
     )
     place_pending(venue, acct, order)

@@ -22,6 +22,7 @@ from mtgate.domain.enums import (
     TradeMode,
     order_mode_flag,
 )
+from mtgate.domain.limits import MT_DATETIME_MAX_MS
 from mtgate.domain.symbols import (
     SymbolSpec,
     pending_frozen,
@@ -158,14 +159,21 @@ class Checks:
         protocol's "expiration_ms 0: good till cancelled"). DAY ends at the next server
         midnight, SPECIFIED_DAY at the midnight after the given day. MT4 ignores
         ``time_type``: any expiration needs ``expiration_allowed`` (147) and must be at least
-        ``mt4_min_expiration_ms`` ahead (3, see :mod:`mtsim.errors`)."""
+        ``mt4_min_expiration_ms`` ahead (3, see :mod:`mtsim.errors`). Both platforms refuse
+        first a value no MQL ``datetime`` holds (negative, or after 3000-12-31 23:59:59):
+        10022 / 3."""
+        if not 0 <= expiration_ms <= MT_DATETIME_MAX_MS:
+            self.fail(
+                errors.EXPIRATION_TIME,
+                f"expiration {expiration_ms} is outside the datetime range (1970 to 3000)",
+            )
         if self.mt4:
             if not expiration_ms:
                 return int(TimeInForce.GTC), 0
             if not self.config.expiration_allowed:
                 self.fail(errors.EXPIRATION_DENIED, "expirations are denied by the broker")
             if expiration_ms < now_ms + self.config.mt4_min_expiration_ms:
-                self.fail(errors.EXPIRATION_TOO_SOON, "expiration is less than 10 minutes ahead")
+                self.fail(errors.EXPIRATION_TIME, "expiration is less than 10 minutes ahead")
             return int(TimeInForce.SPECIFIED), expiration_ms
         if time_type == TimeInForce.GTC and expiration_ms:
             time_type = TimeInForce.SPECIFIED
@@ -183,9 +191,7 @@ class Checks:
             TimeInForce.SPECIFIED_DAY: end_of_day_ms(expiration_ms) if expiration_ms else 0,
         }[TimeInForce(time_type)]
         if time_type >= TimeInForce.SPECIFIED and expires <= now_ms:
-            self.fail(
-                errors.EXPIRATION_TOO_SOON, f"expiration {expiration_ms} is not in the future"
-            )
+            self.fail(errors.EXPIRATION_TIME, f"expiration {expiration_ms} is not in the future")
         return time_type, expires
 
     # steps 9-12 ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ class AccountSpec:
     key: Secret = field(default_factory=new_key)
     sync: bool = True
     """Whether the terminal's EA offers the "sync" feature."""
+    positions: bool = True
+    """Whether the terminal's EA offers the "positions" feature."""
 
 
 class SimWorld:
@@ -86,11 +88,17 @@ class SimWorld:
                 read_delay_ms=read_delay_ms,
                 seed=seed + i,
                 sync=spec.sync,
+                positions=spec.positions,
             )
             self.terminals[spec.terminal_id] = SimTerminal(server, config)
 
     def keys(self) -> dict[str, Secret]:
         return {spec.terminal_id: spec.key for spec in self.accounts}
+
+    def bindings(self) -> list[tuple[str, Secret, int, str]]:
+        """(terminal id, key, login, server) of every terminal: what a bridge configures to
+        let each one serve its own account only."""
+        return [(s.terminal_id, s.key, s.login, s.server) for s in self.accounts]
 
     def account_of(self, terminal_id: str) -> str:
         spec = next(s for s in self.accounts if s.terminal_id == terminal_id)

@@ -320,7 +320,9 @@ def test_open_positions_goes_through_the_ledger(make_desk: MakeDesk, platform: P
     assert [p.type for p in positions] == [0, 1, 0, 1, 0, 1]
     assert bulk.server.account(bulk.login) == single.server.account(single.login)
     assert bulk.server.account(bulk.login).margin > 0
-    assert {d.reason for d in bulk.server.deals(bulk.login)} == {DealReason.CLIENT}
+    # MT4 EAs derive the reason from the magic (docs/protocol.md §10): 9 reads as EXPERT
+    manual = DealReason.EXPERT if platform == Platform.MT4 else DealReason.CLIENT
+    assert {d.reason for d in bulk.server.deals(bulk.login)} == {manual}
     assert len(bulk.names("deal")) == 6
     sells = bulk.server.open_positions(bulk.login, "GBPUSD", 2, 0.1, order_type=T.SELL)
     assert [bulk.position(t).type for t in sells] == [1, 1]

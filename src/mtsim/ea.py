@@ -1,0 +1,44 @@
+"""What the simulated EA checks itself, before it calls the platform, and when.
+
+Two rules of docs/protocol.md that a real EA enforces on its own side of the terminal:
+
+- **-2 ``invalid_request``** (§4.2): a field value that passes the schema but cannot be
+  executed as asked. The EA builds an MQL ``datetime`` from ``expiration_ms``; that type ends
+  at 3000-12-31 23:59:59 (``MT_DATETIME_MAX_MS``) and has no negative values, so a
+  ``pending_order`` or ``modify_order`` whose expiration lies outside cannot be turned into a
+  platform call at all. The EA refuses it and the platform is never called, which is what a
+  negative code guarantees. The simulated EA answers it when the request arrives, ahead of
+  queued trades (responses may come in any order, §4.1): nothing is queued, so nothing can
+  execute.
+- **Liveness before each trade** (§4.3 rule 4, §8): the EA starts a trade only if the session
+  is alive: no ``bye`` arrived, the socket is open, and a frame arrived within the last 3
+  heartbeat intervals. :func:`heartbeat_expired` is the time part of that test.
+"""
+
+from __future__ import annotations
+
+from mtgate.domain.limits import MT_DATETIME_MAX_MS
+from mtgate.protocol import messages as m
+
+MISSED_HEARTBEATS = 3
+"""A peer silent for this many heartbeat intervals is dead (docs/protocol.md §8)."""
+
+
+def invalid_request(msg: m.Request) -> str | None:
+    """Why the EA cannot execute trade request ``msg`` as asked (answered -2
+    ``invalid_request``, the platform not called), or None when it can try."""
+    if isinstance(msg, m.PendingOrder | m.ModifyOrder):
+        expiration = msg.expiration_ms
+        if not 0 <= expiration <= MT_DATETIME_MAX_MS:
+            return (
+                f"expiration_ms {expiration} is not an MQL datetime "
+                "(1970-01-01 to 3000-12-31 23:59:59)"
+            )
+    return None
+
+
+def heartbeat_expired(now_s: float, last_frame_s: float, heartbeat_ms: int) -> bool:
+    """Whether nothing arrived for more than :data:`MISSED_HEARTBEATS` intervals: at
+    ``now_s``, with the last frame received at ``last_frame_s`` (monotonic seconds). A frame
+    exactly 3 intervals old still counts: it arrived within them."""
+    return now_s - last_frame_s > MISSED_HEARTBEATS * heartbeat_ms / 1000

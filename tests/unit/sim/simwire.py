@@ -1,0 +1,103 @@
+"""Test helper: the bridge end of one connection to a :class:`SimTerminal`, over a real
+loopback socket on port 0, reduced to the handshake, requests and the frames read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
+from mtsim.terminal import SimTerminal, TerminalConfig
+from tests.unit.sim.simdesk import Desk
+
+
+class WireBridge:
+    """What the bridge side reads and writes; ``frames`` keeps every frame read, in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = codec.FrameDecoder()
+        self.bodies: list[bytes] = []
+        self.frames: list[Any] = []
+
+    async def receive(self, timeout_s: float = 5.0) -> Any:
+        """The next frame; ConnectionError once the terminal has closed the socket."""
+        while not self.bodies:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout_s)
+            if not data:
+                raise ConnectionError("closed")
+            self.bodies.extend(self.decoder.feed(data))
+        frame = codec.decode_for_bridge(self.bodies.pop(0))
+        self.frames.append(frame)
+        return frame
+
+    def send(self, *messages: m.Message) -> None:
+        """Write ``messages`` in one write: they arrive together."""
+        self.writer.write(b"".join(codec.encode(msg) for msg in messages))
+
+    async def request(self, message: m.Request) -> m.Response:
+        self.send(message)
+        while True:
+            frame = await self.receive()
+            if isinstance(frame, m.Response) and frame.id == message.id:
+                return frame
+
+    async def until_closed(self, timeout_s: float = 5.0) -> list[Any]:
+        """Read until the terminal closes the connection, at most ``timeout_s`` in all
+        (TimeoutError: still open, e.g. kept alive by its pings); returns the frames read
+        meanwhile."""
+        start = len(self.frames)
+        async with asyncio.timeout(timeout_s):
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    await self.receive(timeout_s)
+        return self.frames[start:]
+
+
+@contextlib.asynccontextmanager
+async def wire_session(
+    desk: Desk, *, heartbeat_ms: int = 60_000, **config: Any
+) -> AsyncIterator[tuple[WireBridge, SimTerminal]]:
+    """A terminal on ``desk``'s account, connected and past ``ready``; ``heartbeat_ms`` is
+    what the bridge's ``welcome`` announces (the bridge side sends no pings by itself)."""
+    key = new_key()
+    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(WireBridge(reader, writer))
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    terminal = SimTerminal(
+        desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login, **config)
+    )
+    await terminal.connect("127.0.0.1", port)
+    bridge = await asyncio.wait_for(accepted.get(), 5)
+    try:
+        hello = await bridge.receive()
+        assert isinstance(hello, m.Hello)
+        nonce = new_nonce()
+        bridge.send(
+            m.Welcome(
+                v=1,
+                nonce=nonce,
+                proof=bridge_proof(key, "t1", hello.nonce, nonce),
+                session="s1",
+                heartbeat_ms=heartbeat_ms,
+                features=list(hello.features),
+            )
+        )
+        assert isinstance(await bridge.receive(), m.Auth)
+        bridge.send(m.Ready())
+        await asyncio.wait_for(terminal.connected.wait(), 5)
+        yield bridge, terminal
+    finally:
+        terminal.stop()
+        bridge.writer.close()
+        listener.close()
+        with contextlib.suppress(Exception):
+            await listener.wait_closed()
