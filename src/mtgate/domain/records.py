@@ -59,3 +59,10 @@ class OrderRecord:
     remainder_ticket: int | None = None
     """CLOSE / CLOSE_BY answered: the ticket holding what is left (not journalled: the
     synchronizer's position rows carry it)."""
+    sent_server_ms: int | None = None
+    """A lower bound of the trade server's clock when the order was sent: the latest server
+    time the carrying session had seen (ticks, snapshots, trade results). Server time is not
+    the bridge's clock (brokers run GMT+2/+3), so resolution windows (the history fallback of
+    docs/protocol.md §9, MT4 close matching) are taken from it. None: nothing seen yet.
+    Journalled once, when the order is created (``execution_orders.server_time_at_send``,
+    stored as the epoch value it is, with no zone conversion)."""

@@ -12,8 +12,11 @@ from mtgate.store.values import (
     JournalError,
     JournalNotOpenError,
     OrderEvent,
+    QuarantinedRecord,
     StaleOrderError,
     TransitionMismatchError,
+    UnreadableOrderError,
+    UnstorableOrderError,
 )
 
 __all__ = [
@@ -24,8 +27,11 @@ __all__ = [
     "JournalError",
     "JournalNotOpenError",
     "OrderEvent",
+    "QuarantinedRecord",
     "StaleOrderError",
     "TransitionMismatchError",
+    "UnreadableOrderError",
+    "UnstorableOrderError",
     "migrate",
     "open_journal",
 ]

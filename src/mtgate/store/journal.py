@@ -24,20 +24,33 @@ from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SYNCHRONOUS_LEVELS, SqliteJournal
-from mtgate.store.values import HealthSample, JournalConfigError, OrderEvent
+from mtgate.store.values import HealthSample, JournalConfigError, OrderEvent, QuarantinedRecord
 
 
 class Journal(Protocol):
     """What the bridge needs from its store. All writes are single transactions.
+
+    A write, once called, lands or fails as a whole even if its caller is cancelled; a read
+    called after that cancellation sees it (``get`` finds a cancelled caller's order).
 
     Raises (besides driver errors, which propagate unchanged):
         InvalidTransition: the state machine does not allow the recorded change (nothing is
             written); :class:`~mtgate.store.values.TransitionMismatchError` when it allows the
             trigger but to another status than the record's.
         StaleOrderError: the journalled status is not ``previous`` (another writer won).
-        DuplicateOrderError: the client order id or order id is already journalled.
+        DuplicateOrderError: the client order id or order id is already journalled, or an
+            order with that client order id is being journalled right now.
+        UnstorableOrderError: a time of the record is outside what the backend can store
+            (nothing is written).
+        UnreadableOrderError: ``get`` / ``find_by_ticket`` found the order's row but cannot
+            turn it into a record (``list_orders`` leaves such rows out instead).
         JournalNotOpenError: a call before ``open()`` or after ``close()``.
     """
+
+    quarantine_count: int
+    """Items this journal moved to the quarantine since it was made (see ``quarantined``)."""
+    unreadable_rows: int
+    """Rows ``list_orders`` left out because they cannot be read."""
 
     async def open(self) -> None:
         """Run migrations and open the connection."""
@@ -80,14 +93,22 @@ class Journal(Protocol):
         self,
         *,
         account_login: int | None = None,
+        account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[OrderRecord]:
-        """Newest first, at most ``limit``."""
+        """Newest first, at most ``limit`` (``None``: every matching order), filtered in SQL by
+        account (login and server) and status. A row that cannot be read is left out, logged
+        at ERROR and counted in ``unreadable_rows``: one bad row must not hide the others."""
         ...
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         """The audit trail, oldest first."""
+        ...
+
+    async def quarantined(self) -> list[QuarantinedRecord]:
+        """What the journal could not write and kept for a human instead, oldest first.
+        Normally empty; every entry was logged at ERROR when it was made."""
         ...
 
     async def record_health(self, sample: HealthSample) -> None: ...

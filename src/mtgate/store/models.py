@@ -119,6 +119,10 @@ class ExecutionOrder(Base):
     action: Mapped[str] = mapped_column(String(8))
     position_ticket: Mapped[int | None] = mapped_column(BigInteger)
     by_ticket: Mapped[int | None] = mapped_column(BigInteger)
+    server_time_at_send: Mapped[datetime | None] = mapped_column(_TS)
+    """``OrderRecord.sent_server_ms``: a lower bound of the trade server's clock when the order
+    was sent, stored as the epoch value it is (no zone conversion: it reads back unchanged);
+    NULL when the session had seen no server time yet, and for orders journalled before 0004."""
 
     __table_args__ = (
         CheckConstraint("length(client_order_id) BETWEEN 1 AND 20", name="client_order_id_length"),
@@ -193,6 +197,34 @@ class JournalIntent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_order_id: Mapped[str] = mapped_column(String(20))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+QUARANTINE_KINDS = ("intent", "write")
+
+
+class JournalQuarantineRow(Base):
+    """What the journal could not write, kept for a human instead of dropped (migration 0004).
+
+    ``kind`` ``intent``: an order whose intent was committed (so the order may have been sent)
+    but whose rows the order tables refused; the intent-log row moves here in the transaction
+    that deletes it. ``write``: a status change or note whose guarded UPDATE failed or matched
+    no row. ``payload`` is a JSON document of the rows as they would have been written (an intent
+    that could not even be decoded keeps its intent-log bytes). No constraint may refuse a row:
+    the quarantine is the last place a write can go. Normally empty."""
+
+    __tablename__ = "journal_quarantine"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    client_order_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        CheckConstraint(one_of("kind", QUARANTINE_KINDS), name="kind"),
+        Index("ix_journal_quarantine_client_order_id", "client_order_id"),
+    )
 
 
 POSITION_STATES = ("open", "closed")
@@ -371,6 +403,7 @@ class TrailingStopRow(Base):
 
 execution_orders = Base.metadata.tables[ExecutionOrder.__tablename__]
 journal_intents = Base.metadata.tables[JournalIntent.__tablename__]
+journal_quarantine = Base.metadata.tables[JournalQuarantineRow.__tablename__]
 order_events = Base.metadata.tables[OrderEventRow.__tablename__]
 bridge_health_metrics = Base.metadata.tables[BridgeHealthMetric.__tablename__]
 positions = Base.metadata.tables[PositionRow.__tablename__]

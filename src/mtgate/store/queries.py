@@ -57,18 +57,35 @@ SELECT_EVENTS: Select[Any] = (
 )
 
 
+def check_limit(limit: int | None) -> None:
+    """``list_orders``' ``limit``: a positive count, or None for every matching row."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be positive or None, got {limit}")
+
+
 def list_orders(
-    account_login: int | None, statuses: Collection[OrderStatus] | None, limit: int
+    account_login: int | None,
+    account_server: str | None,
+    statuses: Collection[OrderStatus] | None,
+    limit: int | None,
 ) -> Select[Any]:
-    """Newest first (by placement time, then client order id for a stable order)."""
+    """Newest first (by placement time, then client order id for a stable order).
+
+    The account filters are SQL, not applied afterwards, so a limit counts only the account's
+    rows (a login is unique only on its server); ``limit=None`` reads them all, which
+    reconciliation needs (an account's oldest unfinished orders are the ones it must not miss).
+    """
     stmt = select(*_ORDER_COLS)
     if account_login is not None:
         stmt = stmt.where(execution_orders.c.account_login == account_login)
+    if account_server is not None:
+        stmt = stmt.where(execution_orders.c.account_server == account_server)
     if statuses is not None:
         stmt = stmt.where(execution_orders.c.order_status.in_([s.value for s in statuses]))
-    return stmt.order_by(
+    stmt = stmt.order_by(
         execution_orders.c.placed_at.desc(), execution_orders.c.client_order_id.desc()
-    ).limit(limit)
+    )
+    return stmt if limit is None else stmt.limit(limit)
 
 
 _SQLITE: Final = sqlite.dialect(paramstyle="named")

@@ -23,7 +23,7 @@ from mtgate.domain.enums import OrderType, Platform
 from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.store.models import ORDER_TYPE_NAMES
-from mtgate.store.values import HealthSample, OrderEvent
+from mtgate.store.values import HealthSample, OrderEvent, UnstorableOrderError
 
 TsOut = Callable[[int], Any]
 """Epoch ms → the value bound for a timestamp column."""
@@ -51,8 +51,9 @@ IDENTITY_COLUMNS = (
     "action",
     "position_ticket",
     "by_ticket",
+    "server_time_at_send",
 )
-"""Written once at creation: what was asked for, and of whom."""
+"""Written once at creation: what was asked for, and of whom, and the server's clock then."""
 
 MUTABLE_COLUMNS = (
     "order_status",
@@ -79,6 +80,8 @@ MUTABLE_COLUMNS = (
 """Rewritten from the record on every transition or recorded event."""
 
 ORDER_COLUMNS = IDENTITY_COLUMNS + MUTABLE_COLUMNS
+SENT_AT_INDEX: Final = ORDER_COLUMNS.index("server_time_at_send")
+"""Where migration 0004 put its column in a row: an intent logged before it lacks the value."""
 EVENT_READ_COLUMNS = ("from_status", "to_status", "trigger", "detail", "at")
 """What :func:`event_from_row` needs, in the order the fast path selects them."""
 EVENT_COLUMNS = (
@@ -132,19 +135,103 @@ def datetime_to_ms(value: datetime) -> int:
 
 @lru_cache(maxsize=1024)
 def _second_prefix(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_s))
+    # Formatted by hand, not ``strftime("%Y")``: that leaves years below 1000 unpadded, where
+    # SQLAlchemy writes four digits (and ``fromisoformat`` needs them).
+    t = time.gmtime(epoch_s)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
 
 
 _MS_SUFFIX: Final = tuple(f".{ms:03d}000" for ms in range(1000))
 
 
 def sqlite_ts(ms: int) -> str:
-    """UTC in SQLAlchemy's SQLite ``DATETIME`` storage format, cached per second (hot path)."""
+    """UTC in SQLAlchemy's SQLite ``DATETIME`` storage format, cached per second (hot path).
+
+    Any time ``time.gmtime`` can represent is written, years beyond 9999 included (with more
+    digits); :func:`sqlite_ts_to_ms` reads every one of them back. Raises ``OSError`` or
+    ``OverflowError`` beyond that (see :data:`TIME_ERRORS`).
+    """
     return _second_prefix(ms // 1000) + _MS_SUFFIX[ms % 1000]
 
 
+TIME_ERRORS: Final = (OverflowError, OSError, ValueError)
+"""What converting an out-of-range epoch-ms value raises: ``time.gmtime`` (OSError, OverflowError)
+on the SQLite fast path, ``datetime`` arithmetic (OverflowError) for SQLAlchemy."""
+
+_FAR_TS: Final = re.compile(r"(-?\d+)-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+
+
 def sqlite_ts_to_ms(value: str) -> int:
-    return datetime_to_ms(datetime.fromisoformat(value))
+    """Epoch ms of a SQLite ``DATETIME`` text, of any year :func:`sqlite_ts` can write.
+
+    ``datetime.fromisoformat`` (fast, in C) reads years 1-9999; a row outside that range (a
+    far expiration, or a year below 1000 written unpadded by an earlier version) is read by
+    calendar arithmetic instead, so one such row cannot make a whole account unreadable.
+
+    Raises:
+        ValueError: ``value`` is not a timestamp in that format.
+    """
+    try:
+        return datetime_to_ms(datetime.fromisoformat(value))
+    except ValueError:
+        return _far_ts_to_ms(value)
+
+
+def _far_ts_to_ms(value: str) -> int:
+    found = _FAR_TS.fullmatch(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a journal timestamp")
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
+        raise ValueError(f"{value!r} is not a journal timestamp (no such day)")
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"{value!r} is not a journal timestamp (no such time)")
+    micros = int((found.group(7) or "0").ljust(6, "0"))
+    seconds = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    return seconds * 1000 + micros // 1000
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (``time.gmtime``'s), for any
+    year; H. Hinnant's algorithm (400-year eras of 146 097 days, years starting in March)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
+_TIME_FIELDS: Final = (
+    "placed_at_ms",
+    "updated_at_ms",
+    "expiration_ms",
+    "filled_at_ms",
+    "sent_server_ms",
+)
+
+
+def check_times(order: OrderRecord, ts: TsOut) -> None:
+    """Raise :class:`UnstorableOrderError` naming the first time of ``order`` that ``ts``
+    cannot convert. Called only after building a row failed, to say why (not on the hot path).
+    """
+    for name in _TIME_FIELDS:
+        value = getattr(order, name)
+        if value is None:
+            continue
+        try:
+            ts(value)
+        except TIME_ERRORS as exc:
+            raise UnstorableOrderError(order.client_order_id, name, value, exc) from exc
 
 
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -222,6 +309,7 @@ def order_row(order: OrderRecord, stored_id: Any, ts: TsOut) -> tuple[Any, ...]:
         order.action.value,
         order.position_ticket,
         order.by_ticket,
+        None if order.sent_server_ms is None else ts(order.sent_server_ms),
         *mutable_row(order, ts),
     )
 
@@ -312,6 +400,7 @@ def record_from_row(row: Mapping[Any, Any], ts_in: TsIn) -> OrderRecord:
         action=OrderAction(row["action"]),
         position_ticket=row["position_ticket"],
         by_ticket=row["by_ticket"],
+        sent_server_ms=_opt_in(row["server_time_at_send"], ts_in),
     )
 
 

@@ -2,9 +2,11 @@
 
 Every call runs in one dedicated worker thread: the event loop never waits on the network, and
 a single thread keeps the writes in the order they were called (a pool of threads could commit
-a fill before the submit it follows). A caller cancelled while its write is in the worker does
-not stop that write; it lands or fails as a whole (one transaction), and the caller, not having
-seen it return, must not send.
+a fill before the submit it follows). A caller cancelled while its write is queued or in the
+worker does not stop that write: it lands or fails as a whole (one transaction), as on the
+SQLite journal, and a read called after the cancellation runs after it, so it sees the write.
+The caller, not having seen it return, must not send; a failure nobody awaits any more is
+logged.
 
 It also runs on any SQLAlchemy URL the models support, which the tests use to prove that this
 journal and the SQLite fast path read each other's rows.
@@ -17,28 +19,37 @@ import functools
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Insert, Select, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
+from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import queries, rows
+from mtgate.store import quarantine, queries, rows
 from mtgate.store.migrate import make_engine, migrate
+from mtgate.store.models import execution_orders
 from mtgate.store.values import (
     DuplicateOrderError,
     HealthSample,
     JournalError,
     JournalNotOpenError,
     OrderEvent,
+    QuarantinedRecord,
     StaleOrderError,
+    UnreadableOrderError,
     check_transition,
 )
 
 T = TypeVar("T")
 
 _ts = rows.ms_to_datetime
+log = logs.get("mtgate.journal")
+
+_UNREADABLE = (ValueError, TypeError, KeyError, OverflowError, DataError)
+"""What reading a row this code cannot represent raises: a driver that cannot load a value
+(psycopg: a timestamp after year 9999), SQLAlchemy's SQLite type processors, or the mapping."""
 
 
 class SqlJournal:
@@ -48,6 +59,11 @@ class SqlJournal:
         self.url = make_url(url)
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.quarantine_count = 0
+        """Always 0: this journal's writes are synchronous with their callers, who see every
+        error, so nothing is ever quarantined here (the table is read all the same)."""
+        self.unreadable_rows = 0
+        """Rows ``list_orders`` left out because they cannot be read (each logged at ERROR)."""
 
     async def open(self) -> None:
         """Migrate and connect, in the worker thread."""
@@ -92,28 +108,51 @@ class SqlJournal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, fn, engine)
 
+    async def _write(self, fn: Callable[[Engine], None], client_order_id: str) -> None:
+        """Run a write in the worker, whatever happens to the caller.
+
+        Shielded: cancelling the caller would otherwise cancel the executor's future, and a
+        write still queued behind another would then never run, while the bridge's memory
+        already holds the change (a fill journalled in memory only)."""
+        executor, engine = self._executor, self._engine
+        if executor is None or engine is None:
+            raise JournalNotOpenError()
+        written = asyncio.get_running_loop().run_in_executor(executor, fn, engine)
+        try:
+            await asyncio.shield(written)
+        except asyncio.CancelledError:
+            written.add_done_callback(functools.partial(_log_orphan, client_order_id))
+            raise
+
     async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
-        await self._call(functools.partial(_insert, order, Trigger.SEND, ""))
+        write = functools.partial(_insert, order, Trigger.SEND, "")
+        await self._write(write, order.client_order_id)
 
     async def record_refused(self, order: OrderRecord) -> None:
         check_transition(OrderStatus.NEW, Trigger.REFUSE, order.status)
         detail = order.rejection_reason or ""
-        await self._call(functools.partial(_insert, order, Trigger.REFUSE, detail))
+        write = functools.partial(_insert, order, Trigger.REFUSE, detail)
+        await self._write(write, order.client_order_id)
 
     async def record_transition(
         self, order: OrderRecord, previous: OrderStatus, trigger: Trigger, detail: str = ""
     ) -> None:
         check_transition(previous, trigger, order.status)
-        await self._call(functools.partial(_update, order, previous, trigger, detail))
+        write = functools.partial(_update, order, previous, trigger, detail)
+        await self._write(write, order.client_order_id)
 
     async def record_event(self, order: OrderRecord, detail: str) -> None:
-        await self._call(functools.partial(_update, order, order.status, None, detail))
+        write = functools.partial(_update, order, order.status, None, detail)
+        await self._write(write, order.client_order_id)
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
+        """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
         params = {"client_order_id": client_order_id}
         found = await self._call(functools.partial(_select, queries.SELECT_BY_CLIENT_ID, params))
-        return found[0] if found else None
+        if found.unreadable:
+            raise found.unreadable[0]
+        return found.records[0] if found.records else None
 
     async def find_by_ticket(
         self, account_login: int, account_server: str, ticket: int
@@ -124,27 +163,45 @@ class SqlJournal:
             "ticket": ticket,
         }
         found = await self._call(functools.partial(_select, queries.SELECT_BY_TICKET, params))
-        if len(found) > 1:
+        count = len(found.records) + len(found.unreadable)
+        if count > 1:
             raise JournalError(
                 f"ticket {ticket} of {account_login}@{account_server} belongs to "
-                f"{len(found)} journalled orders"
+                f"{count} journalled orders"
             )
-        return found[0] if found else None
+        if found.unreadable:
+            raise found.unreadable[0]
+        return found.records[0] if found.records else None
 
     async def list_orders(
         self,
         *,
         account_login: int | None = None,
+        account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[OrderRecord]:
-        if limit < 1:
-            raise ValueError(f"limit must be positive, got {limit}")
-        stmt = queries.list_orders(account_login, statuses, limit)
-        return await self._call(functools.partial(_select, stmt, {}))
+        """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
+        queries.check_limit(limit)
+        stmt = queries.list_orders(account_login, account_server, statuses, limit)
+        found = await self._call(functools.partial(_select, stmt, {}))
+        for exc in found.unreadable:
+            self.unreadable_rows += 1
+            log.error(
+                "a journalled order cannot be read and is left out of the list; a human must "
+                "repair its row",
+                client_order_id=exc.client_order_id,
+                error=exc.reason,
+            )
+        return found.records
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         return await self._call(functools.partial(_events, client_order_id))
+
+    async def quarantined(self) -> list[QuarantinedRecord]:
+        """What a journal on this database could not write, oldest first (empty here, unless a
+        SQLite journal wrote the same file)."""
+        return await self._call(_quarantined)
 
     async def record_health(self, sample: HealthSample) -> None:
         row = rows.health_row(sample, uuid.uuid4(), _ts)
@@ -156,9 +213,26 @@ class SqlJournal:
 # journal's state from the wrong thread.
 
 
+def _log_orphan(client_order_id: str, written: asyncio.Future[None]) -> None:
+    """A write whose caller was cancelled failed: nobody else will hear of it."""
+    error = None if written.cancelled() else written.exception()
+    if error is None:
+        return
+    log.error(
+        "a journal write whose caller was cancelled failed; a human must check this order",
+        client_order_id=client_order_id,
+        error=quarantine.error_text(error),
+    )
+
+
 def _insert(order: OrderRecord, trigger: Trigger, detail: str, engine: Engine) -> None:
     stored_id = rows.canonical_uuid(order.order_id)
-    row = dict(zip(rows.ORDER_COLUMNS, rows.order_row(order, stored_id, _ts), strict=True))
+    try:
+        values = rows.order_row(order, stored_id, _ts)
+    except rows.TIME_ERRORS:
+        rows.check_times(order, _ts)  # a clear error naming the time, before any write
+        raise
+    row = dict(zip(rows.ORDER_COLUMNS, values, strict=True))
     events = [
         rows.created_row(order, stored_id, row["placed_at"]),
         rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row["updated_at"]),
@@ -179,7 +253,12 @@ def _update(
     order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str, engine: Engine
 ) -> None:
     stored_id = rows.canonical_uuid(order.order_id)
-    params = dict(zip(rows.MUTABLE_COLUMNS, rows.mutable_row(order, _ts), strict=True))
+    try:
+        values = rows.mutable_row(order, _ts)
+    except rows.TIME_ERRORS:
+        rows.check_times(order, _ts)
+        raise
+    params = dict(zip(rows.MUTABLE_COLUMNS, values, strict=True))
     params[rows.WHERE_ORDER_ID] = stored_id
     params[rows.WHERE_CLIENT_ID] = order.client_order_id
     params[rows.WHERE_STATUS] = previous.value
@@ -200,16 +279,49 @@ def _status(conn: Connection, order: OrderRecord) -> OrderStatus | None:
     return None if value is None else OrderStatus(value)
 
 
-def _select(stmt: Select[Any], params: dict[str, Any], engine: Engine) -> list[OrderRecord]:
+class _Found(NamedTuple):
+    records: list[OrderRecord]
+    unreadable: list[UnreadableOrderError]
+
+
+def _select(stmt: Select[Any], params: dict[str, Any], engine: Engine) -> _Found:
+    """The orders ``stmt`` selects. If one cannot be read, the others still are: the matching
+    client order ids are selected alone, then each row by itself (the failure path only)."""
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(stmt, params)
+            try:
+                records = [rows.record_from_row(r, rows.datetime_to_ms) for r in result.mappings()]
+            finally:
+                result.close()  # a fetch that failed half-way leaves the driver's cursor open
+            return _Found(records, [])
+    except _UNREADABLE:
+        pass  # find which rows, below
+    ids = stmt.with_only_columns(execution_orders.c.client_order_id)
     with engine.connect() as conn:
-        result = conn.execute(stmt, params).mappings()
-        return [rows.record_from_row(row, rows.datetime_to_ms) for row in result]
+        client_order_ids: list[str] = list(conn.execute(ids, params).scalars())
+    found = _Found([], [])
+    for client_order_id in client_order_ids:
+        try:
+            with engine.connect() as conn:
+                one = {"client_order_id": client_order_id}
+                row = conn.execute(queries.SELECT_BY_CLIENT_ID, one).mappings().one()
+                found.records.append(rows.record_from_row(row, rows.datetime_to_ms))
+        except _UNREADABLE as exc:
+            found.unreadable.append(UnreadableOrderError(client_order_id, exc))
+    return found
 
 
 def _events(client_order_id: str, engine: Engine) -> list[OrderEvent]:
     with engine.connect() as conn:
         result = conn.execute(queries.SELECT_EVENTS, {"client_order_id": client_order_id})
         return [rows.event_from_row(row, rows.datetime_to_ms) for row in result.mappings()]
+
+
+def _quarantined(engine: Engine) -> list[QuarantinedRecord]:
+    with engine.connect() as conn:
+        found = conn.execute(quarantine.SELECT).all()
+    return [quarantine.record_from_row(tuple(row), rows.datetime_to_ms) for row in found]
 
 
 def _execute(stmt: Insert, params: dict[str, Any], engine: Engine) -> None:

@@ -19,6 +19,10 @@ first, so a reader always sees every write made before it. A status change that 
 from the disk is recovered from the terminal on restart (the order is still SUBMITTED or
 UNKNOWN in the journal, so it is looked up by its client order id).
 
+Nothing written behind is dropped: a flush never raises and never leaves a transaction open. A
+transient failure (the file locked, I/O) keeps the whole queue for a retry; an item the database
+refuses for good is quarantined (:mod:`mtgate.store.quarantine`) while the rest lands.
+
 Durability follows ``PRAGMA synchronous``: ``normal`` makes every commit survive a crash of
 the bridge process (the WAL write is in the OS before ``COMMIT`` returns); ``full`` and ``extra``
 also fsync the WAL on each commit and survive power loss, for ~100-200 µs more per commit.
@@ -29,44 +33,50 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
-import msgspec
 from sqlalchemy import URL
 
 from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import queries, rows
+from mtgate.store import quarantine, queries, rows
 from mtgate.store.migrate import migrate
-from mtgate.store.models import bridge_health_metrics, execution_orders, order_events
+from mtgate.store.models import bridge_health_metrics
 from mtgate.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer, CheckpointStats
+from mtgate.store.sqlite_writes import (
+    INSERT_EVENT,
+    INSERT_INTENT,
+    INSERT_ORDER,
+    Fold,
+    Item,
+    Write,
+    encode_intent,
+    fold_logged_intents,
+    payload_of,
+    quarantine_item,
+    rollback,
+    write_items,
+)
 from mtgate.store.values import (
     DuplicateOrderError,
     HealthSample,
     JournalError,
     JournalNotOpenError,
     OrderEvent,
+    QuarantinedRecord,
     StaleOrderError,
+    UnreadableOrderError,
     check_transition,
 )
 
 SYNCHRONOUS_LEVELS: Final = frozenset({"normal", "full", "extra"})
 """``off`` is refused: a journal that may lose a commit cannot back "persist before send"."""
 
-_INSERT_ORDER: Final = queries.sqlite_insert(execution_orders, rows.ORDER_COLUMNS)
-_INSERT_EVENT: Final = queries.sqlite_insert(order_events, rows.EVENT_COLUMNS)
 _INSERT_HEALTH: Final = queries.sqlite_insert(bridge_health_metrics, rows.HEALTH_COLUMNS)
-_UPDATE_ORDER: Final = queries.sqlite_guarded_update(
-    execution_orders, rows.MUTABLE_COLUMNS, ("order_id", "client_order_id", "order_status")
-)
-_INSERT_INTENT: Final = "INSERT INTO journal_intents (client_order_id, payload) VALUES (?, ?)"
-_DELETE_INTENTS: Final = "DELETE FROM journal_intents WHERE seq <= ?"
-_DELETE_INTENT: Final = "DELETE FROM journal_intents WHERE seq = ?"
 _SELECT_CLIENT_ID: Final = "SELECT 1 FROM execution_orders WHERE client_order_id = ?"
 _SELECT_BY_CLIENT_ID: Final = queries.sqlite_sql(queries.SELECT_BY_CLIENT_ID)
 _SELECT_BY_TICKET: Final = queries.sqlite_sql(queries.SELECT_BY_TICKET)
@@ -85,6 +95,9 @@ _M_UPDATED_AT: Final = rows.MUTABLE_COLUMNS.index("updated_at")
 FLUSH_INTERVAL_S: Final = 0.01
 """How long written-behind changes wait: long enough that an order's intent and its answer
 usually share one insert, short enough that other readers see the tables a moment later."""
+RETRY_INTERVAL_S: Final = 1.0
+"""After a transient failure, when the kept queue is tried again (sooner if a read or a close
+flushes). Not sooner: each try may block the loop for up to ``BUSY_TIMEOUT_S``."""
 
 _ts = rows.sqlite_ts
 log = logs.get("mtgate.journal")
@@ -123,15 +136,24 @@ class SqliteJournal:
         self._conn: sqlite3.Connection | None = None
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
-        self._behind: list[_Write | _Fold] = []
-        self._pending_folds: dict[str, _Fold] = {}
-        self._intents: list[tuple[str, bytes, tuple[Any, Any, Any]]] = []
+        self._behind: list[Item] = []
+        self._pending_folds: dict[str, Fold] = {}
+        self._intents: list[tuple[str, str, bytes, tuple[Any, Any, Any]]] = []
         self._intent_batch: asyncio.Future[None] | None = None
         self._unfolded: set[str] = set()
+        """Client order ids taken that no ``execution_orders`` row holds: intents being
+        committed or written behind, and quarantined intents (their orders may have been sent,
+        so the id must never be used again)."""
         self._flush_handle: asyncio.Handle | None = None
         self._status: dict[str, tuple[str, OrderStatus]] = {}
         """Order id and status each unfinished order will have once the queue is written."""
         self.write_errors = 0
+        """Flushes that failed and were kept for a retry, plus items quarantined."""
+        self.quarantine_count = 0
+        """Items this journal moved to the quarantine (each logged at ERROR): see
+        :meth:`quarantined` for what they are."""
+        self.unreadable_rows = 0
+        """Rows ``list_orders`` left out because they cannot be read (each logged at ERROR)."""
 
     async def open(self) -> None:
         """Create the file and directory if needed, migrate, and open the connection."""
@@ -152,13 +174,28 @@ class SqliteJournal:
                 raise JournalError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-            self._fold_logged_intents(conn)
+            self._recover(conn)
             self._checkpointer = self._start_checkpointer(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         self._cur = conn.cursor()  # one cursor for every write: saves an allocation per statement
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """Fold the logged intents in, and keep the ids of quarantined intents taken."""
+        recovery = fold_logged_intents(conn)
+        if recovery.folded:
+            log.info("folded logged intents into the journal", count=recovery.folded)
+        if recovery.quarantined:
+            self.quarantine_count += len(recovery.quarantined)
+            log.error(
+                "logged intents could not be folded and are quarantined; the journal opened "
+                "without them: a human must reconcile these orders with their terminals",
+                count=len(recovery.quarantined),
+                client_order_ids=recovery.quarantined,
+            )
+        self._unfolded.update(cid for (cid,) in conn.execute(quarantine.SQLITE_RESERVED))
 
     def _start_checkpointer(self, conn: sqlite3.Connection) -> Checkpointer | None:
         if self.checkpoint_interval_s is None or self.synchronous != "normal":
@@ -178,12 +215,30 @@ class SqliteJournal:
     async def close(self) -> None:
         if self._conn is not None:
             self._flush()
+            self._forget_queue()
         conn, self._conn, self._cur = self._conn, None, None
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.stop)
         if conn is not None:
             conn.close()  # the last connection to close checkpoints and removes the WAL
+
+    def _forget_queue(self) -> None:
+        """At close, after the last flush: what a transient failure kept cannot be written now.
+        The kept folds' intents are still in the log (folded at the next open); status changes
+        are lost to the journal, and said so."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        lost = sorted({w.client_order_id for w in self._behind if isinstance(w, Write)})
+        if lost:
+            log.error(
+                "journal closed with status changes it could not write; a human must check "
+                "these orders against their terminals",
+                client_order_ids=lost,
+            )
+        self._behind, self._pending_folds, self._status = [], {}, {}
+        self._unfolded = {cid for cid, *_ in self._intents}
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -197,7 +252,11 @@ class SqliteJournal:
 
     async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         """Journal a new order as SUBMITTED (events: created, then ``send``), durably: one
-        intent-log row committed now, the order tables written behind it."""
+        intent-log row committed now, the order tables written behind it.
+
+        A caller cancelled while it waits does not cancel the group commit for the others; its
+        own intent is committed (or fails) with the batch, and the journal then knows it as
+        SUBMITTED, its id taken, although the caller sees ``CancelledError``."""
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
         cur = self._cursor()
         cid = order.client_order_id
@@ -207,87 +266,99 @@ class SqliteJournal:
         _check_row(order)  # the tables' CHECKs, now: the row itself is only written behind
         if not new_id and cur.execute(_SELECT_CLIENT_ID, (cid,)).fetchone() is not None:
             raise DuplicateOrderError(cid, order.order_id)
-        row = rows.order_row(order, stored_id, _ts)
+        try:
+            row = rows.order_row(order, stored_id, _ts)
+        except rows.TIME_ERRORS:
+            rows.check_times(order, _ts)  # names the time out of range, if that is the cause
+            raise
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
         moved = rows.event_row(
             order, stored_id, OrderStatus.NEW, Trigger.SEND, "", row[_UPDATED_AT]
         )
-        payload = _intent_encoder.encode((row, created, moved))
+        payload = encode_intent(row, created, moved)
         # The id is taken now, so a second order with it in the same batch is refused.
         self._unfolded.add(cid)
-        self._intents.append((cid, payload, (row, created, moved)))
+        self._intents.append((cid, order.order_id.lower(), payload, (row, created, moved)))
         batch = self._intent_batch
         if batch is None:
             batch = self._intent_batch = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._commit_intents)
-        try:
-            await batch  # group commit: every intent made in this loop iteration, one commit
-        except BaseException:
-            self._unfolded.discard(cid)
-            raise
-        self._remember(order, order.status)
+        # Group commit: every intent made in this loop iteration, one commit. Shielded: one
+        # caller's cancellation must not cancel the future every other caller awaits.
+        await asyncio.shield(batch)
 
     def _commit_intents(self) -> None:
-        """Commit the intents queued in this loop iteration, then wake their callers."""
+        """Commit the intents queued in this loop iteration, then wake their callers.
+
+        The per-intent bookkeeping is done here, not by the callers after their await, so it
+        holds for a caller that was cancelled meanwhile: a committed intent is SUBMITTED and
+        its id stays taken; a failed one releases its id."""
         batch, self._intent_batch = self._intent_batch, None
         intents, self._intents = self._intents, []
         assert batch is not None
         cur = self._cur
-        if cur is None:
-            batch.set_exception(JournalNotOpenError())
-            return
-        folds: list[_Write | _Fold] = []
+        folds: list[Fold] = []
         try:
+            if cur is None:
+                raise JournalNotOpenError()
             cur.execute("BEGIN IMMEDIATE")
-            for cid, payload, (row, created, moved) in intents:
-                cur.execute(_INSERT_INTENT, (cid, payload))
+            for cid, _, payload, (row, created, moved) in intents:
+                cur.execute(INSERT_INTENT, (cid, payload))
                 assert cur.lastrowid is not None
-                folds.append(_Fold(cur.lastrowid, cid, row, [created, moved]))
+                folds.append(Fold(cur.lastrowid, cid, row, [created, moved]))
             cur.execute("COMMIT")
         except BaseException as exc:
-            self._rollback(cur)
+            if cur is not None:
+                rollback(cur)
+            self._unfolded.difference_update(cid for cid, *_ in intents)
             if not batch.cancelled():
                 batch.set_exception(exc)
             return
+        status, pending = self._status, self._pending_folds
+        for f, (cid, order_id, _, _) in zip(folds, intents, strict=True):
+            pending[cid] = f
+            status[cid] = (order_id, OrderStatus.SUBMITTED)
         self._behind.extend(folds)
-        self._pending_folds.update((f.client_order_id, f) for f in folds if isinstance(f, _Fold))
         if not batch.cancelled():
             batch.set_result(None)  # first: the callers send their frames before the fold runs
         self._schedule_flush()
 
     async def record_refused(self, order: OrderRecord) -> None:
-        """Journal a new order refused before sending (events: created, then ``refuse``)."""
+        """Journal a new order refused before sending (events: created, then ``refuse``).
+
+        Refused as a duplicate while an order with its client id is being committed or written
+        behind: that order may be on the wire, and its row must win the id."""
         self._flush()
-        if order.client_order_id in self._status:
-            raise DuplicateOrderError(order.client_order_id, order.order_id)
+        cid = order.client_order_id
+        if cid in self._status or cid in self._unfolded or cid in self._pending_folds:
+            raise DuplicateOrderError(cid, order.order_id)
         self._insert(order, Trigger.REFUSE, order.rejection_reason or "")
 
     def _insert(self, order: OrderRecord, trigger: Trigger, detail: str) -> None:
         check_transition(OrderStatus.NEW, trigger, order.status)
         cur = self._cursor()
         stored_id = rows.sqlite_uuid(order.order_id)
-        row = rows.order_row(order, stored_id, _ts)
+        try:
+            row = rows.order_row(order, stored_id, _ts)
+        except rows.TIME_ERRORS:
+            rows.check_times(order, _ts)
+            raise
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
         moved = rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row[_UPDATED_AT])
         cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.execute(*_INSERT_ORDER.bind(row))
-            cur.execute(*_INSERT_EVENT.bind(created))
-            cur.execute(*_INSERT_EVENT.bind(moved))
+            cur.execute(*INSERT_ORDER.bind(row))
+            cur.execute(*INSERT_EVENT.bind(created))
+            cur.execute(*INSERT_EVENT.bind(moved))
+            cur.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
-            self._rollback(cur)
+            rollback(cur)
             self._raise_if_duplicate(cur, order, stored_id, exc)
             raise
         except BaseException:
-            self._rollback(cur)
+            rollback(cur)
             raise
-        cur.execute("COMMIT")
         self._remember(order, order.status)
-
-    @staticmethod
-    def _rollback(cur: sqlite3.Cursor) -> None:
-        if cur.connection.in_transaction:
-            cur.execute("ROLLBACK")
 
     @staticmethod
     def _raise_if_duplicate(
@@ -324,16 +395,20 @@ class SqliteJournal:
             raise StaleOrderError(cid, previous, None if known is None else known[1])
         stored_id = rows.sqlite_uuid(order.order_id)
         fold = self._pending_folds.get(cid)
-        if fold is not None:  # not written yet: write it as it stands now
-            fold.row = rows.order_row(order, stored_id, _ts)
-            at = fold.row[_UPDATED_AT]
-            fold.events.append(rows.event_row(order, stored_id, previous, trigger, detail, at))
-        else:
-            changes = rows.mutable_row(order, _ts)
-            guard = (stored_id, cid, rows.STATUS_VALUES[previous])
-            at = changes[_M_UPDATED_AT]
-            event = rows.event_row(order, stored_id, previous, trigger, detail, at)
-            self._behind.append(_Write(cid, changes + guard, event))
+        try:
+            if fold is not None:  # not written yet: write it as it stands now
+                fold.row = rows.order_row(order, stored_id, _ts)
+                at = fold.row[_UPDATED_AT]
+                fold.events.append(rows.event_row(order, stored_id, previous, trigger, detail, at))
+            else:
+                changes = rows.mutable_row(order, _ts)
+                guard = (stored_id, cid, rows.STATUS_VALUES[previous])
+                at = changes[_M_UPDATED_AT]
+                event = rows.event_row(order, stored_id, previous, trigger, detail, at)
+                self._behind.append(Write(cid, changes + guard, event))
+        except rows.TIME_ERRORS:
+            rows.check_times(order, _ts)
+            raise
         self._remember(order, order.status)
         self._schedule_flush()
 
@@ -349,104 +424,120 @@ class SqliteJournal:
         else:
             self._status[order.client_order_id] = (order.order_id.lower(), status)
 
-    def _write_behind(self, cur: sqlite3.Cursor) -> None:
-        """Execute the queued writes inside the caller's transaction."""
-        queued, self._behind = self._behind, []
-        folded = 0
-        for write in queued:
-            if isinstance(write, _Fold):
-                self._pending_folds.pop(write.client_order_id, None)
-                self._fold(cur, write.row, write.events)
-                folded = write.seq
-                continue
-            if cur.execute(*_UPDATE_ORDER.bind(write.changes)).rowcount != 1:
-                # Checked when queued against the status this journal wrote last; only
-                # another writer on the same file could get here.
-                self.write_errors += 1
-                log.error("journal write lost its order", client_order_id=write.client_order_id)
-                continue
-            cur.execute(*_INSERT_EVENT.bind(write.event))
-        if folded:
-            cur.execute(_DELETE_INTENTS, (folded,))
-            self._unfolded.difference_update(
-                w.client_order_id for w in queued if isinstance(w, _Fold)
-            )
-
-    @staticmethod
-    def _fold(cur: sqlite3.Cursor, row: Sequence[Any], events: Sequence[Sequence[Any]]) -> None:
-        cur.execute(*_INSERT_ORDER.bind(tuple(row)))
-        for event in events:
-            cur.execute(*_INSERT_EVENT.bind(tuple(event)))
-
-    def _fold_logged_intents(self, conn: sqlite3.Connection) -> int:
-        """Fold in what a crash left in the intent log (start-up, before anything else)."""
-        cur = conn.cursor()
-        logged = cur.execute("SELECT seq, payload FROM journal_intents ORDER BY seq").fetchall()
-        if not logged:
-            return 0
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for _, payload in logged:
-                row, created, moved = _intent_decoder.decode(payload)
-                self._fold(cur, row, (created, moved))
-            cur.execute(_DELETE_INTENTS, (logged[-1][0],))
-            cur.execute("COMMIT")
-        except BaseException:
-            self._rollback(cur)
-            raise
-        log.info("folded logged intents into the journal", count=len(logged))
-        return len(logged)
-
     def _flush(self) -> None:
-        """Commit the queued writes now (end of loop iteration, before a read, at close)."""
+        """Commit the queued writes now (end of loop iteration, before a read, at close).
+
+        Never raises and never leaves a transaction open: it runs as a loop callback, where an
+        exception would lose the queue and leave the write lock held. A transient failure keeps
+        every queued item for a retry; any other failure writes the items one by one, so every
+        good one lands and each bad one is quarantined."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         if not self._behind or self._cur is None:
             return
         cur = self._cur
-        pending = list(self._behind)
+        queued, self._behind = self._behind, []
         try:
             cur.execute("BEGIN IMMEDIATE")
-            self._write_behind(cur)
+            folds = write_items(cur, queued)
             cur.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            # One bad row must not hold the others back: write them one by one.
-            self._rollback(cur)
-            log.error("journal batch refused; writing its rows one by one", error=str(exc))
-            self._behind = []
-            self._write_one_by_one(cur, pending)
-        except sqlite3.Error as exc:
-            self._rollback(cur)
-            # Nothing of the batch is lost: the intents are still in the log (folded again at
-            # the next flush or start-up), and the status changes are queued again.
-            self._behind = pending + self._behind
-            for write in pending:
-                if isinstance(write, _Fold):
-                    self._unfolded.add(write.client_order_id)
-                    self._pending_folds[write.client_order_id] = write
-            self.write_errors += 1
-            log.error("journal write failed; will retry", error=str(exc))
+        except sqlite3.OperationalError as exc:
+            rollback(cur)
+            self._keep(queued, exc)
+        except Exception as exc:
+            rollback(cur)
+            self._isolate(cur, queued, exc)
+        except BaseException:
+            rollback(cur)
+            self._behind[:0] = queued
+            raise
+        else:
+            self._landed(folds)
 
-    def _write_one_by_one(self, cur: sqlite3.Cursor, pending: list[_Write | _Fold]) -> None:
-        for write in pending:
-            self._behind = [write]
+    def _landed(self, folds: list[Fold]) -> None:
+        pending, unfolded = self._pending_folds, self._unfolded
+        for f in folds:
+            pending.pop(f.client_order_id, None)
+            unfolded.discard(f.client_order_id)
+
+    def _keep(self, items: list[Item], exc: BaseException) -> None:
+        """A transient failure: keep the items, in order, ahead of anything queued since."""
+        self._behind[:0] = items
+        self.write_errors += 1
+        log.warning(
+            "journal write failed; every queued write is kept and retried",
+            error=quarantine.error_text(exc),
+            client_order_ids=sorted({item.client_order_id for item in items}),
+        )
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                RETRY_INTERVAL_S, self._flush
+            )
+
+    def _isolate(self, cur: sqlite3.Cursor, queued: list[Item], exc: Exception) -> None:
+        """Write the items one by one after the batch was refused: each in its own transaction,
+        each one refused again quarantined. A transient failure keeps the rest, in order."""
+        log.error(
+            "journal batch refused; writing its items one by one",
+            error=quarantine.error_text(exc),
+            client_order_ids=sorted({item.client_order_id for item in queued}),
+        )
+        kept: list[Item] = []
+        for i, item in enumerate(queued):
             try:
-                cur.execute("BEGIN IMMEDIATE")
-                self._write_behind(cur)
-                cur.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self._rollback(cur)
-                self.write_errors += 1
-                self._unfolded.discard(write.client_order_id)
-                if isinstance(write, _Fold):
-                    cur.execute(_DELETE_INTENT, (write.seq,))
-                log.error(
-                    "journal refused a row; the terminal remains the record of this order",
-                    client_order_id=write.client_order_id,
-                    error=str(exc),
-                )
-        self._behind = []
+                self._write_alone(cur, item)
+            except sqlite3.OperationalError as transient:
+                self._keep(kept + queued[i:], transient)
+                return
+            except Exception as refused:
+                try:
+                    self._quarantine(cur, item, refused)
+                except sqlite3.OperationalError as transient:
+                    self._keep(kept + queued[i:], transient)
+                    return
+                except Exception as failed:
+                    kept.append(item)  # cannot happen (nothing constrains the quarantine)
+                    log.error(
+                        "journal could not quarantine a write; it is kept in memory: a human "
+                        "must check the database",
+                        client_order_id=item.client_order_id,
+                        error=quarantine.error_text(failed),
+                    )
+            except BaseException:
+                self._behind[:0] = kept + queued[i:]
+                raise
+        if kept:
+            self._behind[:0] = kept
+
+    def _write_alone(self, cur: sqlite3.Cursor, item: Item) -> None:
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            folds = write_items(cur, [item], exact=True)
+            cur.execute("COMMIT")
+        except BaseException:
+            rollback(cur)
+            raise
+        self._landed(folds)
+
+    def _quarantine(self, cur: sqlite3.Cursor, item: Item, exc: Exception) -> None:
+        """Move a refused item to the quarantine. A refused intent's order may be on the wire:
+        its id stays taken and its status known, so its later changes are quarantined too."""
+        kind, payload = payload_of(item)
+        error = quarantine.error_text(exc)
+        seq = item.seq if isinstance(item, Fold) else None
+        quarantine_item(cur, item.client_order_id, kind, payload, error, seq)
+        if isinstance(item, Fold):
+            self._pending_folds.pop(item.client_order_id, None)
+        self.quarantine_count += 1
+        self.write_errors += 1
+        log.error(
+            "journal refused a write and quarantined it; a human must reconcile this order "
+            "with its terminal and repair the journal",
+            client_order_id=item.client_order_id,
+            kind=kind,
+            error=error,
+        )
 
     @staticmethod
     def _stored_status(cur: sqlite3.Cursor, client_order_id: str) -> tuple[str, OrderStatus] | None:
@@ -454,6 +545,7 @@ class SqliteJournal:
         return None if row is None else (str(uuid.UUID(row[0])), OrderStatus(row[1]))
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
+        """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
         conn = self._require()
         self._flush()
         row = conn.execute(_SELECT_BY_CLIENT_ID, {"client_order_id": client_order_id}).fetchone()
@@ -482,18 +574,28 @@ class SqliteJournal:
         self,
         *,
         account_login: int | None = None,
+        account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[OrderRecord]:
-        """Newest first, at most ``limit``; ``statuses=()`` matches nothing."""
+        """Newest first, at most ``limit`` (None: all); ``statuses=()`` matches nothing.
+
+        A row that cannot be read is left out, logged at ERROR and counted in
+        ``unreadable_rows``, so one bad row cannot hide an account's other orders."""
         conn = self._require()
         self._flush()
-        if limit < 1:
-            raise ValueError(f"limit must be positive, got {limit}")
+        queries.check_limit(limit)
         sql, params = queries.sqlite_sql_with_params(
-            queries.list_orders(account_login, statuses, limit)
+            queries.list_orders(account_login, account_server, statuses, limit)
         )
-        return [_record(row) for row in conn.execute(sql, params)]
+        records: list[OrderRecord] = []
+        for row in conn.execute(sql, params):
+            try:
+                records.append(_record(row))
+            except UnreadableOrderError as exc:
+                self.unreadable_rows += 1
+                _log_unreadable(exc)
+        return records
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         """The order's audit trail, oldest first; empty for an unknown order."""
@@ -507,6 +609,13 @@ class SqliteJournal:
             for row in cursor
         ]
 
+    async def quarantined(self) -> list[QuarantinedRecord]:
+        """What this journal could not write and kept for a human, oldest first."""
+        conn = self._require()
+        self._flush()
+        found = conn.execute(quarantine.SQLITE_SELECT).fetchall()
+        return [quarantine.record_from_row(row, rows.sqlite_ts_to_ms) for row in found]
+
     async def record_health(self, sample: HealthSample) -> None:
         cur = self._cursor()
         row = rows.health_row(sample, uuid.uuid4().hex, _ts)
@@ -515,32 +624,17 @@ class SqliteJournal:
             cur.execute(*_INSERT_HEALTH.bind(row))
             cur.execute("COMMIT")
         except BaseException:
-            self._rollback(cur)
+            rollback(cur)
             raise
 
 
-class _Write(NamedTuple):
-    """A status change or note: update the order row, add an event."""
-
-    client_order_id: str
-    changes: tuple[Any, ...]
-    event: tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class _Fold:
-    """A logged intent to fold into the order tables. Status changes queued before it is
-    written are merged into it: the row is inserted as it stands then, with all its events,
-    instead of inserted and updated."""
-
-    seq: int
-    client_order_id: str
-    row: tuple[Any, ...]
-    events: list[tuple[Any, ...]]
-
-
-_intent_encoder = msgspec.msgpack.Encoder()
-_intent_decoder = msgspec.msgpack.Decoder(tuple[list[Any], list[Any], list[Any]])
+def _log_unreadable(exc: UnreadableOrderError) -> None:
+    log.error(
+        "a journalled order cannot be read and is left out of the list; a human must repair "
+        "its row",
+        client_order_id=exc.client_order_id,
+        error=exc.reason,
+    )
 
 
 def _check_row(order: OrderRecord) -> None:
@@ -556,4 +650,7 @@ def _check_row(order: OrderRecord) -> None:
 
 def _record(row: tuple[Any, ...]) -> OrderRecord:
     named: Mapping[str, Any] = dict(zip(rows.ORDER_COLUMNS, row, strict=True))
-    return rows.record_from_row(named, rows.sqlite_ts_to_ms)
+    try:
+        return rows.record_from_row(named, rows.sqlite_ts_to_ms)
+    except Exception as exc:  # any value this code cannot represent: name the order
+        raise UnreadableOrderError(str(named["client_order_id"]), exc) from exc

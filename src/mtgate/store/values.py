@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mtgate.domain.orders import InvalidTransition, OrderStatus, Trigger, transition
 
@@ -42,6 +43,34 @@ class HealthSample:
     sync_delay_ms: float | None = None
 
 
+QuarantineKind = Literal["intent", "write"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """Something the journal could not write and kept for a human (``journal_quarantine``).
+
+    Nothing the bridge journals is dropped: an item the database refuses for a reason that
+    retrying cannot cure (a value out of range, a key another writer took) lands here instead,
+    with an ERROR log. ``kind`` is ``intent`` for an order whose intent was committed (so it may
+    have been sent) but whose rows the order tables refused; its client order id stays taken.
+    ``write`` is a status change or note of an order whose row was refused or is missing.
+
+    ``payload`` is a JSON document of what would have been written, keyed by column name:
+    ``{"order": {...}, "events": [{...}, ...]}`` for an intent, ``{"changes": {...},
+    "where": {...}, "event": {...}}`` for a write. Timestamps and ids are as the backend stores
+    them. An intent whose log row could not even be decoded keeps its intent-log bytes as they
+    were. ``error`` says why the database refused it; ``at_ms`` is when it was quarantined.
+    """
+
+    id: int
+    client_order_id: str
+    kind: QuarantineKind
+    payload: bytes
+    error: str
+    at_ms: int
+
+
 class JournalError(Exception):
     """The journal could not do what was asked; nothing was written by the failing call."""
 
@@ -64,6 +93,35 @@ class DuplicateOrderError(JournalError):
         )
         self.client_order_id = client_order_id
         self.order_id = order_id
+
+
+class UnstorableOrderError(JournalError):
+    """A time of the record cannot be stored by this journal (it is out of the backend's range).
+
+    Raised before anything of the call is written, so the bridge does not send the order.
+    Inputs are bounded where they enter; this names the field when one slips through.
+    """
+
+    def __init__(self, client_order_id: str, field: str, value: int, reason: Exception) -> None:
+        super().__init__(
+            f"order {client_order_id!r}: {field}={value} cannot be stored in the journal "
+            f"({type(reason).__name__}: {reason}); nothing was written"
+        )
+        self.client_order_id = client_order_id
+        self.field = field
+        self.value = value
+
+
+class UnreadableOrderError(JournalError):
+    """A journalled order's row cannot be turned back into a record (a value this code cannot
+    represent, written by another version or another writer). Lists skip such a row and count
+    it; a read of that one order raises this, naming it, so a human can repair the row."""
+
+    def __init__(self, client_order_id: str, reason: Exception | str) -> None:
+        why = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+        super().__init__(f"journalled order {client_order_id!r} cannot be read: {why}")
+        self.client_order_id = client_order_id
+        self.reason = why
 
 
 class StaleOrderError(JournalError):

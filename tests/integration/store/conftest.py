@@ -115,6 +115,7 @@ def full_order(**overrides: Any) -> OrderRecord:
         "retry_count": 3,
         "filled_at_ms": T0 + 5,
         "updated_at_ms": T0 + 6,
+        "sent_server_ms": T0 + 7_200_000 - 2,  # a GMT+2 server's clock, 2 ms behind ours
     }
     fields.update(overrides)
     return make_order(**fields)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.pool import NullPool
 
 from mtgate.domain.enums import OrderType
@@ -21,8 +22,11 @@ from mtgate.store import (
     OrderEvent,
     StaleOrderError,
     TransitionMismatchError,
+    UnreadableOrderError,
+    UnstorableOrderError,
+    rows,
 )
-from mtgate.store.models import bridge_health_metrics
+from mtgate.store.models import bridge_health_metrics, execution_orders
 from mtgate.store.rows import datetime_to_ms
 
 from .conftest import T0, Backend, full_order, make_order
@@ -95,6 +99,7 @@ async def test_fill_updates_every_mutable_field(journal: Journal) -> None:
         signal_id=None,
         magic=order.magic,
         volume=order.volume,
+        sent_server_ms=order.sent_server_ms,  # written once, at creation
         status=S.FILLED,
     )
     await journal.record_transition(filled, S.SUBMITTED, T.FILL, "deal 3000000003")
@@ -345,3 +350,224 @@ async def test_calls_need_an_open_journal(backend: Backend) -> None:
     with pytest.raises(JournalNotOpenError):
         await journal.record_submitted(make_order())
     await journal.close()  # closing twice is harmless
+
+
+# --- Review 2026-12 findings (each test fails on the code at bde1687) -----------------------
+
+
+def _engine(backend: Backend) -> Engine:
+    return create_engine(backend.url, poolclass=NullPool)
+
+
+async def test_server_time_at_send_is_journalled(journal: Journal, backend: Backend) -> None:
+    order = make_order(sent_server_ms=T0 + 7_200_000)
+    await journal.record_submitted(order)
+    order.status = S.FILLED
+    await journal.record_transition(order, S.SUBMITTED, T.FILL)
+    assert await journal.get(order.client_order_id) == order
+    engine = _engine(backend)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(execution_orders.c.server_time_at_send).where(
+                    execution_orders.c.client_order_id == order.client_order_id
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert datetime_to_ms(stored) == T0 + 7_200_000
+    unseen = make_order()  # no server time seen yet
+    await journal.record_submitted(unseen)
+    stored_unseen = await journal.get(unseen.client_order_id)
+    assert stored_unseen is not None
+    assert stored_unseen.sent_server_ms is None
+
+
+async def test_f2_quarantine_is_empty_when_nothing_failed(journal: Journal) -> None:
+    order = make_order()
+    await journal.record_submitted(order)
+    order.status = S.FILLED
+    await journal.record_transition(order, S.SUBMITTED, T.FILL)
+    assert await journal.quarantined() == []
+    assert journal.quarantine_count == 0
+
+
+async def test_f9_refusal_while_intent_unfolded_is_duplicate(journal: Journal) -> None:
+    """Two requests with one client id in one loop turn: the one being sent keeps the id."""
+    sent = make_order()
+    refused = make_order(
+        client_order_id=sent.client_order_id,
+        status=S.REJECTED,
+        rejection_reason="stops too close",
+    )
+    submitting = asyncio.create_task(journal.record_submitted(sent))
+    await asyncio.sleep(0)  # the submit is under way: its intent is not committed yet
+    with pytest.raises(DuplicateOrderError):
+        await journal.record_refused(refused)
+    await submitting
+    assert await journal.get(sent.client_order_id) == sent
+    sent.status = S.FILLED  # the sent order's later changes land on its own row
+    await journal.record_transition(sent, S.SUBMITTED, T.FILL)
+    assert await journal.get(sent.client_order_id) == sent
+    assert await journal.quarantined() == []
+
+
+async def test_f8_cancelled_caller_does_not_cancel_the_batch(journal: Journal) -> None:
+    """One caller cancelled while its submit waits (a shared group commit on SQLite, a queued
+    call in the worker on PostgreSQL): the others are unaffected, and its own order is
+    journalled SUBMITTED, known to the journal, its id taken."""
+    first, cancelled, last = make_order(), make_order(), make_order()
+    tasks = [asyncio.create_task(journal.record_submitted(o)) for o in (first, cancelled, last)]
+    await asyncio.sleep(0)  # every submit is waiting for its commit
+    tasks[1].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert done[0] is None
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert done[2] is None
+    for order in (first, cancelled, last):
+        assert await journal.get(order.client_order_id) == order
+    with pytest.raises(DuplicateOrderError):
+        await journal.record_submitted(make_order(client_order_id=cancelled.client_order_id))
+    cancelled.status = S.UNKNOWN  # the execution layer settles it later
+    await journal.record_transition(cancelled, S.SUBMITTED, T.LOSE)
+    assert await journal.get(cancelled.client_order_id) == cancelled
+
+
+async def test_f8_get_right_after_a_cancelled_write_sees_it(journal: Journal) -> None:
+    """A fill journalled in memory must reach the journal even if its caller is cancelled
+    while the write waits behind another (PostgreSQL's single worker thread)."""
+    ahead, behind = make_order(), make_order()
+    for order in (ahead, behind):
+        await journal.record_submitted(order)
+        order.status = S.FILLED
+    tasks = [
+        asyncio.create_task(journal.record_transition(o, S.SUBMITTED, T.FILL))
+        for o in (ahead, behind)
+    ]
+    await asyncio.sleep(0)
+    tasks[1].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert await journal.get(behind.client_order_id) == behind
+    assert await journal.get(ahead.client_order_id) == ahead
+
+
+FAR_MS = 253_402_300_800_000  # 10000-01-01 00:00:00 UTC
+
+
+def _set_far_expiration(backend: Backend, client_order_id: str) -> None:
+    """What another writer (or an earlier version) may have left: a year-10000 expiration."""
+    engine = _engine(backend)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                value, sql = "10000-01-01 00:00:00.000000", ":v"
+            else:
+                value, sql = "10000-01-01 00:00:00+00", "CAST(:v AS TIMESTAMP WITH TIME ZONE)"
+            conn.execute(
+                text(f"UPDATE execution_orders SET expiration = {sql} WHERE client_order_id = :c"),
+                {"v": value, "c": client_order_id},
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_f3_far_row_does_not_stop_list_orders(journal: Journal, backend: Backend) -> None:
+    older = make_order(placed_at_ms=T0)
+    far = make_order(placed_at_ms=T0 + 1000, order_type=OrderType.BUY_LIMIT, status=S.SUBMITTED)
+    newer = make_order(placed_at_ms=T0 + 2000)
+    for order in (older, far, newer):
+        await journal.record_submitted(order)
+    assert await journal.get(far.client_order_id) == far  # written, and flushed
+    _set_far_expiration(backend, far.client_order_id)
+
+    listed = await journal.list_orders(account_login=far.account_login, statuses={S.SUBMITTED})
+    ids = [o.client_order_id for o in listed]
+    if backend.name == "sqlite":  # the fast path reads every year it can write
+        assert ids == [newer.client_order_id, far.client_order_id, older.client_order_id]
+        assert listed[1].expiration_ms == FAR_MS
+        assert journal.unreadable_rows == 0
+    else:  # SQLAlchemy's types and psycopg stop at 9999: the row is left out, and counted
+        assert ids == [newer.client_order_id, older.client_order_id]
+        assert journal.unreadable_rows == 1
+        with pytest.raises(UnreadableOrderError, match=far.client_order_id) as info:
+            await journal.get(far.client_order_id)
+        assert isinstance(info.value, JournalError)
+        assert info.value.client_order_id == far.client_order_id
+    assert await journal.get(newer.client_order_id) == newer
+
+
+async def test_f3_time_the_journal_cannot_store_is_a_clear_error(journal: Journal) -> None:
+    order = make_order(order_type=OrderType.BUY_LIMIT, expiration_ms=2**70)
+    with pytest.raises(UnstorableOrderError, match="expiration_ms") as info:
+        await journal.record_submitted(order)
+    assert isinstance(info.value, JournalError)
+    assert info.value.field == "expiration_ms"
+    assert await journal.get(order.client_order_id) is None
+    assert await journal.quarantined() == []
+    # A modify to such a time is refused too, and the order is left as it was.
+    placed = make_order(order_type=OrderType.BUY_LIMIT)
+    await journal.record_submitted(placed)
+    changed = dataclasses.replace(placed, expiration_ms=2**70)
+    with pytest.raises(UnstorableOrderError, match="expiration_ms"):
+        await journal.record_event(changed, "modify: expiration")
+    await _assert_unchanged(journal, placed, 2)
+
+
+def _bulk_insert(backend: Backend, orders: list[OrderRecord]) -> None:
+    """Many rows at once (a journal writes them one order at a time)."""
+    engine = _engine(backend)
+    try:
+        with engine.begin() as conn:
+            values = [
+                dict(
+                    zip(
+                        rows.ORDER_COLUMNS,
+                        rows.order_row(o, rows.canonical_uuid(o.order_id), rows.ms_to_datetime),
+                        strict=True,
+                    )
+                )
+                for o in orders
+            ]
+            conn.execute(insert(execution_orders), values)
+    finally:
+        engine.dispose()
+
+
+async def test_f18_list_orders_by_server_without_limit(journal: Journal, backend: Backend) -> None:
+    """Reconciliation reads every unfinished order of one account (login and server)."""
+    login = 6_000_001
+    mine = [
+        make_order(
+            account_login=login,
+            account_server="Broker-Live",
+            placed_at_ms=T0 + i,
+            status=S.PLACED if i % 2 else S.SUBMITTED,
+        )
+        for i in range(1001)
+    ]
+    finished = make_order(
+        account_login=login, account_server="Broker-Live", placed_at_ms=T0 + 5000, status=S.FILLED
+    )
+    same_login_elsewhere = [
+        make_order(account_login=login, account_server="Broker-Demo", placed_at_ms=T0 + 9000 + i)
+        for i in range(3)
+    ]
+    _bulk_insert(backend, [*mine, finished, *same_login_elsewhere])
+    unfinished = {S.SUBMITTED, S.PLACED, S.UNKNOWN}
+
+    everything = await journal.list_orders(
+        account_login=login, account_server="Broker-Live", statuses=unfinished, limit=None
+    )
+    assert [o.client_order_id for o in everything] == [o.client_order_id for o in reversed(mine)]
+    assert everything[-1] == mine[0]  # the oldest, which a limit of 1000 would have cut
+    capped = await journal.list_orders(
+        account_login=login, account_server="Broker-Live", statuses=unfinished
+    )
+    assert len(capped) == 1000
+    demo = await journal.list_orders(account_login=login, account_server="Broker-Demo")
+    assert [o.client_order_id for o in demo] == [
+        o.client_order_id for o in reversed(same_login_elsewhere)
+    ]
+    assert await journal.list_orders(account_server="Nowhere", limit=None) == []
+    with pytest.raises(ValueError, match="limit"):
+        await journal.list_orders(limit=0)

@@ -88,7 +88,7 @@ def test_migrate_is_idempotent_and_at_head(db_url: str, engine: Engine) -> None:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_heads()
         script = ScriptDirectory.from_config(alembic_config(conn))
-        assert current == tuple(script.get_heads()) == ("0003",)
+        assert current == tuple(script.get_heads()) == ("0004",)
 
 
 def test_downgrade_removes_everything_and_upgrade_restores_it(engine: Engine) -> None:
@@ -164,3 +164,33 @@ def test_event_checks_accept_every_trigger_and_nothing_else(engine: Engine) -> N
     for bad in ({"g": "create"}, {"t": "pending"}, {"f": "pending"}):
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(insert, {**row, **bad})
+
+
+def test_orders_journalled_before_0004_have_no_server_time(db_url: str) -> None:
+    engine = make_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0003")
+        cid = _insert_order(engine)
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with engine.connect() as conn:
+            sent = conn.execute(
+                text("SELECT server_time_at_send FROM execution_orders WHERE client_order_id = :c"),
+                {"c": cid},
+            ).scalar_one()
+        assert sent is None
+    finally:
+        engine.dispose()
+
+
+def test_quarantine_kind_check(engine: Engine) -> None:
+    insert = text(
+        "INSERT INTO journal_quarantine (client_order_id, kind, payload, error, at) "
+        "VALUES ('c', :k, :p, 'e', '2026-01-01 00:00:00')"
+    )
+    with engine.begin() as conn:
+        for kind in ("intent", "write"):
+            conn.execute(insert, {"k": kind, "p": b"{}"})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"k": "other", "p": b"{}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy.dialects import sqlite
 
 from mtgate.domain.enums import OrderType
 from mtgate.domain.orders import TRANSITIONS, InvalidTransition, OrderStatus, Trigger
+from mtgate.domain.records import OrderRecord
 from mtgate.store import rows
 from mtgate.store.models import (
     ORDER_TYPE_NAMES,
@@ -20,7 +22,7 @@ from mtgate.store.models import (
     execution_orders,
     order_events,
 )
-from mtgate.store.values import TransitionMismatchError, check_transition
+from mtgate.store.values import TransitionMismatchError, UnstorableOrderError, check_transition
 
 # 1970 .. 2200, in ms.
 EPOCH_MS = st.integers(min_value=0, max_value=7_258_118_400_000)
@@ -119,3 +121,75 @@ def test_check_transition_follows_the_table(previous: OrderStatus, trigger: Trig
         else:
             with pytest.raises(TransitionMismatchError):
                 check_transition(previous, trigger, status)
+
+
+# Review 2026-12, F3: every time the SQLite writer can produce is read back.
+ANY_MS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+DATETIME_MS = st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999)
+"""Years 1 to 9999: what ``datetime`` (and so SQLAlchemy) can hold."""
+
+
+@given(ANY_MS)
+def test_f3_sqlite_timestamps_of_any_year_read_back(ms: int) -> None:
+    assert rows.sqlite_ts_to_ms(rows.sqlite_ts(ms)) == ms
+
+
+@given(DATETIME_MS)
+def test_f3_sqlite_timestamps_are_what_sqlalchemy_stores_for_every_year(ms: int) -> None:
+    assert _sa_datetime is not None
+    assert rows.sqlite_ts(ms) == _sa_datetime(rows.ms_to_datetime(ms))
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("10000-01-01 00:00:00.000000", 253_402_300_800_000),
+        ("9999-12-31 23:59:59.999000", 253_402_300_799_999),
+        ("999-01-01 00:00:00.000000", -30_641_760_000_000),  # unpadded, as strftime wrote it
+        ("0999-01-01 00:00:00.000000", -30_641_760_000_000),
+        ("292278994-08-17 07:12:55.807000", 2**63 - 1),
+        ("2026-01-07 10:00:00.123456", 1_767_780_000_123),  # SQLAlchemy keeps microseconds
+    ],
+)
+def test_f3_far_timestamps_are_read(text: str, ms: int) -> None:
+    assert rows.sqlite_ts_to_ms(text) == ms
+
+
+@pytest.mark.parametrize(
+    "bad", ["soon", "", "10000-13-01 00:00:00", "10000-02-30 00:00:00", "10001-01-01 24:00:00"]
+)
+def test_f3_a_value_that_is_no_timestamp_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="journal timestamp"):
+        rows.sqlite_ts_to_ms(bad)
+
+
+def test_f3_leap_days_beyond_9999() -> None:
+    assert (
+        rows.sqlite_ts_to_ms("10000-02-29 00:00:00") - rows.sqlite_ts_to_ms("10000-02-28 00:00:00")
+        == 86_400_000
+    )  # 10000 is divisible by 400
+    with pytest.raises(ValueError, match="no such day"):
+        rows.sqlite_ts_to_ms("10100-02-29 00:00:00")
+
+
+@pytest.mark.parametrize("ts", [rows.sqlite_ts, rows.ms_to_datetime])
+def test_f3_a_time_beyond_the_backend_is_named(ts: rows.TsOut) -> None:
+    order = OrderRecord(
+        order_id="12345678-1234-5678-1234-567812345678",
+        client_order_id="far-1",
+        account_login=1,
+        account_server="S",
+        terminal_id="t",
+        platform=None,
+        symbol="EURUSD",
+        order_type=OrderType.BUY_LIMIT,
+        volume=0.1,
+        magic=0,
+        comment="",
+        placed_at_ms=0,
+        expiration_ms=2**70,
+    )
+    with pytest.raises(UnstorableOrderError, match=r"far-1.*expiration_ms") as info:
+        rows.check_times(order, ts)
+    assert info.value.field == "expiration_ms"
+    rows.check_times(dataclasses.replace(order, expiration_ms=1), ts)  # nothing to say

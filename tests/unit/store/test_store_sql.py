@@ -68,3 +68,22 @@ def test_every_pattern_of_the_order_insert_is_valid_sql() -> None:
     for row in (tuple(range(len(rows.ORDER_COLUMNS))), (1,) + (None,) * 32):
         conn.execute(*insert.bind(row))
     assert conn.execute("SELECT count(*) FROM execution_orders").fetchone() == (2,)
+
+
+def _compiled(
+    account_login: int | None = None, account_server: str | None = None, limit: int | None = 1000
+) -> str:
+    stmt = queries.list_orders(account_login, account_server, None, limit)
+    return queries.sqlite_sql_with_params(stmt)[0]
+
+
+def test_f18_list_orders_filters_the_server_in_sql_and_none_is_no_limit() -> None:
+    both = _compiled(account_login=1, account_server="S", limit=None)
+    assert "execution_orders.account_login = " in both
+    assert "execution_orders.account_server = " in both
+    assert "LIMIT" not in both
+    assert "LIMIT" in _compiled(limit=10)
+    assert "account_server =" not in _compiled(account_login=1)
+    queries.check_limit(None)
+    with pytest.raises(ValueError, match="limit"):
+        queries.check_limit(0)
