@@ -11,19 +11,23 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from mtgate.config import Config
+from mtgate.config import DEFAULT_MAGIC, Config
 from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.book import OrderBook
 from mtgate.execution.requests import (
+    AccountQuery,
     CancelOrderRequest,
     MarketOrderRequest,
     ModifyOrderRequest,
+    OrderQuery,
     OrderResult,
+    OrdersQuery,
     PendingOrderRequest,
+    checked,
     parse,
 )
-from mtgate.execution.service import ExecutionService
+from mtgate.execution.service import ExecutionService, account_key
 from mtgate.execution.tracker import Tracker
 from mtgate.positions.requests import (
     BulkCloseRequest,
@@ -40,9 +44,8 @@ from mtgate.positions.requests import (
 from mtgate.positions.service import PositionService
 from mtgate.positions.trailing_stops import TrailingManager
 from mtgate.protocol import messages as m
-from mtgate.protocol.auth import Secret
-from mtgate.sessions.registry import TerminalRegistry
-from mtgate.sessions.session import AccountKey, SessionSettings
+from mtgate.sessions.registry import HandshakeLimits, TerminalRegistry
+from mtgate.sessions.session import AccountKey, SessionSettings, TerminalGrant
 from mtgate.store.journal import Journal, open_journal
 from mtgate.store.sync_store import PositionState, SyncStore, TrailingState
 from mtgate.sync.synchronizer import Synchronizer, SyncSettings
@@ -54,7 +57,7 @@ class Bridge:
     def __init__(
         self,
         *,
-        keys: Mapping[str, Secret],
+        terminals: Mapping[str, TerminalGrant],
         journal: Journal,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -63,10 +66,22 @@ class Bridge:
         store_url: str | None = None,
         sync: SyncSettings | None = None,
         store_flush_interval_s: float = 1.0,
+        magic: int = DEFAULT_MAGIC,
+        failover_wait_s: float = 5.0,
+        handshake_limits: HandshakeLimits | None = None,
     ) -> None:
-        """``store_url``: where positions, deals and account states are kept (usually the
-        journal's URL); without it there is no account synchronization and no trailing stop."""
-        self._keys = dict(keys)
+        """``terminals``: each terminal id's key and the accounts it may serve.
+        ``store_url``: where positions, deals and account states are kept (usually the
+        journal's URL); without it there is no account synchronization and no trailing stop.
+        ``magic``: the magic number of orders placed without one. ``failover_wait_s``: how
+        long a new order waits for unknown orders of its account carried by another terminal
+        to be resolved (DESIGN §4)."""
+        if not 0 < magic <= 2**31 - 1:
+            raise ValueError(f"magic must be in 1..2147483647, got {magic}")
+        self._grants = dict(terminals)
+        self._magic = magic
+        self._failover_wait_s = failover_wait_s
+        self._limits = handshake_limits or HandshakeLimits()
         self._store = (
             SyncStore(store_url, flush_interval_s=store_flush_interval_s) if store_url else None
         )
@@ -95,8 +110,15 @@ class Bridge:
         journal = open_journal(config.store.url, synchronous=config.store.synchronous)
         s = config.sync
         return cls(
-            keys=config.keys(),
+            terminals=config.grants(),
             journal=journal,
+            magic=b.magic,
+            failover_wait_s=b.failover_wait_s,
+            handshake_limits=HandshakeLimits(
+                max_pending=b.max_pending_handshakes,
+                per_s=b.handshakes_per_s,
+                burst=b.handshake_burst,
+            ),
             host=b.host,
             port=b.port,
             settings=settings,
@@ -115,10 +137,20 @@ class Bridge:
         book = OrderBook(self._journal, self._clock)
         self._tracker = Tracker(book)
         self._registry = TerminalRegistry(
-            self._keys, self._tracker, clock=self._clock, settings=self._settings
+            self._grants,
+            self._tracker,
+            clock=self._clock,
+            settings=self._settings,
+            limits=self._limits,
         )
         self._tracker.attach(self._registry)
-        self._service = ExecutionService(book, self._registry, self._tracker)
+        self._service = ExecutionService(
+            book,
+            self._registry,
+            self._tracker,
+            magic=self._magic,
+            failover_wait_s=self._failover_wait_s,
+        )
         if self._store is not None:
             await self._store.open()
             self._sync = Synchronizer(
@@ -212,31 +244,34 @@ class Bridge:
         self, request: MarketOrderRequest | None = None, **fields: Any
     ) -> OrderResult:
         """Buy or sell at market. Fields as in :class:`MarketOrderRequest`."""
-        return await self.service.place_market_order(request or parse(MarketOrderRequest, fields))
+        return await self.service.place_market_order(checked(MarketOrderRequest, request, fields))
 
     async def place_pending_order(
         self, request: PendingOrderRequest | None = None, **fields: Any
     ) -> OrderResult:
         """Place a limit, stop or stop-limit order. Fields as in :class:`PendingOrderRequest`."""
-        return await self.service.place_pending_order(request or parse(PendingOrderRequest, fields))
+        return await self.service.place_pending_order(checked(PendingOrderRequest, request, fields))
 
     async def modify_order(
         self, request: ModifyOrderRequest | None = None, **fields: Any
     ) -> OrderResult:
         """Change a placed pending order's price, stop-limit price, SL, TP or expiration."""
-        return await self.service.modify_order(request or parse(ModifyOrderRequest, fields))
+        return await self.service.modify_order(checked(ModifyOrderRequest, request, fields))
 
     async def cancel_order(
         self, request: CancelOrderRequest | None = None, **fields: Any
     ) -> OrderResult:
         """Delete a placed pending order."""
-        return await self.service.cancel_order(request or parse(CancelOrderRequest, fields))
+        return await self.service.cancel_order(checked(CancelOrderRequest, request, fields))
 
     async def get_order(
         self, account: str, *, client_order_id: str | None = None, ticket: int | None = None
     ) -> OrderResult | None:
         """The bridge's record of one order, by client order id or by ticket."""
-        return await self.service.get_order(account, client_order_id=client_order_id, ticket=ticket)
+        query = parse(
+            OrderQuery, {"account": account, "client_order_id": client_order_id, "ticket": ticket}
+        )
+        return await self.service.get_order(query)
 
     async def list_orders(
         self,
@@ -245,19 +280,22 @@ class Bridge:
         limit: int = 1000,
     ) -> list[OrderResult]:
         """Orders in the journal, newest first."""
-        return await self.service.list_orders(account, statuses, limit)
+        query = parse(OrdersQuery, {"account": account, "statuses": statuses, "limit": limit})
+        return await self.service.list_orders(query)
 
     async def list_positions(self, account: str, symbol: str = "") -> list[m.PositionReport]:
         """Open positions as the terminal reports them now."""
+        query = parse(AccountQuery, {"account": account, "symbol": symbol})
         result: list[m.PositionReport] = await self.service.read(
-            account, m.Positions(id=0, symbol=symbol)
+            query.account, m.Positions(id=0, symbol=query.symbol)
         )
         return result
 
     async def list_pending_orders(self, account: str, symbol: str = "") -> list[m.OrderReport]:
         """Pending orders as the terminal reports them now."""
+        query = parse(AccountQuery, {"account": account, "symbol": symbol})
         result: list[m.OrderReport] = await self.service.read(
-            account, m.Orders(id=0, symbol=symbol)
+            query.account, m.Orders(id=0, symbol=query.symbol)
         )
         return result
 
@@ -267,61 +305,69 @@ class Bridge:
         self, request: ModifyPositionRequest | None = None, **fields: Any
     ) -> PositionResult:
         """Change a position's SL and/or TP (validated against stops and freeze levels)."""
-        return await self.positions.modify_position(request or parse(ModifyPositionRequest, fields))
+        return await self.positions.modify_position(checked(ModifyPositionRequest, request, fields))
 
     async def close_position(
         self, request: ClosePositionRequest | None = None, **fields: Any
     ) -> OrderResult:
         """Close all or part of a position; the close is journalled as an order."""
-        return await self.positions.close_position(request or parse(ClosePositionRequest, fields))
+        return await self.positions.close_position(checked(ClosePositionRequest, request, fields))
 
     async def close_by(self, request: CloseByRequest | None = None, **fields: Any) -> OrderResult:
         """Close a position by an opposite one (hedging accounts)."""
-        return await self.positions.close_by(request or parse(CloseByRequest, fields))
+        return await self.positions.close_by(checked(CloseByRequest, request, fields))
 
     async def reverse_position(
         self, request: ReversePositionRequest | None = None, **fields: Any
     ) -> ReversalResult:
         """Turn a position around: one deal on netting, close then open on hedging."""
         return await self.positions.reverse_position(
-            request or parse(ReversePositionRequest, fields)
+            checked(ReversePositionRequest, request, fields)
         )
 
     async def bulk_modify(
         self, request: BulkModifyRequest | None = None, **fields: Any
     ) -> list[BulkItem]:
         """Change SL/TP of every synced position the filter selects."""
-        return await self.positions.bulk_modify(request or parse(BulkModifyRequest, fields))
+        return await self.positions.bulk_modify(checked(BulkModifyRequest, request, fields))
 
     async def bulk_close(
         self, request: BulkCloseRequest | None = None, **fields: Any
     ) -> list[BulkItem]:
         """Close every synced position the filter selects."""
-        return await self.positions.bulk_close(request or parse(BulkCloseRequest, fields))
+        return await self.positions.bulk_close(checked(BulkCloseRequest, request, fields))
 
     async def trail_position(
         self, request: TrailingStopRequest | None = None, **fields: Any
     ) -> TrailingState:
         """Start (or replace) a bridge-managed trailing stop on a position."""
-        return await self.trailing.start(request or parse(TrailingStopRequest, fields))
+        return await self.trailing.start(checked(TrailingStopRequest, request, fields))
 
     def cancel_trailing(self, account: str, ticket: int) -> bool:
         """Stop trailing a position (its SL stays where it is); False when none was active."""
-        return self.trailing.cancel(AccountKey.parse(account), ticket)
+        query = parse(OrderQuery, {"account": account, "ticket": ticket})
+        assert query.ticket is not None
+        return self.trailing.cancel(_key(query.account), query.ticket)
 
     def synced_positions(self, account: str) -> list[PositionState]:
         """Open positions as of the last snapshot (with the client order ids that opened them)."""
-        view = self.sync.views.get(AccountKey.parse(account))
+        view = self.sync.views.get(_key(account))
         return [] if view is None else sorted(view.positions.values(), key=lambda p: p.ticket)
 
     def synced_account(self, account: str) -> m.AccountReport | None:
         """The account's figures as of the last snapshot (None before the first one)."""
-        view = self.sync.views.get(AccountKey.parse(account))
+        view = self.sync.views.get(_key(account))
         return None if view is None or view.snapshot is None else view.snapshot.account
 
     async def get_account(self, account: str) -> m.AccountReport:
         """Balance, equity, margin and margin level as the terminal reports them now."""
+        key = _key(account)
         report: m.AccountReport = await self.service.read(account, m.AccountInfo(id=0))
-        session = self.registry.route(AccountKey.parse(account))
+        session = self.registry.route(key)
         session.view.account = report
         return report
+
+
+def _key(account: object) -> AccountKey:
+    """An API ``account`` argument, or :class:`InvalidRequest` naming it."""
+    return account_key(parse(AccountQuery, {"account": account}).account)

@@ -12,20 +12,39 @@ from typing import Annotated, Any
 
 import msgspec
 
+from mtgate.domain.limits import INT32_MAX
 from mtgate.protocol.auth import MIN_KEY_BYTES, Secret
+from mtgate.sessions.session import AccountKey, TerminalGrant
 
 
 class ConfigError(ValueError):
     pass
 
 
+DEFAULT_MAGIC = 20250101
+"""The magic number of the bridge's orders when the caller gives none (docs/protocol.md §9)."""
+
+
 class BridgeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7788
-    heartbeat_ms: Annotated[int, msgspec.Meta(ge=100)] = 1000
-    handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    trade_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    heartbeat_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 1000
+    handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    trade_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    read_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    magic: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] = DEFAULT_MAGIC
+    """Magic number of orders placed without one. Non-zero: MT4 EAs report the deals of a
+    magic-0 order with reason 0, as they do manual trades (docs/protocol.md §10)."""
+    failover_wait_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    """How long a new order waits while orders of its account that another terminal carried
+    are still unknown (DESIGN §4), before it is refused."""
+    max_pending_handshakes: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    """Connections allowed to be in the handshake at once; more are closed at once."""
+    handshakes_per_s: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 50.0
+    """Sustained rate of new connections accepted from one address."""
+    handshake_burst: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
+    """Connections one address may open at once (a host whose terminals all reconnect after
+    a bridge restart) before the rate applies."""
 
 
 class StoreSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,10 +66,28 @@ class LogSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
     key: str = ""
     """Hex of the shared key; prefer ``key_env``, the name of a variable that holds it."""
     key_env: str = ""
+    account: str | list[str] = ""
+    """The account(s) this terminal may serve, ``"<login>@<server>"``: a ``hello`` claiming
+    any other account is refused, so a key cannot act for someone else's account."""
+
+    def accounts(self) -> frozenset[AccountKey]:
+        listed = [self.account] if isinstance(self.account, str) else self.account
+        if not listed or not all(listed):
+            raise ConfigError(
+                f"terminals[{self.id}].account: missing; bind the terminal to the account(s) "
+                'it serves, e.g. account = "51234567@Broker-Live"'
+            )
+        try:
+            return frozenset(AccountKey.parse(text) for text in listed)
+        except ValueError as exc:
+            raise ConfigError(f"terminals[{self.id}].account: {exc}") from None
+
+    def grant(self) -> TerminalGrant:
+        return TerminalGrant(self.secret(), self.accounts())
 
     def secret(self) -> Secret:
         text = os.environ.get(self.key_env, "") if self.key_env else self.key
@@ -78,13 +115,14 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log: LogSection = LogSection()
     terminals: list[TerminalEntry] = []
 
-    def keys(self) -> dict[str, Secret]:
-        keys: dict[str, Secret] = {}
+    def grants(self) -> dict[str, TerminalGrant]:
+        """Each terminal id's key and the accounts it may serve."""
+        grants: dict[str, TerminalGrant] = {}
         for entry in self.terminals:
-            if entry.id in keys:
+            if entry.id in grants:
                 raise ConfigError(f"terminals: id {entry.id!r} appears twice")
-            keys[entry.id] = entry.secret()
-        return keys
+            grants[entry.id] = entry.grant()
+        return grants
 
 
 _SECTIONS = {
@@ -132,7 +170,7 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     try:
-        config.keys()  # validates every key now, not at the first connection
+        config.grants()  # validates every key and binding now, not at the first connection
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config

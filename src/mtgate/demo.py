@@ -21,7 +21,7 @@ from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.requests import OrderResult
 from mtgate.protocol import messages as m
-from mtgate.sessions.session import AccountKey
+from mtgate.sessions.session import AccountKey, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 from mtsim.clock import ServerClock
@@ -431,7 +431,7 @@ async def run_demo(db: Path | None = None, console: Console | None = None) -> in
     }
     world = SimWorld(ACCOUNTS, clock=clock, seed=7, configs=configs)
     bridge = Bridge(
-        keys=world.keys(),
+        terminals=grants_for(world.bindings()),
         journal=open_journal(f"sqlite:///{db}"),
         store_url=f"sqlite:///{db}",
         sync=SyncSettings(interval_ms=SYNC_INTERVAL_MS),

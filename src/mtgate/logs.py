@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 import structlog
 
@@ -28,3 +30,31 @@ def configure(*, json: bool = False, level: str = "INFO") -> None:
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+class Throttle:
+    """Lets at most ``per_s`` events a second through (bursts of as many), for log lines a
+    peer could otherwise trigger at will.
+
+    ``allow()`` returns None for an event to drop, else how many were dropped since the last
+    one let through (to put in that line)."""
+
+    __slots__ = ("_clock", "_last", "_per_s", "_suppressed", "_tokens")
+
+    def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_s = per_s
+        self._clock = clock
+        self._tokens = per_s
+        self._last = clock()
+        self._suppressed = 0
+
+    def allow(self) -> int | None:
+        now = self._clock()
+        self._tokens = min(self._per_s, self._tokens + (now - self._last) * self._per_s)
+        self._last = now
+        if self._tokens < 1.0:
+            self._suppressed += 1
+            return None
+        self._tokens -= 1.0
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed

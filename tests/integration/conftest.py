@@ -11,7 +11,8 @@ import pytest
 from mtgate.bridge import Bridge
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
-from mtgate.sessions.session import AccountKey, SessionSettings
+from mtgate.sessions.registry import HandshakeLimits
+from mtgate.sessions.session import AccountKey, SessionSettings, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 from mtsim.server import ServerConfig, Session, TradeServer
@@ -101,6 +102,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         start: bool = True,
         db: Path | None = None,
         sync: SyncSettings | None = None,
+        handshake_limits: HandshakeLimits | None = None,
+        failover_wait_s: float = 5.0,
     ) -> Harness:
         clock = ManualClock(START_MS)
         configs = configs or {
@@ -116,11 +119,13 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         )
         db = db or tmp_path / f"journal{len(made)}.db"
         bridge = Bridge(
-            keys=world.keys(),
+            terminals=grants_for(world.bindings()),
             journal=open_journal(f"sqlite:///{db}"),
             settings=settings or SessionSettings(heartbeat_ms=200),
             store_url=f"sqlite:///{db}",
             sync=sync or SyncSettings(interval_ms=200),
+            handshake_limits=handshake_limits,
+            failover_wait_s=failover_wait_s,
         )
         harness = Harness(world, bridge, clock, db)
         made.append(harness)

@@ -8,11 +8,15 @@ import struct
 
 import pytest
 
+from mtgate.bridge import Bridge
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.orders import OrderStatus
 from mtgate.protocol import auth, codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import new_key
+from mtgate.sessions.registry import HandshakeLimits
+from mtgate.sessions.session import UNKNOWN_TERMINAL, grants_for
+from mtgate.store.journal import open_journal
 from mtsim.terminal import SimTerminal, TerminalConfig
 from mtsim.world import AccountSpec
 from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
@@ -153,8 +157,10 @@ async def test_terminal_refuses_a_bridge_without_the_key(make_harness: HarnessFa
     """A bridge configured with another key gets nothing executed by the terminal."""
     accounts = [AccountSpec("lonely", 3001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING)]
     h = await make_harness(accounts, start=False)
-    impostor_keys = {"lonely": new_key()}
-    h.bridge._keys = impostor_keys
+    h.bridge = Bridge(
+        terminals=grants_for([("lonely", new_key(), 3001, "Sim-MT5")]),
+        journal=open_journal(f"sqlite:///{h.db}"),
+    )
     host, port = await h.bridge.start()
     terminal = h.terminal("lonely")
     closed = await terminal.connect(host, port)
@@ -201,3 +207,168 @@ async def test_terminal_that_stops_answering_is_dropped_after_missed_heartbeats(
     assert r.status == OrderStatus.REJECTED
     assert r.error is not None and r.error.rule == "not_routable"
     await _still_trades(harness)
+
+
+# --- account identity and what a peer learns before it authenticates --------------------------
+
+
+async def _handshake(
+    harness: Harness, hello: dict[str, object], key: auth.Secret
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, codec.FrameDecoder]:
+    """A hand-made EA: hello, check the bridge's proof, auth, ready."""
+    assert harness.bridge.address is not None
+    reader, writer = await asyncio.open_connection(*harness.bridge.address)
+    writer.write(_frame(hello))
+    decoder = codec.FrameDecoder()
+    frames: list[m.Message] = []
+    while not any(isinstance(f, m.Welcome) for f in frames):
+        frames += [codec.decode_for_terminal(b) for b in decoder.feed(await reader.read(65536))]
+    welcome = next(f for f in frames if isinstance(f, m.Welcome))
+    tid, nonce = str(hello["terminal_id"]), str(hello["nonce"])
+    assert welcome.proof == auth.bridge_proof(key, tid, nonce, welcome.nonce)
+    writer.write(codec.encode(m.Auth(proof=auth.ea_proof(key, tid, nonce, welcome.nonce))))
+    return reader, writer, decoder
+
+
+async def test_f1_hello_for_an_account_the_key_is_not_bound_to_is_refused(
+    harness: Harness,
+) -> None:
+    """mt5n's key is bound to 2002@Sim-MT5: its holder cannot say hello for 2001 (mt5h's
+    account), and is refused before any welcome, exactly like an unknown terminal id."""
+    other_account = await _send_raw(harness, _frame(_hello("mt5n", login=2001)))
+    unknown_id = await _send_raw(harness, _frame(_hello("nobody")))
+    assert not any(isinstance(f, m.Welcome) for f in other_account)
+    for frames in (other_account, unknown_id):
+        byes = [f for f in frames if isinstance(f, m.Bye)]
+        assert [(b.code, b.reason) for b in byes] == [("unknown_terminal", UNKNOWN_TERMINAL)]
+    await _still_trades(harness)
+
+
+async def test_f1_a_key_holder_cannot_trade_or_report_for_another_account(
+    harness: Harness,
+) -> None:
+    """A real terminal with mt5n's valid key, logged into mt5h's account: it gets no session,
+    so orders for 2001 still go to mt5h and nothing it says reaches 2001's orders."""
+    harness.terminal("mt5n").stop()
+    await eventually(lambda: harness.bridge.registry.ready_session("mt5n") is None)
+    impostor = SimTerminal(
+        harness.server(MT5H),
+        TerminalConfig(terminal_id="mt5n", key=harness.terminal("mt5n").config.key, login=2001),
+    )
+    assert harness.bridge.address is not None
+    closed = await impostor.connect(*harness.bridge.address)
+    await asyncio.wait_for(closed.wait(), 5)
+    assert impostor.sessions == 0
+    assert impostor.last_bye.startswith("unknown_terminal")
+    r = await harness.bridge.place_market_order(
+        account=harness.account(MT5H), symbol="EURUSD", side="buy", volume=0.01
+    )
+    assert (r.status, r.terminal_id) == (OrderStatus.FILLED, MT5H)
+
+
+async def test_f1_a_terminal_reporting_another_account_never_becomes_ready(
+    harness: Harness,
+) -> None:
+    """The hello names the bound account, the terminal's own account report another one:
+    the session is closed at onboarding, before any order is routed to it."""
+    harness.terminal(MT5H).stop()
+    await eventually(lambda: harness.bridge.registry.ready_session(MT5H) is None)
+    key = harness.terminal(MT5H).config.key
+    reader, writer, decoder = await _handshake(harness, _hello(MT5H), key)
+    report = harness.server(MT5H).account(2002)  # the netting account's figures
+    frames: list[m.Message] = []
+    try:
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            if not data:
+                break
+            for body in decoder.feed(data):
+                msg = codec.decode_for_terminal(body)
+                frames.append(msg)
+                if isinstance(msg, m.AccountInfo):
+                    payload = codec.encode_payload(report)
+                    writer.write(codec.encode(m.Response(id=msg.id, ok=True, result=payload)))
+    finally:
+        writer.close()
+    assert _bye_code(frames) == "sync_failed"
+    assert not any(isinstance(f, m.TRADE_OPS) for f in frames)
+    assert harness.bridge.registry.ready_session(MT5H) is None
+
+
+async def test_f15_frames_before_authentication_are_small(harness: Harness) -> None:
+    """A header announcing 64 KiB before hello is refused at once (after ready the limit is
+    1 MiB): an unauthenticated peer cannot make the bridge buffer or decode a megabyte."""
+    frames = await _send_raw(harness, struct.pack(">I", 64 * 1024) + b"{")
+    assert _bye_code(frames) == "frame_too_large"
+    await _still_trades(harness)
+
+
+async def test_f15_a_peer_without_the_key_learns_nothing_about_live_terminals(
+    harness: Harness,
+) -> None:
+    """A hello for a terminal that is online is answered like any other (welcome), not with
+    duplicate_terminal and its address: who is online is said only after the proofs."""
+    assert harness.bridge.address is not None
+    reader, writer = await asyncio.open_connection(*harness.bridge.address)
+    hello = _hello(MT5H)
+    writer.write(_frame(hello))
+    decoder = codec.FrameDecoder()
+    frames: list[m.Message] = []
+    while not frames:
+        frames += [codec.decode_for_terminal(b) for b in decoder.feed(await reader.read(65536))]
+    assert isinstance(frames[0], m.Welcome)
+    writer.write(codec.encode(m.Auth(proof="0" * 64)))
+    frames += await _read_until_closed(reader)
+    writer.close()
+    byes = [f for f in frames if isinstance(f, m.Bye)]
+    assert [b.code for b in byes] == ["auth_failed"]
+    assert "127.0.0.1" not in byes[0].reason
+    assert harness.terminal(MT5H).connected.is_set()
+
+
+async def test_f15_duplicate_terminal_names_no_address(harness: Harness) -> None:
+    """The key holder of a live terminal is told the id is busy, not where from."""
+    key = harness.terminal(MT5H).config.key
+    reader, writer, _ = await _handshake(harness, _hello(MT5H), key)
+    frames = await _read_until_closed(reader)
+    writer.close()
+    byes = [f for f in frames if isinstance(f, m.Bye)]
+    assert [b.code for b in byes] == ["duplicate_terminal"]
+    assert "127.0.0.1" not in byes[0].reason
+
+
+async def _silent_connection(harness: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    assert harness.bridge.address is not None
+    return await asyncio.open_connection(*harness.bridge.address)
+
+
+async def _closed_without_a_word(reader: asyncio.StreamReader) -> bool:
+    data = await asyncio.wait_for(reader.read(65536), 2)
+    return data == b""
+
+
+async def test_f15_connections_in_the_handshake_are_capped(make_harness: HarnessFactory) -> None:
+    """With 2 handshakes allowed at once, a third silent connection is closed at once (and
+    the terminals already in keep trading)."""
+    h = await make_harness(handshake_limits=HandshakeLimits(max_pending=2))
+    first = [await _silent_connection(h) for _ in range(2)]
+    await eventually(lambda: h.bridge.registry.handshakes_in_progress() == 2)
+    refused = h.bridge.registry.refused_connections  # the harness's start may have hit it too
+    reader, writer = await _silent_connection(h)
+    assert await _closed_without_a_word(reader)
+    assert h.bridge.registry.refused_connections == refused + 1
+    for _, w in [*first, (reader, writer)]:
+        w.close()
+    await eventually(lambda: h.bridge.registry.handshakes_in_progress() == 0)
+    await _still_trades(h)
+
+
+async def test_f15_connections_per_address_are_rate_limited(make_harness: HarnessFactory) -> None:
+    """One address may open ``burst`` connections at once, then ``per_s``."""
+    solo = [AccountSpec("solo", 3001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING)]
+    h = await make_harness(solo, handshake_limits=HandshakeLimits(burst=1, per_s=0.01))
+    # The harness's terminal took the only token.
+    reader, writer = await _silent_connection(h)
+    assert await _closed_without_a_word(reader)
+    writer.close()
+    assert h.bridge.registry.refused_connections >= 1

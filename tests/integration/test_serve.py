@@ -29,7 +29,7 @@ async def test_serve_accepts_a_configured_terminal_and_stops_on_sigterm(tmp_path
     config = tmp_path / "mtgate.toml"
     config.write_text(
         f'[bridge]\nport = {port}\n[store]\nurl = "sqlite:///{tmp_path / "j.db"}"\n'
-        f'[log]\nlevel = "WARNING"\n[[terminals]]\nid = "served"\nkey_env = "SERVED_KEY"\n'
+        f'[log]\nlevel = "WARNING"\n[[terminals]]\nid = "served"\nkey_env = "SERVED_KEY"\naccount = "7001@Sim-Serve"\n'
     )
     env = {**os.environ, "SERVED_KEY": KEY}
     proc = await asyncio.create_subprocess_exec(

@@ -10,6 +10,7 @@ import pytest
 from mtgate.bridge import Bridge
 from mtgate.domain.orders import OrderStatus
 from mtgate.protocol.auth import Secret
+from mtgate.sessions.session import grants_for
 from mtgate.store.journal import open_journal
 from mtsim.cli import load, run_from_file
 
@@ -29,7 +30,7 @@ async def test_terminals_from_a_file_dial_in_and_trade(tmp_path: Path) -> None:
         'login = 5001\nserver = "Sim-File"\nplatform = "mt5"\nmargin_mode = "netting"\n',
     )
     bridge = Bridge(
-        keys={"file-1": Secret.from_hex(KEY)},
+        terminals=grants_for([("file-1", Secret.from_hex(KEY), 5001, "Sim-File")]),
         journal=open_journal(f"sqlite:///{tmp_path / 'j.db'}"),
     )
     host, port = await bridge.start()

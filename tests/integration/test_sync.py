@@ -12,7 +12,7 @@ import pytest
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import OrderType
 from mtgate.domain.orders import OrderStatus
-from mtgate.sessions.session import AccountKey
+from mtgate.sessions.session import AccountKey, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncEvent, SyncSettings
 from tests.integration.conftest import (
@@ -181,7 +181,7 @@ async def test_positions_survive_a_bridge_restart_and_changes_meanwhile_are_foun
     # While the bridge is down, the position is closed by hand on the terminal.
     h.server(tid).manual_close(login, ticket)
     again = Bridge(
-        keys=h.world.keys(),
+        terminals=grants_for(h.world.bindings()),
         journal=open_journal(f"sqlite:///{h.db}"),
         host=host,
         port=port,

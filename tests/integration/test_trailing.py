@@ -7,7 +7,7 @@ import pytest
 
 from mtgate.bridge import Bridge
 from mtgate.domain.orders import OrderStatus
-from mtgate.sessions.session import AccountKey
+from mtgate.sessions.session import AccountKey, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually, open_tickets
@@ -99,7 +99,7 @@ async def test_an_active_trailing_stop_survives_a_bridge_restart(
     host, port = h.bridge.address
     await h.bridge.stop()
     again = Bridge(
-        keys=h.world.keys(),
+        terminals=grants_for(h.world.bindings()),
         journal=open_journal(f"sqlite:///{h.db}"),
         host=host,
         port=port,

@@ -12,7 +12,7 @@ from mtgate.domain.enums import MarginMode, OrderType, Platform
 from mtgate.domain.orders import OrderStatus, comment_for
 from mtgate.domain.records import OrderRecord
 from mtgate.protocol import messages as m
-from mtgate.sessions.session import SessionSettings
+from mtgate.sessions.session import SessionSettings, grants_for
 from mtgate.store.journal import open_journal
 from mtsim.world import AccountSpec
 from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
@@ -158,7 +158,7 @@ async def test_restart_reconciles_orders_journalled_by_the_previous_run(
     )
 
     bridge = Bridge(
-        keys=h.world.keys(),
+        terminals=grants_for(h.world.bindings()),
         journal=open_journal(f"sqlite:///{h.db}"),
         settings=SessionSettings(heartbeat_ms=200),
     )

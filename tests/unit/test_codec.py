@@ -1085,6 +1085,13 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
     if tp is msgspec.Raw:
         return PAYLOADS.map(codec.encode_payload)
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:  # a bounded int or float: values inside the bounds
+        base, meta = typing.get_args(tp)[:2]
+        if base is int:
+            return st.integers(min_value=meta.ge, max_value=meta.le)
+        return st.floats(
+            min_value=meta.ge, max_value=meta.le, allow_nan=False, allow_infinity=False
+        )
     if origin is list:
         return st.lists(_strategy(typing.get_args(tp)[0]), max_size=3)
     if origin in (types.UnionType, typing.Union):

@@ -8,8 +8,10 @@ import pytest
 
 from mtgate.config import ConfigError, load
 from mtgate.protocol.auth import Secret
+from mtgate.sessions.session import AccountKey
 
 KEY = "ab" * 32
+ACCOUNT = 'account = "1001@Sim-MT5"\n'
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -28,19 +30,21 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_file_and_environment_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, f'[bridge]\nport = 9000\n[[terminals]]\nid = "a"\nkey = "{KEY}"\n')
+    path = write(
+        tmp_path, f'[bridge]\nport = 9000\n[[terminals]]\nid = "a"\nkey = "{KEY}"\n{ACCOUNT}'
+    )
     config = load(
         path, env={"MTGATE_STORE_URL": "postgresql+psycopg://x/y", "MTGATE_BRIDGE_PORT": "9100"}
     )
     assert config.bridge.port == 9100
     assert config.store.url == "postgresql+psycopg://x/y"
-    assert config.keys()["a"] == Secret.from_hex(KEY)
+    assert config.grants()["a"].key == Secret.from_hex(KEY)
 
 
 def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEY_A", KEY)
-    path = write(tmp_path, '[[terminals]]\nid = "a"\nkey_env = "KEY_A"\n')
-    assert load(path).keys()["a"].reveal() == bytes.fromhex(KEY)
+    path = write(tmp_path, f'[[terminals]]\nid = "a"\nkey_env = "KEY_A"\n{ACCOUNT}')
+    assert load(path).grants()["a"].key.reveal() == bytes.fromhex(KEY)
 
 
 @pytest.mark.parametrize(
@@ -49,13 +53,24 @@ def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ("[bridge]\nport = 70000\n", "bridge.port"),
         ("[bridge]\nprot = 1\n", "prot"),
         ("[bridge\n", "not valid TOML"),
-        ('[[terminals]]\nid = "a"\nkey = "zz"\n', "key is not hex"),
-        ('[[terminals]]\nid = "a"\nkey = "abcd"\n', "at least 32"),
+        (f'[[terminals]]\nid = "a"\nkey = "zz"\n{ACCOUNT}', "key is not hex"),
+        (f'[[terminals]]\nid = "a"\nkey = "abcd"\n{ACCOUNT}', "at least 32"),
         (
-            f'[[terminals]]\nid = "a"\nkey = "{KEY}"\n[[terminals]]\nid = "a"\nkey = "{KEY}"\n',
+            f'[[terminals]]\nid = "a"\nkey = "{KEY}"\n{ACCOUNT}'
+            f'[[terminals]]\nid = "a"\nkey = "{KEY}"\n{ACCOUNT}',
             "appears twice",
         ),
-        ('[[terminals]]\nid = "a"\n', "no key"),
+        (f'[[terminals]]\nid = "a"\n{ACCOUNT}', "no key"),
+        (f'[[terminals]]\nid = "a"\nkey = "{KEY}"\n', "terminals[a].account: missing"),
+        (f'[[terminals]]\nid = "a"\nkey = "{KEY}"\naccount = []\n', "terminals[a].account"),
+        (f'[[terminals]]\nid = "a"\nkey = "{KEY}"\naccount = "1001"\n', "terminals[a].account"),
+        (
+            f'[[terminals]]\nid = "a"\nkey = "{KEY}"\naccount = "{"9" * 25}@S"\n',
+            "terminals[a].account",
+        ),
+        (f'[[terminals]]\nid = "a b"\nkey = "{KEY}"\n{ACCOUNT}', "terminals[0].id"),
+        ("[bridge]\nmagic = 0\n", "bridge.magic"),
+        ("[bridge]\nheartbeat_ms = 600000\n", "bridge.heartbeat_ms"),
     ],
 )
 def test_bad_config_names_the_problem_and_the_file(
@@ -100,3 +115,15 @@ def test_bad_sync_values_name_the_key_and_the_file(tmp_path: Path, text: str, na
     with pytest.raises(ConfigError) as caught:
         load(path, env={})
     assert named in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_f1_a_terminal_is_bound_to_its_accounts(tmp_path: Path) -> None:
+    """The binding the handshake checks: one account, or a list of them."""
+    path = write(
+        tmp_path,
+        f'[[terminals]]\nid = "a"\nkey = "{KEY}"\naccount = "1001@Sim-MT5"\n'
+        f'[[terminals]]\nid = "b"\nkey = "{KEY}"\naccount = ["7@X", "8@X"]\n',
+    )
+    grants = load(path, env={}).grants()
+    assert grants["a"].accounts == {AccountKey(1001, "Sim-MT5")}
+    assert grants["b"].accounts == {AccountKey(7, "X"), AccountKey(8, "X")}

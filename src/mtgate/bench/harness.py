@@ -31,7 +31,7 @@ from mtgate.execution.requests import MarketOrderRequest, Side
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import new_key
-from mtgate.sessions.session import AccountKey
+from mtgate.sessions.session import AccountKey, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 
@@ -209,7 +209,10 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         db = Path(tmp) / "bench.db"
         journal = open_journal(f"sqlite:///{db}", synchronous=opts.journal_sync)
         bridge = Bridge(
-            keys=keys | sync_keys,
+            terminals=grants_for(
+                [(tid, k, logins[tid], SERVER) for tid, k in keys.items()]
+                + [(tid, k, logins[tid], SYNC_SERVER) for tid, k in sync_keys.items()]
+            ),
             journal=journal,
             store_url=f"sqlite:///{db}",
             sync=SyncSettings(interval_ms=opts.sync_interval_ms),

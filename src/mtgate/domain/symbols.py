@@ -12,6 +12,7 @@ import math
 import msgspec
 
 from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, TradeMode
+from mtgate.domain.limits import Finite, Int64
 
 _EPS = 1e-9
 _PRICE_EPS = 1e-9
@@ -30,33 +31,38 @@ class SymbolSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     name: str
-    digits: int
-    point: float
-    tick_size: float
-    tick_value: float
-    contract_size: float
-    volume_min: float
-    volume_max: float
-    volume_step: float
+    digits: Int64
+    point: Finite
+    tick_size: Finite
+    tick_value: Finite
+    contract_size: Finite
+    volume_min: Finite
+    volume_max: Finite
+    volume_step: Finite
     currency_base: str
     currency_profit: str
     currency_margin: str
-    calc_mode: int = CalcMode.FOREX
-    trade_mode: int = TradeMode.FULL
-    exe_mode: int = ExecutionMode.MARKET
-    volume_limit: float = 0.0
-    stops_level: int = 0
-    freeze_level: int = 0
-    filling_mode: int = 3
-    expiration_mode: int = 15
-    order_mode: int = 127
-    margin_initial: float = 0.0
-    margin_hedged: float = 0.0
+    calc_mode: Int64 = CalcMode.FOREX
+    trade_mode: Int64 = TradeMode.FULL
+    exe_mode: Int64 = ExecutionMode.MARKET
+    volume_limit: Finite = 0.0
+    stops_level: Int64 = 0
+    freeze_level: Int64 = 0
+    filling_mode: Int64 = 3
+    expiration_mode: Int64 = 15
+    order_mode: Int64 = 127
+    margin_initial: Finite = 0.0
+    margin_hedged: Finite = 0.0
     description: str = ""
 
 
 def on_grid(value: float, step: float) -> bool:
-    """Whether ``value`` is a whole number of ``step`` (article 2555's test, tolerance 1e-7)."""
+    """Whether ``value`` is a whole number of ``step`` (article 2555's test, tolerance 1e-7).
+
+    A step of 0 (or less) declares no grid, as some brokers report for a symbol's tick size:
+    every finite value is on it; the trade server is the judge."""
+    if not step > 0:
+        return math.isfinite(value)
     ratio = round(value / step)
     return abs(ratio * step - value) <= 1e-7
 

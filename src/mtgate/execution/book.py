@@ -6,10 +6,12 @@ journals the change; every other change of a record goes through :meth:`OrderBoo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
+from mtgate.domain.codes import Classification
 from mtgate.domain.orders import TERMINAL, InvalidTransition, OrderStatus, Trigger, transition
 from mtgate.domain.records import OrderRecord
 from mtgate.execution.requests import ORDER_TYPE_NAMES, InvalidRequest, OrderError, OrderResult
@@ -20,6 +22,8 @@ from mtgate.store.values import DuplicateOrderError
 log = logs.get("mtgate.orders")
 
 _ACTIVE = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.PLACED})
+IN_DOUBT = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+"""Sent (or journalled to be sent) and not yet settled: the order may exist on the server."""
 
 
 class OrderBook:
@@ -32,6 +36,10 @@ class OrderBook:
         """The session that carried an order's last trade request (absence proofs need it)."""
         self.deferred: dict[str, list[tuple[str, Any]]] = {}
         """Events about an order whose request is still awaiting its answer, replayed after it."""
+        self._doubt: dict[AccountKey, dict[str, str]] = {}
+        """Per account, the orders in doubt (SUBMITTED, UNKNOWN) and their carrying terminal."""
+        self._settled: dict[AccountKey, asyncio.Event] = {}
+        """Set when an order of the account leaves doubt (for failover waits)."""
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -61,6 +69,37 @@ class OrderBook:
             self.track(record)  # finished orders stay in the journal, not in memory
         return record
 
+    def in_doubt(self, account: AccountKey, *, other_than: str) -> dict[str, str]:
+        """Orders of ``account`` in doubt that a terminal other than ``other_than`` carried
+        (client order id → terminal id)."""
+        doubt = self._doubt.get(account)
+        if not doubt:
+            return {}
+        return {cid: tid for cid, tid in doubt.items() if tid != other_than}
+
+    async def doubt_changed(self, account: AccountKey, timeout_s: float) -> None:
+        """Wait until an order of ``account`` leaves doubt, or ``timeout_s``."""
+        event = self._settled.setdefault(account, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            return
+
+    def _note_doubt(self, record: OrderRecord) -> None:
+        account = AccountKey(record.account_login, record.account_server)
+        cid = record.client_order_id
+        if record.status in IN_DOUBT:
+            self._doubt.setdefault(account, {})[cid] = record.terminal_id
+            return
+        doubt = self._doubt.get(account)
+        if doubt is None or doubt.pop(cid, None) is None:
+            return
+        if not doubt:
+            del self._doubt[account]
+        event = self._settled.pop(account, None)
+        if event is not None:
+            event.set()
+
     def active(self, account: AccountKey) -> list[OrderRecord]:
         return [
             r
@@ -73,7 +112,8 @@ class OrderBook:
     # --- writes ------------------------------------------------------------------------------
 
     def track(self, record: OrderRecord) -> None:
-        self._by_client.setdefault(record.client_order_id, record)
+        record = self._by_client.setdefault(record.client_order_id, record)
+        self._note_doubt(record)
         if record.mt_order_id:
             key = (AccountKey(record.account_login, record.account_server), record.mt_order_id)
             self._by_ticket[key] = record
@@ -82,6 +122,7 @@ class OrderBook:
         """Drop a finished order from memory; the journal keeps it."""
         if record.status in _ACTIVE:
             return
+        self._note_doubt(record)
         self._by_client.pop(record.client_order_id, None)
         if record.mt_order_id:
             self._by_ticket.pop(
@@ -120,6 +161,8 @@ class OrderBook:
         record.status = transition(previous, trigger)
         now = self.clock.now_ms()
         record.updated_at_ms = now
+        if previous in IN_DOUBT and record.status not in IN_DOUBT:
+            self._note_doubt(record)
         if record.status == OrderStatus.FILLED and record.filled_at_ms is None:
             record.filled_at_ms = now
         if record.mt_order_id:
@@ -161,18 +204,9 @@ def _reused(record: OrderRecord) -> InvalidRequest:
 
 
 def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResult:
-    """The API's view of a record."""
-    if (
-        error is None
-        and record.rejection_code is not None
-        and record.status == OrderStatus.REJECTED
-    ):
-        error = OrderError(
-            source="terminal",
-            message=record.rejection_reason or "",
-            code=record.rejection_code,
-            name=record.rejection_name,
-        )
+    """The API's view of a record; a rejected one says why, as it did when it was refused."""
+    if error is None and record.status == OrderStatus.REJECTED:
+        error = _journalled_rejection(record)
     return OrderResult(
         client_order_id=record.client_order_id,
         account=f"{record.account_login}@{record.account_server}",
@@ -195,4 +229,27 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
         position_ticket=record.position_ticket,
         remainder_ticket=record.remainder_ticket,
         error=error,
+    )
+
+
+def _journalled_rejection(record: OrderRecord) -> OrderError:
+    """The error of a rejected order, rebuilt from its journalled fields: the platform's code
+    for a terminal's rejection, the rule and field (``bridge:<rule>``, ``"<field>: ..."``)
+    for a refusal of the bridge's own."""
+    reason = record.rejection_reason or ""
+    name = record.rejection_name or ""
+    if record.rejection_code is None and name.startswith("bridge:"):
+        field, _, message = reason.partition(": ")
+        return OrderError(
+            source="bridge",
+            message=message or reason,
+            field=field or None,
+            rule=name.removeprefix("bridge:"),
+            classification=Classification.REJECTED,
+        )
+    return OrderError(
+        source="terminal",
+        message=reason,
+        code=record.rejection_code,
+        name=record.rejection_name,
     )

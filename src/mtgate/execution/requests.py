@@ -14,16 +14,44 @@ import msgspec
 
 from mtgate.domain.codes import Classification
 from mtgate.domain.enums import OrderType
+from mtgate.domain.limits import (
+    INT32_MAX,
+    INT64_MAX,
+    MT_DATETIME_MAX_MS,
+    PRICE_MAX,
+    SERVER_MAX,
+    SIGNAL_ID_MAX,
+    SYMBOL_MAX,
+    VOLUME_MAX,
+)
 from mtgate.domain.orders import CLIENT_ID_MAX, OrderStatus
 
-Volume = Annotated[float, msgspec.Meta(gt=0)]
-Price = Annotated[float, msgspec.Meta(ge=0)]
+# Every field is bounded by the MetaTrader type or journal column it becomes (limits.py), so
+# nothing out of range reaches the wire encoder, the journal's driver or a date conversion.
+Volume = Annotated[float, msgspec.Meta(gt=0, le=VOLUME_MAX)]
+Price = Annotated[float, msgspec.Meta(ge=0, le=PRICE_MAX)]
+PositivePrice = Annotated[float, msgspec.Meta(gt=0, le=PRICE_MAX)]
 ClientId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
 ]
-Account = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+@.+$")]
-Magic = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Account = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=19 + 1 + SERVER_MAX, pattern=rf"^[0-9]{{1,19}}@[^\x00-\x1f]{{1,{SERVER_MAX}}}$"
+    ),
+]
+"""``<login>@<server>``: the login an MT5 ``long`` (checked against its maximum when parsed),
+the server name at most the journal's column."""
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=SYMBOL_MAX)]
+SignalId = Annotated[str, msgspec.Meta(min_length=1, max_length=SIGNAL_ID_MAX)]
+Magic = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 """MT4 magic numbers are 32-bit ints (docs/protocol.md §13)."""
+Points = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+"""Distances in points (MQL ``int``: deviation, slippage, levels)."""
+Ticket = Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)]
+"""MT5 tickets are ``ulong``; the journal keeps them in signed 64-bit columns."""
+ExpirationMs = Annotated[int, msgspec.Meta(gt=0, le=MT_DATETIME_MAX_MS)]
+"""Epoch ms within MQL's ``datetime`` range (up to 3000-12-31 23:59:59)."""
 
 
 class Side(enum.StrEnum):
@@ -66,16 +94,17 @@ class MarketOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_o
     measured against it (against the last known Ask/Bid when omitted)."""
 
     account: Account
-    symbol: str
+    symbol: Symbol
     side: Side
     volume: Volume
     sl: Price | None = None
     tp: Price | None = None
     price: Price | None = None
-    deviation_points: Annotated[int, msgspec.Meta(ge=0)] = 10
-    magic: Magic = 0
+    deviation_points: Points = 10
+    magic: Magic | None = None
+    """None: the bridge's configured magic number."""
     client_order_id: ClientId | None = None
-    signal_id: str | None = None
+    signal_id: SignalId | None = None
 
 
 class PendingOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -84,17 +113,18 @@ class PendingOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_
     makes it expire; none means good till cancelled."""
 
     account: Account
-    symbol: str
+    symbol: Symbol
     kind: PendingKind
     volume: Volume
-    price: Annotated[float, msgspec.Meta(gt=0)]
+    price: PositivePrice
     stoplimit: Price | None = None
     sl: Price | None = None
     tp: Price | None = None
-    expiration_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    magic: Magic = 0
+    expiration_ms: ExpirationMs | None = None
+    magic: Magic | None = None
+    """None: the bridge's configured magic number."""
     client_order_id: ClientId | None = None
-    signal_id: str | None = None
+    signal_id: SignalId | None = None
 
 
 class ModifyOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -103,18 +133,39 @@ class ModifyOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_o
 
     account: Account
     client_order_id: ClientId | None = None
-    ticket: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    price: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    ticket: Ticket | None = None
+    price: PositivePrice | None = None
     stoplimit: Price | None = None
     sl: Price | None = None
     tp: Price | None = None
-    expiration_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    expiration_ms: Annotated[int, msgspec.Meta(ge=0, le=MT_DATETIME_MAX_MS)] | None = None
 
 
 class CancelOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
     account: Account
     client_order_id: ClientId | None = None
-    ticket: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    ticket: Ticket | None = None
+
+
+class OrderQuery(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One order of the journal, by exactly one of client order id and ticket."""
+
+    account: Account
+    client_order_id: ClientId | None = None
+    ticket: Ticket | None = None
+
+
+class OrdersQuery(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    account: Account | None = None
+    statuses: frozenset[OrderStatus] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+
+class AccountQuery(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A read of one account's terminal (``symbol`` "" = every symbol)."""
+
+    account: Account
+    symbol: Annotated[str, msgspec.Meta(max_length=SYMBOL_MAX)] = ""
 
 
 class OrderError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -191,3 +242,23 @@ def parse(kind: type[R], payload: dict[str, Any] | bytes) -> R:
         raise InvalidRequest(text, field=_field_of(text)) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON: {exc}") from None
+
+
+def checked(kind: type[R], request: R | None, fields: dict[str, Any]) -> R:
+    """The request of an API call, given either built (``request``) or as ``fields``,
+    validated the same way in both cases.
+
+    A struct's constructor checks neither types nor constraints (``side="BUY"``,
+    ``volume=-1`` and a 25-digit ticket all construct), so a built request goes through
+    :func:`parse` again, from its builtins."""
+    if request is None:
+        return parse(kind, fields)
+    if fields:
+        raise InvalidRequest(f"give a request or fields, not both (got {sorted(fields)[:5]})")
+    if type(request) is not kind:
+        raise InvalidRequest(f"expected a {kind.__name__}, got {type(request).__name__}")
+    try:
+        builtins = msgspec.to_builtins(request)
+    except (TypeError, ValueError, OverflowError) as exc:  # a value JSON cannot carry
+        raise InvalidRequest(f"{kind.__name__}: {exc}") from None
+    return parse(kind, builtins)

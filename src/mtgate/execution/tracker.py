@@ -1,14 +1,14 @@
-"""Keeping orders true to the terminal: answers, events, resolution, onboarding.
+"""Keeping orders true to the terminal: answers, events, onboarding.
 
 - A trade's answer is applied by :meth:`Tracker.apply_trade_result`; events about an order
   whose answer is still awaited are deferred and replayed after it, so the first proof of an
   outcome wins and later ones only add detail.
-- An order whose outcome is unknown is resolved by looking it up on the account by client
-  order id. Finding it proves the outcome. Not finding it proves absence only when the
-  session that carried the request is gone (the EA drops unstarted trades with a dead
-  connection) and the lookup ran on a later session; otherwise the order stays UNKNOWN.
-- A session becomes ready only after its account, symbols and ticks are cached and every
-  unfinished order of its account in the journal has been reconciled (DESIGN §4).
+- An order whose outcome is unknown is resolved by :class:`~mtgate.execution.resolution.
+  Resolver`, which applies what it finds through this tracker's ``fill_fields`` /
+  ``apply_deal`` / ``apply_order_report``.
+- A session becomes ready only after its account (the one its key is bound to), symbols and
+  ticks are cached and every unfinished order of its account in the journal has been
+  reconciled (DESIGN §4).
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from mtgate import logs
-from mtgate.domain.backoff import Backoff
-from mtgate.domain.enums import DealEntry, DealReason, OrderState, Platform
+from mtgate.domain.enums import OrderState
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderAction, OrderStatus, Trigger, client_id_from_comment
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import margin_required, pending_frozen
 from mtgate.execution.book import OrderBook
+from mtgate.execution.matching import lookup_request
+from mtgate.execution.resolution import Resolver
 from mtgate.execution.validation import Market, OrderIntent, Refusal, prevalidate
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import NotRoutable, SessionError
+from mtgate.sessions.errors import IdentityMismatch, SessionError
 from mtgate.sessions.registry import TerminalRegistry
-from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
+from mtgate.sessions.session import AccountKey, TerminalSession
 
 if TYPE_CHECKING:
     from mtgate.sync.synchronizer import Synchronizer
@@ -47,16 +48,18 @@ class Tracker:
         self.book = book
         self.registry: TerminalRegistry | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._resolving: set[str] = set()
         self._events: asyncio.Queue[tuple[TerminalSession, str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._backoff_cap_s = resolve_backoff_cap_s
+        self.resolver = Resolver(self, resolve_backoff_cap_s)
         self._refreshing: set[str] = set()
         self.sync: Synchronizer | None = None
         self.tick_listeners: list[Callable[[TerminalSession, m.Tick], None]] = []
+        self._listener_errors = logs.Throttle(per_s=1.0)
+        """A listener failing on every tick logs once a second, with the count it skipped."""
 
     def attach(self, registry: TerminalRegistry) -> None:
         self.registry = registry
+        self.resolver.registry = registry
         self._worker = asyncio.get_running_loop().create_task(
             self._event_worker(), name="order-events"
         )
@@ -80,7 +83,7 @@ class Tracker:
             record.remainder_ticket = result.remainder
         if not self.book.can(record, Trigger.FILL):
             return  # its deal event filled it first: the answer repeats what is known
-        self._fill_fields(
+        self.fill_fields(
             record,
             result.price,
             result.volume,
@@ -90,7 +93,7 @@ class Tracker:
         )
         await self.book.move(record, Trigger.FILL, f"filled at {result.price} as #{result.order}")
 
-    def _fill_fields(
+    def fill_fields(
         self,
         record: OrderRecord,
         price: float,
@@ -104,7 +107,7 @@ class Tracker:
         record.mt_position_id = position or record.mt_position_id or record.mt_order_id
         record.mt_deal_id = deal or record.mt_deal_id
         spec = session.view.symbols.get(record.symbol) if session else None
-        if spec is not None and record.requested_price is not None:
+        if spec is not None and record.requested_price is not None and spec.point > 0:
             buy = record.order_type.is_buy
             delta = price - record.requested_price if buy else record.requested_price - price
             record.slippage_points = round(delta / spec.point, 1)
@@ -121,7 +124,7 @@ class Tracker:
         assert account is not None
         try:
             need = margin_required(spec, record.volume, price, account.leverage, account.currency)
-        except ValueError:
+        except (ValueError, ArithmeticError):
             return  # a calculation mode or currency the estimate does not cover: await the report
         session.view.account = _with_margin_used(account, need)
 
@@ -156,7 +159,18 @@ class Tracker:
     def on_event(self, session: TerminalSession, name: str, payload: Any) -> None:
         if name == "tick":
             for listener in self.tick_listeners:
-                listener(session, payload)
+                try:
+                    listener(session, payload)
+                except Exception as exc:  # one listener must not stop the others, nor the session
+                    suppressed = self._listener_errors.allow()
+                    if suppressed is not None:
+                        log.error(
+                            "tick listener failed",
+                            terminal=session.terminal_id,
+                            symbol=payload.symbol,
+                            error=repr(exc),
+                            suppressed=suppressed,
+                        )
             return
         if name == "snapshot":
             if self.sync is not None:
@@ -203,11 +217,11 @@ class Tracker:
         if record is None:
             return
         if isinstance(payload, m.DealReport):
-            await self._apply_deal(record, payload, session)
+            await self.apply_deal(record, payload, session)
         elif isinstance(payload, m.OrderReport):
-            await self._apply_order_report(record, payload)
+            await self.apply_order_report(record, payload)
 
-    async def _apply_deal(
+    async def apply_deal(
         self, record: OrderRecord, deal: m.DealReport, session: TerminalSession
     ) -> None:
         """A deal made by the order's own ticket fills it (netting: whatever its entry)."""
@@ -215,12 +229,12 @@ class Tracker:
             return
         record.mt_order_id = record.mt_order_id or deal.order
         if self.book.can(record, Trigger.FILL):
-            self._fill_fields(
+            self.fill_fields(
                 record, deal.price, deal.volume, deal.position_id, deal.ticket, session
             )
             await self.book.move(record, Trigger.FILL, f"deal #{deal.ticket} at {deal.price}")
 
-    async def _apply_order_report(self, record: OrderRecord, order: m.OrderReport) -> None:
+    async def apply_order_report(self, record: OrderRecord, order: m.OrderReport) -> None:
         record.mt_order_id = record.mt_order_id or order.ticket
         try:
             state = OrderState(order.state)
@@ -237,7 +251,7 @@ class Tracker:
                 record, trigger, f"terminal reports order #{order.ticket} {state.name}"
             )
         elif state == OrderState.PLACED and record.status == OrderStatus.PLACED:
-            await self._refresh_fields(record, order)
+            await self.refresh_fields(record, order)
         elif (
             state == OrderState.FILLED
             and record.status == OrderStatus.UNKNOWN
@@ -247,7 +261,7 @@ class Tracker:
                 record, Trigger.PLACE, f"order #{order.ticket} was placed and has filled"
             )
 
-    async def _refresh_fields(self, record: OrderRecord, order: m.OrderReport) -> None:
+    async def refresh_fields(self, record: OrderRecord, order: m.OrderReport) -> None:
         """The terminal holds the truth about a placed order's levels (after a modify whose
         answer was lost, or a change made by hand)."""
         seen = (
@@ -304,142 +318,26 @@ class Tracker:
     # --- resolution --------------------------------------------------------------------------
 
     def resolve_later(self, record: OrderRecord) -> None:
-        if record.client_order_id not in self._resolving:
-            self._resolving.add(record.client_order_id)
-            self._spawn(self._resolve(record), f"resolve:{record.client_order_id}")
+        """Look ``record`` up until its outcome is settled (:class:`Resolver`)."""
+        self.resolver.resolve_later(record)
 
     def refresh_later(self, record: OrderRecord) -> None:
-        self.resolve_later(record)
-
-    async def _resolve(self, record: OrderRecord) -> None:
-        backoff = Backoff(base_s=0.05, cap_s=self._backoff_cap_s)
-        account = AccountKey(record.account_login, record.account_server)
-        try:
-            while record.status in _UNFINISHED:
-                session = await self._ready_session(account, record.terminal_id, backoff)
-                try:
-                    lookup = await session.request(
-                        lookup_request(record), session.settings.read_timeout_s
-                    )
-                except SessionError as exc:
-                    log.warning(
-                        "resolution lookup failed",
-                        client_order_id=record.client_order_id,
-                        error=str(exc),
-                    )
-                    await asyncio.sleep(backoff.next_delay_s())
-                    continue
-                if (
-                    await self.apply_lookup(record, lookup, session)
-                    or record.status == OrderStatus.PLACED
-                ):
-                    return
-                await asyncio.sleep(backoff.next_delay_s())
-        finally:
-            self._resolving.discard(record.client_order_id)
-
-    async def _ready_session(
-        self, account: AccountKey, terminal_id: str, backoff: Backoff
-    ) -> TerminalSession:
-        """The carrying terminal's session when it is ready (only it can prove absence),
-        else any ready session of the account (which can still find the order)."""
-        assert self.registry is not None
-        while True:
-            own = self.registry.ready_session(terminal_id)
-            if own is not None:
-                return own
-            try:
-                return self.registry.route(account)
-            except NotRoutable:
-                await asyncio.sleep(backoff.next_delay_s())
-
-    async def apply_lookup(
-        self, record: OrderRecord, found: m.Lookup, session: TerminalSession
-    ) -> bool:
-        """Apply what an ``order_get`` found. True when the order's outcome is settled."""
-        if record.action != OrderAction.OPEN:
-            return await self._apply_close_lookup(record, found, session)
-        entries = [d for d in found.deals if d.entry in (DealEntry.IN, DealEntry.INOUT)]
-        if entries:
-            await self._apply_deal(record, entries[0], session)
-        elif found.positions and self.book.can(record, Trigger.FILL):
-            p = found.positions[0]
-            record.mt_order_id = record.mt_order_id or p.ticket
-            self._fill_fields(record, p.price_open, p.volume, p.identifier, 0, session)
-            await self.book.move(record, Trigger.FILL, f"found open position #{p.ticket}")
-        for order in [*found.orders, *found.history_orders]:
-            await self._apply_order_report(record, order)
-        if record.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN) and not (
-            found.orders or found.history_orders or found.positions or found.deals
-        ):
-            if self._absence_provable(record, session):
-                if record.status == OrderStatus.SUBMITTED:
-                    await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
-                # Another lookup of the same order may have settled it while the journal wrote.
-                if self.book.can(record, Trigger.PROVE_ABSENT):
-                    await self.book.move(
-                        record,
-                        Trigger.PROVE_ABSENT,
-                        f"not on account (looked up on {session.terminal_id})",
-                    )
-                return True
-            return False
-        return record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
-
-    async def _apply_close_lookup(
-        self, record: OrderRecord, found: m.Lookup, session: TerminalSession
-    ) -> bool:
-        """A close order: its exit deal proves it. MT4 closes carry no comment, so they are
-        looked up by the position's ticket: an exit made by an expert closed it; an exit for
-        another reason (SL, TP, stop-out, by hand) means the position was gone before our
-        close could act, which proves our close absent."""
-        exits = [
-            d
-            for d in found.deals
-            if d.entry in (DealEntry.OUT, DealEntry.OUT_BY, DealEntry.INOUT)
-            and (record.platform != Platform.MT4 or d.position_id == record.position_ticket)
-        ]
-        ours = [d for d in exits if d.reason == DealReason.EXPERT]
-        if ours and self.book.can(record, Trigger.FILL):
-            deal = ours[-1]
-            record.mt_order_id = record.mt_order_id or deal.order
-            self._fill_fields(
-                record, deal.price, deal.volume, deal.position_id, deal.ticket, session
-            )
-            await self.book.move(record, Trigger.FILL, f"exit deal #{deal.ticket} at {deal.price}")
-            return True
-        if record.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-            return True
-        gone_otherwise = bool(exits) and not ours
-        if gone_otherwise or self._absence_provable(record, session):
-            if record.status == OrderStatus.SUBMITTED:
-                await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
-            if self.book.can(record, Trigger.PROVE_ABSENT):
-                why = "the position was closed otherwise" if gone_otherwise else "no exit deal"
-                await self.book.move(
-                    record, Trigger.PROVE_ABSENT, f"{why} (looked up on {session.terminal_id})"
-                )
-            return True
-        return False
-
-    def _absence_provable(self, record: OrderRecord, session: TerminalSession) -> bool:
-        """Only the terminal that carried the request can testify to its absence, and only from
-        a later session: the EA finishes the trade in progress before it reconnects and drops
-        the ones it had not started. Another terminal of the account (a standby) can find the
-        order, but not finding it proves nothing: the carrier may still be executing it."""
-        if session.terminal_id != record.terminal_id:
-            return False
-        carrier = self.book.carrier.get(record.client_order_id)
-        if carrier is None:
-            return True  # journalled by an earlier run of the bridge: its sessions are gone
-        return carrier is not session and carrier.state == SessionState.CLOSED
+        self.resolver.resolve_later(record)
 
     # --- onboarding --------------------------------------------------------------------------
 
     async def onboard(self, session: TerminalSession) -> None:
         assert session.identity is not None
         timeout = session.settings.read_timeout_s
-        session.view.account = await session.request(m.AccountInfo(id=0), timeout)
+        report: m.AccountReport = await session.request(m.AccountInfo(id=0), timeout)
+        claimed = session.identity.account
+        if (report.login, report.server) != (claimed.login, claimed.server):
+            # The key is bound to the account in hello; the terminal itself must agree.
+            raise IdentityMismatch(
+                f"terminal reports account {report.login}@{report.server}, "
+                f"not the {claimed} it said hello for"
+            )
+        session.view.account = report
         specs: list[Any] = await session.request(m.Symbols(id=0), timeout)
         session.view.symbols = {s.name: s for s in specs}
         await session.request(m.Subscribe(id=0, ticks=list(session.view.symbols)), timeout)
@@ -464,25 +362,37 @@ class Tracker:
             log.error("sync subscription failed", terminal=session.terminal_id, error=str(exc))
 
     async def _reconcile(self, session: TerminalSession) -> None:
+        """Settle every unfinished order of the account in the journal (all of them, however
+        many, DESIGN §4). Placed orders still pending are confirmed from one ``orders`` read;
+        the others are looked up one by one."""
         assert session.identity is not None
         account = session.identity.account
+        timeout = session.settings.read_timeout_s
         journalled = await self.book.journal.list_orders(
-            account_login=account.login, statuses=set(_UNFINISHED)
+            account_login=account.login,
+            account_server=account.server,
+            statuses=set(_UNFINISHED),
+            limit=None,
         )
+        pending: dict[int, m.OrderReport] = {}
+        if any(r.status == OrderStatus.PLACED for r in journalled):
+            reports: list[m.OrderReport] = await session.request(m.Orders(id=0), timeout)
+            pending = {o.ticket: o for o in reports}
         for stored in journalled:
-            if stored.account_server != account.server:
-                continue
             record = self.book.get(stored.client_order_id) or stored
             self.book.track(record)
             if (
                 record.client_order_id in self.book.deferred
-                or record.client_order_id in self._resolving
+                or record.client_order_id in self.resolver.resolving
             ):
                 continue  # its own answer, or the resolution already running, settles it
+            still = pending.get(record.mt_order_id or 0)
+            if record.status == OrderStatus.PLACED and still is not None:
+                await self.refresh_fields(record, still)
+                continue
             try:
-                found = await session.request(
-                    lookup_request(record), session.settings.read_timeout_s
-                )
+                found = await session.request(lookup_request(record), timeout)
+                settled = await self.resolver.apply_lookup(record, found, session)
             except SessionError as exc:
                 log.warning(
                     "reconciliation lookup failed",
@@ -491,7 +401,14 @@ class Tracker:
                 )
                 self.resolve_later(record)
                 continue
-            settled = await self.apply_lookup(record, found, session)
+            except Exception as exc:  # one order must not keep the account from onboarding
+                log.error(
+                    "reconciliation of an order failed; resolving it in the background",
+                    client_order_id=record.client_order_id,
+                    error=repr(exc),
+                )
+                self.resolve_later(record)
+                continue
             if not settled and record.status == OrderStatus.UNKNOWN:
                 self.resolve_later(record)
 
@@ -525,6 +442,10 @@ class Tracker:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a tracked task (cancelled at close, failures logged)."""
+        self._spawn(coro, name)
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -534,15 +455,6 @@ class Tracker:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("tracker task failed", task=task.get_name(), error=repr(task.exception()))
-
-
-def lookup_request(record: OrderRecord) -> m.OrderGet:
-    """How an unfinished order is looked up: by client order id, except MT4 closes (OrderClose
-    takes no comment), which are looked up by the closed position's ticket."""
-    if record.action != OrderAction.OPEN and record.platform == Platform.MT4:
-        assert record.position_ticket is not None
-        return m.OrderGet(id=0, ticket=record.position_ticket)
-    return m.OrderGet(id=0, client_id=record.client_order_id)
 
 
 def _with_margin_used(account: m.AccountReport, need: float) -> m.AccountReport:

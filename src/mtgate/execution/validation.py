@@ -170,7 +170,12 @@ def _margin(intent: OrderIntent, spec: SymbolSpec, market: Market, tick: m.Tick)
     if account is None or market.margin_mode == MarginMode.NETTING:
         return None
     price = intent.price or (tick.ask if intent.order_type.is_buy else tick.bid)
-    need = rules.margin_required(spec, intent.volume, price, account.leverage, account.currency)
+    try:
+        need = rules.margin_required(spec, intent.volume, price, account.leverage, account.currency)
+    except (ValueError, ArithmeticError):
+        return (
+            None  # a calculation mode or currency the estimate does not cover: the server decides
+        )
     if need > account.margin_free:
         return Refusal(
             "volume",
@@ -181,12 +186,27 @@ def _margin(intent: OrderIntent, spec: SymbolSpec, market: Market, tick: m.Tick)
 
 
 def prevalidate(intent: OrderIntent, market: Market) -> Refusal | None:
-    """The first rule ``intent`` breaks, or None when it may be sent."""
+    """The first rule ``intent`` breaks, or None when it may be sent.
+
+    A symbol specification the rules cannot work with (an enumeration value the bridge does
+    not know, say) refuses the order, naming the symbol: the terminal's data must not make
+    the order path raise."""
     spec = market.spec
     if spec is None:
         return Refusal(
             "symbol", "unknown_symbol", f"symbol {intent.symbol!r} is not offered by this terminal"
         )
+    try:
+        return _checks(intent, market, spec)
+    except (ValueError, ArithmeticError) as exc:
+        return Refusal(
+            "symbol",
+            "symbol_spec",
+            f"the terminal's specification of {spec.name} cannot be checked: {exc}",
+        )
+
+
+def _checks(intent: OrderIntent, market: Market, spec: SymbolSpec) -> Refusal | None:
     found = _trade_mode(intent, spec) or _order_kind(intent, spec, market)
     if found is not None:
         return found

@@ -7,19 +7,23 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from mtgate.domain.limits import INT32_MAX
 from mtgate.execution.requests import (
     Account,
     ClientId,
     Magic,
     OrderError,
     OrderResult,
+    Points,
     Price,
     Side,
+    Symbol,
+    Ticket,
     Volume,
 )
 
-Ticket = Annotated[int, msgspec.Meta(gt=0)]
-Points = Annotated[int, msgspec.Meta(gt=0)]
+PositivePoints = Annotated[int, msgspec.Meta(gt=0, le=INT32_MAX)]
+IntervalMs = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 
 
 class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -42,7 +46,7 @@ class ClosePositionRequest(_Request, frozen=True, forbid_unknown_fields=True, kw
     account: Account
     ticket: Ticket
     volume: Volume | None = None
-    deviation_points: Annotated[int, msgspec.Meta(ge=0)] = 10
+    deviation_points: Points = 10
     client_order_id: ClientId | None = None
 
 
@@ -66,7 +70,7 @@ class ReversePositionRequest(_Request, frozen=True, forbid_unknown_fields=True, 
     volume: Volume | None = None
     sl: Price | None = None
     tp: Price | None = None
-    deviation_points: Annotated[int, msgspec.Meta(ge=0)] = 10
+    deviation_points: Points = 10
     client_order_id: ClientId | None = None
     """Of the opening leg (the close leg gets a generated id)."""
 
@@ -74,11 +78,11 @@ class ReversePositionRequest(_Request, frozen=True, forbid_unknown_fields=True, 
 class PositionFilter(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Which open positions a bulk operation acts on: every field given must match."""
 
-    accounts: list[Account] | None = None
-    symbol: str | None = None
+    accounts: Annotated[list[Account], msgspec.Meta(max_length=10_000)] | None = None
+    symbol: Symbol | None = None
     magic: Magic | None = None
     side: Side | None = None
-    tickets: list[Ticket] | None = None
+    tickets: Annotated[list[Ticket], msgspec.Meta(max_length=100_000)] | None = None
 
 
 class BulkModifyRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -89,7 +93,7 @@ class BulkModifyRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_on
 
 class BulkCloseRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
     select: PositionFilter
-    deviation_points: Annotated[int, msgspec.Meta(ge=0)] = 10
+    deviation_points: Points = 10
 
 
 class TrailingStopRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -99,10 +103,10 @@ class TrailingStopRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_
 
     account: Account
     ticket: Ticket
-    distance_points: Points
-    step_points: Points = 1
-    activation_points: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    min_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    distance_points: PositivePoints
+    step_points: PositivePoints = 1
+    activation_points: Points | None = None
+    min_interval_ms: IntervalMs = 1000
 
 
 class PositionResult(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -8,8 +8,10 @@ the answer is lost, is what the next snapshot shows.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from collections import OrderedDict
 
 from mtgate import logs
 from mtgate.domain.codes import Classification
@@ -17,8 +19,9 @@ from mtgate.domain.enums import MarginMode, OrderType
 from mtgate.domain.orders import OrderAction, OrderStatus
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import SymbolSpec, position_frozen
+from mtgate.execution.answers import contradicts_code, link_lost, rejection
 from mtgate.execution.requests import OrderError, OrderResult
-from mtgate.execution.service import ExecutionService, link_lost, rejection
+from mtgate.execution.service import ExecutionService
 from mtgate.execution.validation import Refusal, volume_refusal
 from mtgate.positions import bulk, reversal
 from mtgate.positions.errors import PositionError
@@ -51,6 +54,11 @@ from mtgate.sync.view import state_of
 
 log = logs.get("mtgate.positions")
 
+_UNSURE_KEPT = 4096
+"""Positions whose last SL/TP change has an unknown outcome (their next change reads the
+position live); the oldest are forgotten beyond this many."""
+PositionKey = tuple[AccountKey, int]
+
 
 def _refused(account: str, ticket: int, refusal: Refusal) -> PositionResult:
     return PositionResult(
@@ -74,6 +82,11 @@ class PositionService:
         self.execution = execution
         self.sync = sync
         self.clock = execution.clock
+        self._sltp_locks: dict[PositionKey, tuple[asyncio.Lock, int]] = {}
+        """One SL/TP change in flight per position (trailing moves included): each change
+        sends the position's full state, built from what the previous one left."""
+        self._unsure: OrderedDict[PositionKey, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[PositionResult]] = set()
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -131,11 +144,47 @@ class PositionService:
     # --- SL / TP -----------------------------------------------------------------------------
 
     async def modify_position(self, req: ModifyPositionRequest) -> PositionResult:
+        """Set a position's SL and/or TP. Changes of one position are made one at a time,
+        in call order, and a caller cancelled meanwhile does not cut a change short: its
+        answer still updates the view the next change is built from."""
+        try:
+            account = AccountKey.parse(req.account)
+        except ValueError as exc:
+            return _refused(req.account, req.ticket, Refusal("account", "account", str(exc)))
+        task = asyncio.get_running_loop().create_task(
+            self._modify_in_turn((account, req.ticket), req),
+            name=f"modify:{account}:{req.ticket}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._modify_done)
+        return await asyncio.shield(task)
+
+    def _modify_done(self, task: asyncio.Task[PositionResult]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("position modify failed", task=task.get_name(), error=repr(task.exception()))
+
+    async def _modify_in_turn(self, key: PositionKey, req: ModifyPositionRequest) -> PositionResult:
+        lock, users = self._sltp_locks.get(key, (asyncio.Lock(), 0))
+        self._sltp_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._modify(key, req)
+        finally:
+            lock, users = self._sltp_locks[key]
+            if users <= 1:
+                del self._sltp_locks[key]
+            else:
+                self._sltp_locks[key] = (lock, users - 1)
+
+    async def _modify(self, key: PositionKey, req: ModifyPositionRequest) -> PositionResult:
         t0 = time.perf_counter_ns()
-        account = AccountKey.parse(req.account)
+        account = key[0]
         try:
             session = self.route(account)
-            pos = await self.position(account, req.ticket)
+            # After a change whose outcome is unknown, the view cannot say what the untouched
+            # level is: the terminal is asked.
+            pos = await self.position(account, req.ticket, live=key in self._unsure)
         except PositionError as exc:
             return _refused(req.account, req.ticket, exc.refusal)
         assert session.identity is not None
@@ -163,6 +212,7 @@ class PositionService:
         error = await self._trade(session, msg)
         elapsed = (time.perf_counter_ns() - t0) / 1e6
         if error is None:
+            self._unsure.pop(key, None)
             self._remember(dataclasses.replace(pos, sl=sl, tp=tp), f"sl={sl} tp={tp}", "modified")
             return PositionResult(
                 account=req.account,
@@ -172,6 +222,10 @@ class PositionService:
                 tp=tp,
                 execution_time_ms=elapsed,
             )
+        if error.source == "link":
+            self._unsure[key] = None
+            if len(self._unsure) > _UNSURE_KEPT:
+                self._unsure.popitem(last=False)
         return PositionResult(
             account=req.account,
             ticket=pos.ticket,
@@ -184,12 +238,12 @@ class PositionService:
 
     async def _trade(self, session: TerminalSession, msg: m.Request) -> OrderError | None:
         try:
-            await session.request(msg)
+            result = await session.request(msg)
         except TerminalRejected as exc:
             return rejection(session, exc)
         except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
             return link_lost(session, exc)
-        return None
+        return contradicts_code(session, result)
 
     def _remember(self, pos: PositionState, detail: str, kind: str) -> None:
         """Our own change, applied to the view at once (the next snapshot confirms it)."""
@@ -245,23 +299,28 @@ class PositionService:
         account = AccountKey.parse(req.account)
         session = self.route(account)
         pos = await self.position(account, req.ticket)
+        if req.volume is not None and req.volume > pos.volume + 1e-9:
+            # The view is up to a sync interval old: a netting position may have grown.
+            pos = await self.position(account, req.ticket, live=True)
         volume = pos.volume if req.volume is None else req.volume
         spec, tick = self.market(session, pos.symbol)
         self._check_close_volume(spec, pos, volume)
         self._check_not_frozen(spec, pos, tick)
         record, routed = await self._close_record(
-            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE
+            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE, session
         )
         record.requested_price = tick.bid if pos.buy else tick.ask
         record.deviation_points = req.deviation_points
         if isinstance(routed, NotRoutable):
             return await self.execution.refuse(
-                record, Refusal("account", "not_routable", str(routed)), time.perf_counter_ns()
+                record, Refusal("account", routed.rule, str(routed)), time.perf_counter_ns()
             )
         msg = m.ClosePosition(
             id=0,
             ticket=pos.ticket,
-            volume=0.0 if volume >= pos.volume else volume,
+            # The volume asked for, as asked: 0 ("all") only when none was given, since the
+            # view's volume may be older than the position (a netting position that grew).
+            volume=0.0 if req.volume is None else volume,
             deviation=req.deviation_points,
             comment=record.comment,
         )
@@ -269,7 +328,7 @@ class PositionService:
             record, routed, msg, time.perf_counter_ns(), new_id=req.client_order_id is None
         )
         if result.status == OrderStatus.FILLED:
-            self._after_close(pos, volume, record.remainder_ticket)
+            self._after_close(pos, result.fill_volume or volume, record.remainder_ticket)
         return result
 
     async def _close_record(
@@ -279,8 +338,10 @@ class PositionService:
         pos: PositionState,
         volume: float,
         action: OrderAction,
+        session: TerminalSession,
     ) -> tuple[OrderRecord, TerminalSession | NotRoutable]:
-        """The journal record of a close: an order the other way, naming the position."""
+        """The journal record of a close: an order the other way, naming the position, for
+        ``session`` (the one whose features were checked)."""
         record, routed = await self.execution.new_record(
             account,
             client_order_id,
@@ -289,6 +350,7 @@ class PositionService:
             OrderType.SELL if pos.buy else OrderType.BUY,
             volume,
             pos.magic,
+            session=session,
         )
         record.action, record.position_ticket = action, pos.ticket
         return record, routed
@@ -355,12 +417,12 @@ class PositionService:
         self._check_not_frozen(spec, by, tick)
         volume = min(pos.volume, by.volume)
         record, routed = await self._close_record(
-            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE_BY
+            req.account, req.client_order_id, pos, volume, OrderAction.CLOSE_BY, session
         )
         record.by_ticket = by.ticket
         if isinstance(routed, NotRoutable):
             return await self.execution.refuse(
-                record, Refusal("account", "not_routable", str(routed)), time.perf_counter_ns()
+                record, Refusal("account", routed.rule, str(routed)), time.perf_counter_ns()
             )
         msg = m.CloseBy(id=0, ticket=pos.ticket, opposite=by.ticket)
         result = await self.execution.submit(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from mtgate import logs
@@ -27,6 +27,8 @@ from mtgate.sync.diff import ChangeKind
 from mtgate.sync.synchronizer import SyncEvent, Synchronizer
 
 log = logs.get("mtgate.trailing")
+
+MOVES_KEPT = 1000
 
 
 @dataclass(slots=True)
@@ -58,8 +60,10 @@ class TrailingManager:
         self._entries: dict[tuple[AccountKey, int], _Entry] = {}
         self._by_symbol: dict[tuple[AccountKey, str], set[int]] = defaultdict(set)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.moves: list[tuple[AccountKey, int, float, int]] = []
-        """Every accepted move (account, ticket, new SL, time ms), for inspection."""
+        self.moves: deque[tuple[AccountKey, int, float, int]] = deque(maxlen=MOVES_KEPT)
+        """The latest accepted moves (account, ticket, new SL, time ms), for inspection; the
+        store's position events keep them all."""
+        self._errors = logs.Throttle(per_s=1.0)
 
     async def load(self) -> int:
         """Resume the trailing stops a previous run left active."""
@@ -189,6 +193,25 @@ class TrailingManager:
             self._evaluate(session, account, ticket, tick)
 
     def _evaluate(
+        self, session: TerminalSession, account: AccountKey, ticket: int, tick: m.Tick
+    ) -> None:
+        """Look at one trailing stop with ``tick``. Whatever the terminal's data holds (a
+        symbol with a zero tick size, an impossible open price), a failure stays here: it is
+        logged and the other positions and the session go on."""
+        try:
+            self._evaluate_one(session, account, ticket, tick)
+        except Exception as exc:
+            suppressed = self._errors.allow()
+            if suppressed is not None:
+                log.error(
+                    "trailing stop not evaluated",
+                    account=str(account),
+                    ticket=ticket,
+                    error=repr(exc),
+                    suppressed=suppressed,
+                )
+
+    def _evaluate_one(
         self, session: TerminalSession, account: AccountKey, ticket: int, tick: m.Tick
     ) -> None:
         entry = self._entries.get((account, ticket))

@@ -93,6 +93,16 @@ class FrameDecoder:
         return frames
 
     @property
+    def max_frame(self) -> int:
+        return self._max
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        """Frames announced above this are refused from now on (a smaller limit before the
+        peer has authenticated)."""
+        self._max = value
+
+    @property
     def failed(self) -> bool:
         return self._error is not None
 

@@ -72,6 +72,14 @@ class FramedLink(asyncio.Protocol):
         self._handler.on_closed(exc)
 
     @property
+    def max_frame(self) -> int:
+        return self._decoder.max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._decoder.max_frame = value
+
+    @property
     def open(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 

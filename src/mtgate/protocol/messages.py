@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
+from mtgate.domain.limits import Finite, Int64, TimeMs
 from mtgate.domain.symbols import SymbolSpec
 
 PROTOCOL_VERSION = 1
@@ -27,15 +28,15 @@ class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit
 class Hello(Message, tag="hello"):
     """EA → bridge, first frame. ``nonce``: 32 hex chars from a CSPRNG."""
 
-    v: int
+    v: Int64
     platform: str
-    build: int
-    login: int
+    build: Int64
+    login: Int64
     server: str
     company: str
     currency: str
-    leverage: int
-    margin_mode: int
+    leverage: Int64
+    margin_mode: Int64
     terminal_id: str
     ea_version: str
     nonce: str
@@ -45,11 +46,11 @@ class Hello(Message, tag="hello"):
 class Welcome(Message, tag="welcome"):
     """Bridge → EA: its own nonce and its proof of the terminal key."""
 
-    v: int
+    v: Int64
     nonce: str
     proof: str
     session: str
-    heartbeat_ms: int
+    heartbeat_ms: Int64
     features: list[str] = []
 
 
@@ -74,18 +75,18 @@ class Bye(Message, tag="bye"):
 
 
 class Ping(Message, tag="ping"):
-    t_ms: int
+    t_ms: Int64
 
 
 class Pong(Message, tag="pong"):
-    t_ms: int
+    t_ms: Int64
 
 
 # --- requests (bridge → EA) -----------------------------------------------------------------
 
 
 class Request(Message):
-    id: int
+    id: Int64
 
 
 class AccountInfo(Request, tag="account_info"):
@@ -116,15 +117,15 @@ class OrderGet(Request, tag="order_get"):
     """Everything the account knows under a ticket or a client order id: pending orders,
     positions, history orders and deals. Exactly one of ``ticket`` / ``client_id`` is set."""
 
-    ticket: int = 0
+    ticket: Int64 = 0
     client_id: str = ""
 
 
 class History(Request, tag="history"):
     """History orders and deals with a time in ``[since_ms, until_ms]`` (0: up to now)."""
 
-    since_ms: int
-    until_ms: int = 0
+    since_ms: Int64
+    until_ms: Int64 = 0
 
 
 class Subscribe(Request, tag="subscribe"):
@@ -138,15 +139,15 @@ class MarketOrder(Request, tag="market_order"):
     ``deviation`` in points. SL/TP 0: none."""
 
     symbol: str
-    order_type: int
-    volume: float
-    magic: int
+    order_type: Int64
+    volume: Finite
+    magic: Int64
     comment: str
-    price: float = 0.0
-    deviation: int = 0
-    sl: float = 0.0
-    tp: float = 0.0
-    filling: int = -1
+    price: Finite = 0.0
+    deviation: Int64 = 0
+    sl: Finite = 0.0
+    tp: Finite = 0.0
+    filling: Int64 = -1
 
 
 class PendingOrder(Request, tag="pending_order"):
@@ -154,34 +155,34 @@ class PendingOrder(Request, tag="pending_order"):
     ``expiration_ms`` 0: good till cancelled."""
 
     symbol: str
-    order_type: int
-    volume: float
-    price: float
-    magic: int
+    order_type: Int64
+    volume: Finite
+    price: Finite
+    magic: Int64
     comment: str
-    stoplimit: float = 0.0
-    sl: float = 0.0
-    tp: float = 0.0
-    expiration_ms: int = 0
-    time_type: int = 0
-    filling: int = -1
+    stoplimit: Finite = 0.0
+    sl: Finite = 0.0
+    tp: Finite = 0.0
+    expiration_ms: Int64 = 0
+    time_type: Int64 = 0
+    filling: Int64 = -1
 
 
 class ModifyOrder(Request, tag="modify_order"):
     """New price, stop-limit price, SL, TP and expiration of a pending order (all values are
     the order's new full state, as in OrderModify / TRADE_ACTION_MODIFY)."""
 
-    ticket: int
-    price: float
-    sl: float = 0.0
-    tp: float = 0.0
-    stoplimit: float = 0.0
-    expiration_ms: int = 0
-    time_type: int = 0
+    ticket: Int64
+    price: Finite
+    sl: Finite = 0.0
+    tp: Finite = 0.0
+    stoplimit: Finite = 0.0
+    expiration_ms: Int64 = 0
+    time_type: Int64 = 0
 
 
 class CancelOrder(Request, tag="cancel_order"):
-    ticket: int
+    ticket: Int64
 
 
 # --- position operations (feature "positions", docs/protocol.md §5.2) ------------------------
@@ -192,9 +193,9 @@ class ModifyPosition(Request, tag="modify_position"):
     market order). Both values are the position's new full state: 0 removes a level.
     ``ticket``: the position ticket (MT4: the order ticket)."""
 
-    ticket: int
-    sl: float = 0.0
-    tp: float = 0.0
+    ticket: Int64
+    sl: Finite = 0.0
+    tp: Finite = 0.0
 
 
 class ClosePosition(Request, tag="close_position"):
@@ -203,10 +204,10 @@ class ClosePosition(Request, tag="close_position"):
     current Bid (buy) / Ask (sell). ``deviation`` in points. ``comment``: MT5 close order's
     comment (MT4 OrderClose takes none)."""
 
-    ticket: int
-    volume: float = 0.0
-    price: float = 0.0
-    deviation: int = 0
+    ticket: Int64
+    volume: Finite = 0.0
+    price: Finite = 0.0
+    deviation: Int64 = 0
     comment: str = ""
 
 
@@ -215,8 +216,8 @@ class CloseBy(Request, tag="close_by"):
     TRADE_ACTION_CLOSE_BY with ``position`` = ``ticket``, ``position_by`` = ``opposite``;
     hedging accounts only)."""
 
-    ticket: int
-    opposite: int
+    ticket: Int64
+    opposite: Int64
 
 
 # --- account synchronization (feature "sync", docs/protocol.md §5.3) ------------------------
@@ -230,8 +231,8 @@ class Sync(Request, tag="sync"):
     between trades and never delay one (docs/protocol.md §5.3). Replaces the previous
     subscription; ends with the session."""
 
-    interval_ms: int
-    since_ms: int = 0
+    interval_ms: Int64
+    since_ms: Int64 = 0
 
 
 READ_OPS: tuple[type[Request], ...] = (
@@ -267,17 +268,17 @@ class Error(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``code`` is the platform's own: MT4 ``GetLastError()``, MT5 ``retcode``. ``bid``/``ask``
     carry the new prices of a requote. Protocol-level errors use negative codes."""
 
-    code: int
+    code: Int64
     name: str
     message: str
-    bid: float = 0.0
-    ask: float = 0.0
+    bid: Finite = 0.0
+    ask: Finite = 0.0
 
 
 class Response(Message, tag="res"):
     """``ok: true`` carries ``result``; ``ok: false`` carries ``error``; never both."""
 
-    id: int
+    id: Int64
     ok: bool
     result: msgspec.Raw = msgspec.Raw(b"null")
     error: Error | None = None
@@ -290,7 +291,7 @@ class Response(Message, tag="res"):
 class Event(Message, tag="evt"):
     """``seq`` starts at 1 after ``ready`` and grows by one; a gap means: resync now."""
 
-    seq: int
+    seq: Int64
     name: str
     data: msgspec.Raw
 
@@ -306,17 +307,17 @@ class TradeResult(Payload):
     """``code``: MT4 0 / MT5 10009 DONE or 10008 PLACED. ``order``: the order ticket (MT4: the
     ticket); ``deal``/``position``: MT5 deal ticket and position id (0 when none)."""
 
-    code: int
-    order: int
-    volume: float
-    price: float
-    bid: float
-    ask: float
-    time_ms: int
-    deal: int = 0
-    position: int = 0
+    code: Int64
+    order: Int64
+    volume: Finite
+    price: Finite
+    bid: Finite
+    ask: Finite
+    time_ms: TimeMs
+    deal: Int64 = 0
+    position: Int64 = 0
     comment: str = ""
-    remainder: int = 0
+    remainder: Int64 = 0
     """``close_position`` / ``close_by`` only (feature "positions"): the ticket of the open
     position holding what is left of the closed one(s), 0 when nothing is left. MT4: a new
     ticket (docs/protocol.md §10); MT5: the position's own ticket. Never set by the v1 base
@@ -325,29 +326,29 @@ class TradeResult(Payload):
 
 class Tick(Payload):
     symbol: str
-    bid: float
-    ask: float
-    time_ms: int
+    bid: Finite
+    ask: Finite
+    time_ms: TimeMs
 
 
 class AccountReport(Payload):
-    login: int
+    login: Int64
     server: str
     currency: str
-    leverage: int
-    margin_mode: int
-    balance: float
-    credit: float
-    profit: float
-    equity: float
-    margin: float
-    margin_free: float
-    margin_level: float
-    margin_so_call: float
-    margin_so_so: float
+    leverage: Int64
+    margin_mode: Int64
+    balance: Finite
+    credit: Finite
+    profit: Finite
+    equity: Finite
+    margin: Finite
+    margin_free: Finite
+    margin_level: Finite
+    margin_so_call: Finite
+    margin_so_so: Finite
     trade_allowed: bool
     trade_expert: bool
-    limit_orders: int = 0
+    limit_orders: Int64 = 0
     company: str = ""
     name: str = ""
 
@@ -355,66 +356,66 @@ class AccountReport(Payload):
 class PositionReport(Payload):
     """MT4: an open market order (``identifier`` = ticket). Profit excludes swap/commission."""
 
-    ticket: int
-    identifier: int
+    ticket: Int64
+    identifier: Int64
     symbol: str
-    type: int
-    volume: float
-    price_open: float
-    price_current: float
-    time_ms: int
-    magic: int = 0
+    type: Int64
+    volume: Finite
+    price_open: Finite
+    price_current: Finite
+    time_ms: TimeMs
+    magic: Int64 = 0
     comment: str = ""
-    sl: float = 0.0
-    tp: float = 0.0
-    profit: float = 0.0
-    swap: float = 0.0
-    commission: float = 0.0
-    time_update_ms: int = 0
+    sl: Finite = 0.0
+    tp: Finite = 0.0
+    profit: Finite = 0.0
+    swap: Finite = 0.0
+    commission: Finite = 0.0
+    time_update_ms: TimeMs = 0
 
 
 class OrderReport(Payload):
     """A pending order, or an order in history (``state`` = ORDER_STATE_*)."""
 
-    ticket: int
+    ticket: Int64
     symbol: str
-    type: int
-    state: int
-    volume_initial: float
-    volume_current: float
-    price_open: float
-    time_setup_ms: int
-    magic: int = 0
+    type: Int64
+    state: Int64
+    volume_initial: Finite
+    volume_current: Finite
+    price_open: Finite
+    time_setup_ms: TimeMs
+    magic: Int64 = 0
     comment: str = ""
-    stoplimit: float = 0.0
-    sl: float = 0.0
-    tp: float = 0.0
-    price_current: float = 0.0
-    time_done_ms: int = 0
-    expiration_ms: int = 0
-    time_type: int = 0
-    position_id: int = 0
+    stoplimit: Finite = 0.0
+    sl: Finite = 0.0
+    tp: Finite = 0.0
+    price_current: Finite = 0.0
+    time_done_ms: TimeMs = 0
+    expiration_ms: TimeMs = 0
+    time_type: Int64 = 0
+    position_id: Int64 = 0
 
 
 class DealReport(Payload):
     """MT5 deal. MT4 has no deals: the EA reports one per open/close of a ticket, with the
     ticket as ``order`` and ``position_id`` and a synthetic ticket (docs/protocol.md)."""
 
-    ticket: int
-    order: int
-    position_id: int
+    ticket: Int64
+    order: Int64
+    position_id: Int64
     symbol: str
-    type: int
-    entry: int
-    volume: float
-    price: float
-    time_ms: int
-    reason: int = 0
-    magic: int = 0
+    type: Int64
+    entry: Int64
+    volume: Finite
+    price: Finite
+    time_ms: TimeMs
+    reason: Int64 = 0
+    magic: Int64 = 0
     comment: str = ""
-    profit: float = 0.0
-    swap: float = 0.0
-    commission: float = 0.0
+    profit: Finite = 0.0
+    swap: Finite = 0.0
+    commission: Finite = 0.0
 
 
 class Lookup(Payload):
@@ -438,14 +439,14 @@ class Subscribed(Payload):
 class SyncStarted(Payload):
     """Answer to ``sync``: the interval the EA will push at (it may round it)."""
 
-    interval_ms: int
+    interval_ms: Int64
 
 
 class Snapshot(Payload):
     """An account's state at ``time_ms`` (trade-server time) and the history added since the
     previous snapshot of the subscription (the first one: since ``since_ms``)."""
 
-    time_ms: int
+    time_ms: TimeMs
     account: AccountReport
     positions: list[PositionReport] = []
     orders: list[OrderReport] = []

@@ -40,4 +40,15 @@ class TerminalRejected(SessionError):
 
 
 class NotRoutable(SessionError):
-    """No ready terminal serves the account; nothing was sent."""
+    """No ready terminal serves the account; nothing was sent. ``rule`` names why for the
+    API's refusal (``not_routable``, or ``failover_pending`` while orders another terminal
+    carried are still unknown)."""
+
+    def __init__(self, message: str, *, rule: str = "not_routable") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class IdentityMismatch(Exception):
+    """The terminal reports another account than the one its ``hello`` claimed (and its key
+    is bound to): it is not let trade."""

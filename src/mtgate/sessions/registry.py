@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.enums import Platform
-from mtgate.protocol import auth
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
 from mtgate.sessions.errors import NotRoutable
@@ -18,6 +19,7 @@ from mtgate.sessions.session import (
     AccountKey,
     SessionSettings,
     SessionState,
+    TerminalGrant,
     TerminalSession,
 )
 
@@ -39,6 +41,38 @@ class SessionObserver(Protocol):
     def on_closed(self, session: TerminalSession, reason: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HandshakeLimits:
+    """Bounds on what unauthenticated peers may cost: connections in the handshake at once,
+    and a token bucket of new connections per address (``burst`` at once, ``per_s`` after)."""
+
+    max_pending: int = 256
+    per_s: float = 50.0
+    burst: int = 200
+    addresses_kept: int = 4096
+    """Addresses whose bucket is remembered (the least recently seen are forgotten)."""
+
+
+class _Buckets:
+    """Per-address token buckets, bounded in the number of addresses they remember."""
+
+    def __init__(self, limits: HandshakeLimits, clock: Clock) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._by_address: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def take(self, address: str) -> bool:
+        limits = self._limits
+        now_ns = self._clock.monotonic_ns()
+        tokens, last_ns = self._by_address.pop(address, (float(limits.burst), now_ns))
+        tokens = min(float(limits.burst), tokens + (now_ns - last_ns) / 1e9 * limits.per_s)
+        allowed = tokens >= 1.0
+        self._by_address[address] = (tokens - 1.0 if allowed else tokens, now_ns)
+        if len(self._by_address) > limits.addresses_kept:
+            self._by_address.popitem(last=False)
+        return allowed
+
+
 class TerminalRegistry:
     """Accepts terminal connections, authenticates them and routes accounts to them.
 
@@ -48,16 +82,22 @@ class TerminalRegistry:
 
     def __init__(
         self,
-        keys: Mapping[str, auth.Secret],
+        grants: Mapping[str, TerminalGrant],
         observer: SessionObserver,
         *,
         clock: Clock,
         settings: SessionSettings | None = None,
+        limits: HandshakeLimits | None = None,
     ) -> None:
-        self._keys = dict(keys)
+        self._grants = dict(grants)
         self._observer = observer
         self._clock = clock
         self.settings = settings or SessionSettings()
+        self.limits = limits or HandshakeLimits()
+        self._buckets = _Buckets(self.limits, clock)
+        self._handshaking: set[TerminalSession] = set()
+        self.refused_connections = 0
+        """Connections closed at once by :meth:`admit` since start."""
         self._by_terminal: dict[str, TerminalSession] = {}
         self._by_account: dict[AccountKey, list[TerminalSession]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,21 +132,31 @@ class TerminalRegistry:
 
     # --- SessionHost -------------------------------------------------------------------------
 
-    def key_for(self, terminal_id: str) -> auth.Secret | None:
-        return self._keys.get(terminal_id)
+    def admit(self, session: TerminalSession) -> bool:
+        address = session.peer.rpartition(":")[0] or session.peer
+        if len(self._handshaking) >= self.limits.max_pending or not self._buckets.take(address):
+            self.refused_connections += 1
+            return False
+        self._handshaking.add(session)
+        return True
 
-    def live_session(self, terminal_id: str) -> str | None:
-        current = self._by_terminal.get(terminal_id)
-        return (
-            current.peer if current is not None and current.state != SessionState.CLOSED else None
-        )
+    def handshake_over(self, session: TerminalSession) -> None:
+        self._handshaking.discard(session)
+
+    def grant_for(self, terminal_id: str) -> TerminalGrant | None:
+        return self._grants.get(terminal_id)
+
+    def handshakes_in_progress(self) -> int:
+        return len(self._handshaking)
 
     def claim(self, session: TerminalSession) -> str | None:
         assert session.identity is not None
         tid = session.identity.terminal_id
         current = self._by_terminal.get(tid)
         if current is not None and current.state != SessionState.CLOSED:
-            return f"terminal {tid!r} already has a live session from {current.peer}"
+            # Said only to a peer that proved the key: it is that terminal, reconnecting
+            # before the bridge noticed its previous connection died.
+            return f"terminal {tid!r} already has a live session"
         self._by_terminal[tid] = session
         self._by_account.setdefault(session.identity.account, []).append(session)
         self._platforms[session.identity.account] = session.identity.platform

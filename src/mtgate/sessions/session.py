@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.enums import MarginMode, Platform
+from mtgate.domain.limits import INT64_MAX, SERVER_MAX
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol import auth, codec
 from mtgate.protocol import messages as m
@@ -42,10 +44,38 @@ class AccountKey:
 
     @classmethod
     def parse(cls, text: str) -> AccountKey:
+        """``"<login>@<server>"``; the login fits MT5's ``long`` (and the journal's BIGINT),
+        the server name the journal's column."""
         login, sep, server = text.partition("@")
-        if not sep or not login.isdigit() or not server:
-            raise ValueError(f"account {text!r} is not of the form <login>@<server>")
+        if not sep or not login.isascii() or not login.isdigit() or not server:
+            raise ValueError(f"account {text[:80]!r} is not of the form <login>@<server>")
+        if len(login) > 19 or int(login) > INT64_MAX:
+            raise ValueError(f"account login {login[:25]} is out of range (at most {INT64_MAX})")
+        if len(server) > SERVER_MAX:
+            raise ValueError(f"account server name is longer than {SERVER_MAX} characters")
         return cls(int(login), server)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalGrant:
+    """What the bridge knows of a configured terminal: its key and the accounts it may serve.
+    A ``hello`` claiming another account is refused like an unknown terminal."""
+
+    key: auth.Secret
+    accounts: frozenset[AccountKey]
+
+
+def grants_for(bindings: Iterable[tuple[str, auth.Secret, int, str]]) -> dict[str, TerminalGrant]:
+    """Grants from ``(terminal id, key, login, server)`` rows (several rows of one id add
+    accounts to it; they must carry the same key)."""
+    grants: dict[str, TerminalGrant] = {}
+    for terminal_id, key, login, server in bindings:
+        known = grants.get(terminal_id)
+        if known is not None and known.key != key:
+            raise ValueError(f"terminal {terminal_id!r} is given two keys")
+        accounts = (known.accounts if known else frozenset()) | {AccountKey(login, server)}
+        grants[terminal_id] = TerminalGrant(key, accounts)
+    return grants
 
 
 BRIDGE_FEATURES = frozenset({m.POSITIONS_FEATURE, m.SYNC_FEATURE})
@@ -91,11 +121,16 @@ class SessionSettings:
 class SessionHost(Protocol):
     """What a session needs from the bridge around it (the registry implements it)."""
 
-    def key_for(self, terminal_id: str) -> auth.Secret | None: ...
-    def live_session(self, terminal_id: str) -> str | None:
-        """The peer address of the terminal's live session, if it has one."""
+    def admit(self, session: TerminalSession) -> bool:
+        """A new connection: False refuses it at once (too many handshakes, or its address
+        opens connections too fast)."""
         ...
 
+    def handshake_over(self, session: TerminalSession) -> None:
+        """The connection left the handshake (authenticated, or closed before that)."""
+        ...
+
+    def grant_for(self, terminal_id: str) -> TerminalGrant | None: ...
     def claim(self, session: TerminalSession) -> str | None:
         """Register an authenticated session; the refusal reason, or None when accepted."""
         ...
@@ -114,6 +149,15 @@ _Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle]
 _SECOND_NS = 1_000_000_000
 _EXPIRED_KEPT = 1024
 _TRADE_OPS = frozenset(m.TRADE_OPS)
+PRE_AUTH_MAX_FRAME = 16 * 1024
+"""Largest frame accepted before ``ready``: a ``hello`` or ``auth`` is a few hundred bytes,
+so an unauthenticated peer cannot make the bridge buffer or decode a megabyte."""
+UNKNOWN_TERMINAL = "no terminal with this id is configured for this account"
+"""The one refusal for an unknown id and for an id bound to other accounts: an
+unauthenticated peer learns nothing about which ids exist."""
+_refusals = logs.Throttle(per_s=5.0)
+"""Refusals before authentication are logged at most a few per second (a peer could make
+the bridge write a line per connection)."""
 
 
 class TerminalSession:
@@ -145,6 +189,9 @@ class TerminalSession:
         self.rtt_ms: float | None = None
         self._trades_in_flight = 0
         self.ready = asyncio.Event()
+        self.server_time_ms = 0
+        """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
+        results): a lower bound of the server's clock, which is not the bridge's."""
 
     # --- identity helpers --------------------------------------------------------------------
 
@@ -165,6 +212,12 @@ class TerminalSession:
 
     def on_connected(self, link: FramedLink) -> None:
         self._link = link
+        if not self._host.admit(self):
+            self.state = SessionState.CLOSED
+            self.close_reason = "refused: too many handshakes"
+            link.abort()  # nothing is said to a peer that has not authenticated
+            return
+        link.max_frame = PRE_AUTH_MAX_FRAME
         self._timer = self._loop.call_later(
             self.settings.handshake_timeout_s, self._handshake_expired
         )
@@ -235,18 +288,11 @@ class TerminalSession:
         except ValueError as exc:
             self.close(f"bad hello: {exc}", code="invalid_message")
             return
-        key = self._host.key_for(msg.terminal_id)
-        if key is None:
-            self.close(f"terminal {msg.terminal_id!r} is not configured", code="unknown_terminal")
+        grant = self._host.grant_for(msg.terminal_id)
+        if grant is None or identity.account not in grant.accounts:
+            self.close(UNKNOWN_TERMINAL, code="unknown_terminal")
             return
-        busy = self._host.live_session(msg.terminal_id)
-        if busy is not None:
-            # Checked again at auth (claim), where it is atomic; refusing here saves the work.
-            self.close(
-                f"terminal {msg.terminal_id!r} already has a live session from {busy}",
-                code="duplicate_terminal",
-            )
-            return
+        key = grant.key
         self.identity = identity
         self._key = key
         self._ea_nonce = msg.nonce
@@ -285,6 +331,9 @@ class TerminalSession:
         if self._timer is not None:
             self._timer.cancel()
         self.state = SessionState.SYNCING
+        self._host.handshake_over(self)
+        if self._link is not None:
+            self._link.max_frame = m.MAX_FRAME_BYTES
         self._send(m.Ready())
         self._heartbeat = self._loop.create_task(
             self._heartbeat_loop(), name=f"heartbeat:{self.terminal_id}"
@@ -330,10 +379,15 @@ class TerminalSession:
             return
         if msg.ok:
             try:
-                future.set_result(codec.decode_result(op, msg.result))
+                result = codec.decode_result(op, msg.result)
             except codec.ProtocolError as exc:
                 future.set_exception(exc)
                 self.on_protocol_error(exc)
+                return
+            seen = getattr(result, "time_ms", 0)
+            if seen > self.server_time_ms:
+                self.server_time_ms = seen
+            future.set_result(result)
         else:
             err = msg.error or m.Error(code=-4, name="internal", message="error without details")
             future.set_exception(
@@ -357,7 +411,18 @@ class TerminalSession:
             self.view.ticks[payload.symbol] = payload
         elif isinstance(payload, m.AccountReport):
             self.view.account = payload
-        self._host.session_event(self, msg.name, payload)
+        seen = getattr(payload, "time_ms", 0)
+        if seen > self.server_time_ms:
+            self.server_time_ms = seen
+        try:
+            self._host.session_event(self, msg.name, payload)
+        except Exception as exc:  # what the bridge makes of an event must not end the session
+            log.error(
+                "event not applied",
+                terminal=self.terminal_id,
+                event_name=msg.name,
+                error=repr(exc),
+            )
 
     async def _heartbeat_loop(self) -> None:
         interval_s = self.settings.heartbeat_ms / 1000
@@ -432,9 +497,25 @@ class TerminalSession:
         """Say why, close the socket, and fail every request still in flight."""
         if self.state == SessionState.CLOSED:
             return
-        log.warning(
-            "closing session", terminal=self.terminal_id, peer=self.peer, code=code, reason=reason
-        )
+        if self.state in (SessionState.HANDSHAKE, SessionState.AUTHENTICATING):
+            suppressed = _refusals.allow()
+            if suppressed is not None:
+                log.warning(
+                    "handshake refused",
+                    terminal=self.terminal_id,
+                    peer=self.peer,
+                    code=code,
+                    reason=reason,
+                    suppressed=suppressed,
+                )
+        else:
+            log.warning(
+                "closing session",
+                terminal=self.terminal_id,
+                peer=self.peer,
+                code=code,
+                reason=reason,
+            )
         self._send(m.Bye(reason=reason, code=code))
         link = self._link
         self._shutdown(reason)
@@ -445,6 +526,8 @@ class TerminalSession:
         if self.state == SessionState.CLOSED:
             return
         was_claimed = self.state in (SessionState.SYNCING, SessionState.READY)
+        if not was_claimed:
+            self._host.handshake_over(self)
         self.state = SessionState.CLOSED
         self.close_reason = reason
         self.ready.clear()

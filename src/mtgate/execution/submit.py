@@ -1,0 +1,265 @@
+"""Sending a new order: journal the intent, send it, apply the answer (DESIGN §4).
+
+The frame leaves only after the intent is durable; a lost answer makes the order UNKNOWN and
+starts its resolution, never a resend. A caller cancelled meanwhile cancels only its own wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from mtgate import logs
+from mtgate.domain.codes import Classification, lookup
+from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
+from mtgate.domain.records import OrderRecord
+from mtgate.execution.answers import (
+    REJECTION_NAME_MAX,
+    REJECTION_REASON_MAX,
+    contradicts_code,
+    position_gone,
+)
+from mtgate.execution.book import OrderBook, result_of
+from mtgate.execution.requests import InvalidRequest, OrderError, OrderResult
+from mtgate.execution.tracker import Tracker
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.sessions.errors import RequestTimeout, SessionClosed, TerminalRejected
+from mtgate.sessions.session import TerminalSession
+
+log = logs.get("mtgate.execution")
+
+
+class Submitter:
+    """Journals, sends and concludes new orders (opening orders and closes alike)."""
+
+    def __init__(self, book: OrderBook, tracker: Tracker) -> None:
+        self.book = book
+        self.tracker = tracker
+
+    async def submit(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        msg: m.Request,
+        t0: int,
+        *,
+        new_id: bool,
+    ) -> OrderResult:
+        """Journal, send, await the answer, apply it. The frame leaves only after the journal
+        write returned; a lost answer makes the order UNKNOWN and starts its resolution.
+
+        A caller cancelled meanwhile (``asyncio.timeout`` around the call, a failing task
+        group) cancels only its own wait: an order journalled but not sent is proven absent,
+        one sent has its answer applied in the background, as if the caller were there."""
+        cid = record.client_order_id
+        record.sent_server_ms = session.server_time_ms or None
+        refused = await self._journal_intent(record, new_id, t0)
+        if refused is not None:
+            return refused
+        self.book.deferred[cid] = []
+        self.book.carrier[cid] = session
+        try:
+            future = session.request(msg)
+        except SessionClosed as exc:
+            error: OrderError | None = await self._never_sent(record, exc)
+            await self.tracker.replay_deferred(record)
+            self.book.forget_finished(record)
+            return result_of(record, error)
+        try:
+            await asyncio.shield(future)  # unlike ``await future``, a cancel stays out here
+        except asyncio.CancelledError:
+            self.tracker.spawn(self._conclude_later(record, session, future, t0), f"answer:{cid}")
+            raise
+        except Exception:  # the answer's error stays in ``future``: _conclude reads it
+            pass
+        return await self._conclude(record, session, future, t0)
+
+    async def _conclude_later(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        future: asyncio.Future[Any],
+        t0: int,
+    ) -> None:
+        await self._conclude(record, session, future, t0)
+
+    async def _journal_intent(
+        self, record: OrderRecord, new_id: bool, t0: int
+    ) -> OrderResult | None:
+        """Journal the intent durably; a refusal result when the journal cannot, None when
+        it is journalled. A reused client order id raises :class:`InvalidRequest`."""
+        try:
+            await self.book.submitted(record, new_id=new_id)
+        except InvalidRequest:
+            raise
+        except asyncio.CancelledError:
+            # The intent may still commit (group commit, or the database's worker thread):
+            # once it has, it is settled as never sent.
+            self.tracker.spawn(self._abandon(record), f"abandon:{record.client_order_id}")
+            raise
+        except Exception as exc:
+            record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+            log.error(
+                "journal write failed; order not sent",
+                client_order_id=record.client_order_id,
+                error=repr(exc),
+            )
+            record.status = OrderStatus.REJECTED
+            return result_of(
+                record,
+                OrderError(
+                    source="bridge",
+                    message=f"the journal could not record the order, so it was not sent: {exc}",
+                    field="account",
+                    rule="journal_unavailable",
+                    classification=Classification.RETRYABLE,
+                ),
+            )
+        return None
+
+    async def _abandon(self, record: OrderRecord) -> None:
+        """A caller cancelled while its intent was being journalled: nothing was sent, so the
+        journalled intent (if it landed) is proven absent."""
+        stored = await self.book.journal.get(record.client_order_id)
+        if stored is None or stored.order_id != record.order_id:
+            return
+        if stored.status != OrderStatus.SUBMITTED:
+            return
+        self.book.track(record)
+        await self.book.move(record, Trigger.LOSE, "the caller was cancelled before sending")
+        await self.book.move(record, Trigger.PROVE_ABSENT, "the frame was never written")
+        self.book.forget_finished(record)
+
+    async def _conclude(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        future: asyncio.Future[Any],
+        t0: int,
+    ) -> OrderResult:
+        """Apply the answer ``future`` holds (or will), then the events that arrived meanwhile."""
+        error: OrderError | None = None
+        try:
+            try:
+                result = await future
+            except TerminalRejected as exc:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                error = await self._rejected(record, exc, session)
+            except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                error = await self._lost(record, session, exc)
+            else:
+                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+                error = contradicts_code(session, result)
+                if error is None:
+                    await self.tracker.apply_trade_result(record, result)
+                else:
+                    error = await self._lost(record, session, Exception(error.message))
+        finally:
+            # Whatever happened above, the events that arrived meanwhile are applied and the
+            # order stops being "awaiting its answer".
+            await self.tracker.replay_deferred(record)
+        if error is not None and error.source == "link" and record.status != OrderStatus.UNKNOWN:
+            error = None  # the terminal's own events proved the outcome the lost answer would have
+        self.book.forget_finished(record)
+        return result_of(record, error)
+
+    async def _never_sent(self, record: OrderRecord, exc: SessionClosed) -> OrderError:
+        """The session closed between routing and sending: the frame never left, which is a
+        proof of absence in itself."""
+        await self.book.move(record, Trigger.LOSE, f"session closed before sending: {exc}")
+        await self.book.move(record, Trigger.PROVE_ABSENT, "the frame was never written")
+        return OrderError(
+            source="bridge",
+            message=f"not sent: {exc}",
+            field="account",
+            rule="not_routable",
+            classification=Classification.RETRYABLE,
+        )
+
+    async def _rejected(
+        self, record: OrderRecord, exc: TerminalRejected, session: TerminalSession
+    ) -> OrderError | None:
+        entry = lookup(session.platform, exc.code)
+        error = OrderError(
+            source="terminal",
+            message=exc.message,
+            code=exc.code,
+            name=exc.name,
+            classification=entry.classification,
+        )
+        if record.action != OrderAction.OPEN and position_gone(session, exc.code):
+            return await self._already_closed(record, exc)
+        # A success code sent as an error (an EA testing ``retcode != DONE`` refuses 10010
+        # DONE_PARTIAL) may well have executed: never REJECTED, resolved like a lost answer.
+        unknown = entry.classification in (Classification.UNKNOWN, Classification.OK)
+        trigger = Trigger.LOSE if unknown else Trigger.REJECT
+        if not self.book.can(record, trigger):
+            # Its events already proved an outcome (a lookup after a sequence gap, say): the
+            # answer adds nothing to trust over that proof.
+            log.warning(
+                "answer after the outcome was proven",
+                client_order_id=record.client_order_id,
+                status=record.status.value,
+                retcode=exc.code,
+            )
+            return error
+        record.rejection_code = exc.code
+        record.rejection_name = exc.name[:REJECTION_NAME_MAX]
+        record.rejection_reason = exc.message[:REJECTION_REASON_MAX]
+        if unknown:
+            await self.book.move(record, trigger, f"{exc.code} {exc.name}: outcome unknown")
+            # The terminal's link to its trade server is in doubt: end the session so that,
+            # once the EA is back, a lookup can prove the order absent instead of guessing.
+            session.close(f"outcome-unknown answer {exc.code} {exc.name}", code="outcome_unknown")
+            self.tracker.resolve_later(record)
+            return OrderError(
+                source="link",
+                message=f"{exc.code} {exc.name}: outcome unknown, being resolved",
+                code=exc.code,
+                name=exc.name,
+                classification=Classification.UNKNOWN,
+            )
+        await self.book.move(record, trigger, f"{exc.code} {exc.name}: {exc.message}")
+        log.info(
+            "order rejected",
+            client_order_id=record.client_order_id,
+            retcode=exc.code,
+            name=exc.name,
+        )
+        return error
+
+    async def _already_closed(
+        self, record: OrderRecord, exc: TerminalRejected
+    ) -> OrderError | None:
+        """A close answered "position already closed" (MT5 10036): the close intent is done
+        (docs/protocol.md §11, reference §3.7), though this order traded nothing: FILLED with
+        no fill price nor volume, the journal saying why."""
+        if not self.book.can(record, Trigger.FILL):
+            return None
+        await self.book.move(
+            record,
+            Trigger.FILL,
+            f"{exc.code} {exc.name}: the position was already closed; this close traded nothing",
+        )
+        return None
+
+    async def _lost(
+        self, record: OrderRecord, session: TerminalSession, exc: Exception
+    ) -> OrderError:
+        error = OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
+        if not self.book.can(record, Trigger.LOSE):
+            return error  # already settled by its events
+        await self.book.move(record, Trigger.LOSE, f"answer lost: {exc}")
+        log.warning(
+            "order outcome unknown", client_order_id=record.client_order_id, reason=str(exc)
+        )
+        if isinstance(exc, RequestTimeout):
+            # A terminal that does not answer a trade in time is not healthy. Closing the
+            # session also makes the EA drop its queued trades, which is what allows the
+            # resolution to prove an order absent instead of guessing.
+            session.close(f"trade request timed out ({exc})", code="trade_timeout")
+        self.tracker.resolve_later(record)
+        return error
