@@ -80,6 +80,9 @@ class TerminalFaults:
     failure_as_success_next_trade: bool = False
     """An EA bug: do not execute the next trade request, and answer ``ok: true`` with a
     requote code (MT4 138, MT5 10004) in the result."""
+    refuse_syncs: int = 0
+    """Answer this many more ``sync`` requests with -3 ``not_ready`` (an EA whose terminal is
+    still loading its history), subscribing nothing."""
     bye_after_next_read: bool = False
     """Answer the next read, then say ``bye`` and close in the same write (an EA stopping
     right after a read)."""
@@ -324,6 +327,10 @@ class _Connection:
         module docstring); the previous subscription, if any, ends first."""
         if not self.t.config.sync:
             self._refuse(msg.id, -1, "unknown_operation", "sync is not supported")
+            return
+        if self.t.faults.refuse_syncs > 0:
+            self.t.faults.refuse_syncs -= 1
+            self._refuse(msg.id, -3, "not_ready", "history is still loading")
             return
         if msg.interval_ms < 0 or msg.since_ms < 0:
             self._refuse(msg.id, -2, "invalid_request", "interval_ms and since_ms must be >= 0")

@@ -223,3 +223,39 @@ async def test_features_are_negotiated_and_an_ea_without_sync_still_trades(
     assert result.status == OrderStatus.FILLED
     assert h.bridge.synced_account(h.account("old-ea")) is None
     assert h.bridge.sync.is_stale(_key(h, "old-ea"))  # no snapshot: never fresh
+
+
+async def test_f10_a_store_that_cannot_be_read_does_not_keep_an_account_unsynced(
+    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored positions cannot be read when the account attaches: its view is made anyway
+    and its terminal subscribed (the account used to stay "owned" and never synced)."""
+    h = await make_harness(start=False)
+    host, port = await h.bridge.start()
+
+    async def unreadable(account: AccountKey, *, open_only: bool = True) -> list[object]:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(h.bridge.store, "positions", unreadable)
+    h.world.start(host, port)
+    await h.ready()
+    for tid in (MT4, MT5H, MT5N):
+        await _first_snapshot(h, tid)
+        assert not h.bridge.sync.is_stale(_key(h, tid))
+
+
+async def test_f21_a_refused_sync_subscription_is_asked_again(
+    make_harness: HarnessFactory,
+) -> None:
+    """The terminal answers its first two ``sync`` requests -3 not_ready (history still
+    loading): the bridge asks again while the session lives, instead of leaving the account
+    stale until a reconnect."""
+    h = await make_harness(start=False)
+    h.terminal(MT5H).faults.refuse_syncs = 2
+    host, port = await h.bridge.start()
+    h.world.start(host, port)
+    await h.ready()
+    await eventually(lambda: h.terminal(MT5H).faults.refuse_syncs == 0, timeout_s=3)
+    await _first_snapshot(h, MT5H)
+    assert h.terminal(MT5H).sessions == 1  # the same session, subscribed at the third try
+    assert not h.bridge.sync.is_stale(_key(h, MT5H))

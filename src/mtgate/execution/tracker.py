@@ -356,10 +356,7 @@ class Tracker:
 
     async def _attach_sync(self, session: TerminalSession) -> None:
         assert self.sync is not None
-        try:
-            await self.sync.attach(session)
-        except SessionError as exc:  # staleness shows it
-            log.error("sync subscription failed", terminal=session.terminal_id, error=str(exc))
+        await self.sync.attach(session)  # retries on its own while the session lives
 
     async def _reconcile(self, session: TerminalSession) -> None:
         """Settle every unfinished order of the account in the journal (all of them, however

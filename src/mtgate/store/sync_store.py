@@ -17,13 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Table, and_, event, make_url, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from mtgate import logs
 from mtgate.protocol import messages as m
@@ -114,18 +118,70 @@ class PositionEvent:
     at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """A row the database refused for good (a value out of its column's range, say): it is
+    dropped from the buffer, so that every other row is still written, and kept here to see."""
+
+    table: str
+    key: str
+    error: str
+
+
+BUFFERED_MAX = 50_000
+"""Margin samples, and position events, buffered at most (each): beyond, while the database
+is unreachable, the oldest are dropped. The other buffers hold one row per position, deal,
+account or trailing stop (the latest state wins), so the entities bound them."""
+REFUSED_KEPT = 100
+"""Refused rows kept in :attr:`SyncStore.refused_rows` (the newest)."""
+
+
 @dataclass(slots=True)
 class _Buffer:
     positions: dict[tuple[int, str, int], PositionState]
     deals: dict[tuple[int, str, int], tuple[AccountKey, m.DealReport, str | None]]
     accounts: dict[tuple[int, str], AccountState]
-    margins: list[tuple[AccountKey, m.AccountReport, int]]
-    events: list[PositionEvent]
+    margins: deque[tuple[AccountKey, m.AccountReport, int]]
+    events: deque[PositionEvent]
     trailing: dict[tuple[int, str, int, int], TrailingState]
 
     @classmethod
     def empty(cls) -> _Buffer:
-        return cls({}, {}, {}, [], [], {})
+        return cls({}, {}, {}, deque(), deque(), {})
+
+    def rows(self) -> Iterator[tuple[str, str, _Buffer]]:
+        """Each row alone, as a buffer of its own, with its table and key (to isolate the
+        rows the database refuses)."""
+        for key, pos in self.positions.items():
+            one = _Buffer.empty()
+            one.positions[key] = pos
+            yield "positions", _key(key), one
+        for dkey, deal in self.deals.items():
+            one = _Buffer.empty()
+            one.deals[dkey] = deal
+            yield "deals", _key(dkey), one
+        for akey, state in self.accounts.items():
+            one = _Buffer.empty()
+            one.accounts[akey] = state
+            yield "account_states", _key(akey), one
+        for margin in self.margins:
+            one = _Buffer.empty()
+            one.margins.append(margin)
+            yield "margin_level_history", f"{margin[0]} at {margin[2]}", one
+        for change in self.events:
+            one = _Buffer.empty()
+            one.events.append(change)
+            yield "position_events", f"{change.account} #{change.ticket} {change.kind}", one
+        for tkey, trailing in self.trailing.items():
+            one = _Buffer.empty()
+            one.trailing[tkey] = trailing
+            yield "trailing_stops", _key(tkey), one
+
+    def accounts_in(self) -> list[str]:
+        """The accounts this buffer has rows of (for log lines)."""
+        found = {f"{k[0]}@{k[1]}" for k in [*self.positions, *self.deals, *self.accounts]}
+        found |= {str(a) for a, _, _ in self.margins} | {str(e.account) for e in self.events}
+        return sorted(found)[:20]
 
     def __bool__(self) -> bool:
         return bool(
@@ -167,6 +223,20 @@ class _Buffer:
         return parts
 
 
+def _key(key: tuple[Any, ...]) -> str:
+    return "/".join(str(k) for k in key)
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that retrying can cure (the database is busy, locked or unreachable), as
+    opposed to a row it refuses for what it holds."""
+    if isinstance(exc, sqlite3.OperationalError | SqlOperationalError | JournalNotOpenError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 FLUSH_ROWS_MAX = 2_000
 """Rows per write transaction (~20 ms of SQLite work at most): the journal's order intents
 wait for the same file's write lock, up to their busy timeout."""
@@ -183,6 +253,12 @@ class SyncStore:
         self._buffer = _Buffer.empty()
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self.refused_rows: deque[RefusedRow] = deque(maxlen=REFUSED_KEPT)
+        """The latest rows the database refused for good (see :class:`RefusedRow`)."""
+        self.refused_count = 0
+        self.dropped_count = 0
+        """Margin samples and position events dropped beyond :data:`BUFFERED_MAX`."""
+        self._dropping = False
 
     async def open(self) -> None:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtgate-sync-store")
@@ -239,9 +315,27 @@ class SyncStore:
 
     def put_margin_sample(self, account: AccountKey, report: m.AccountReport, at_ms: int) -> None:
         self._buffer.margins.append((account, report, at_ms))
+        self._trim(self._buffer.margins)
 
     def put_event(self, event: PositionEvent) -> None:
         self._buffer.events.append(event)
+        self._trim(self._buffer.events)
+
+    def _trim(self, rows: deque[Any]) -> None:
+        """Keep a list buffer within :data:`BUFFERED_MAX` (only reached while writes fail)."""
+        over = len(rows) - BUFFERED_MAX
+        if over <= 0:
+            return
+        for _ in range(over):
+            rows.popleft()
+        self.dropped_count += over
+        if not self._dropping:
+            self._dropping = True
+            log.error(
+                "sync store buffer full: dropping the oldest margin samples / position events "
+                "until the database takes writes again",
+                limit=BUFFERED_MAX,
+            )
 
     def put_trailing(self, state: TrailingState) -> None:
         a = state.account
@@ -252,15 +346,20 @@ class SyncStore:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval_s)
-            try:
+            # A failure is logged where it happens and its rows are kept: the next flush
+            # retries them.
+            with contextlib.suppress(Exception):
                 await self.flush()
-            except Exception as exc:  # the buffer is kept: the next flush retries it
-                log.error("sync store flush failed", error=repr(exc))
 
     async def flush(self) -> None:
         """Write everything buffered so far: one transaction per part of at most
-        :data:`FLUSH_ROWS_MAX` rows; a part that fails is kept, with the ones after it, for
-        the next flush."""
+        :data:`FLUSH_ROWS_MAX` rows.
+
+        A part the database cannot take now (busy, locked, unreachable: :func:`transient`)
+        is kept, with the parts after it, for the next flush, and the error raised. A part it
+        refuses for what a row holds is written again row by row: every good row lands, and
+        each row refused for good is dropped and reported (:attr:`refused_rows`, an ERROR
+        line), so one bad row never holds back the others."""
         async with self._flush_lock:
             if not self._buffer:
                 return
@@ -268,10 +367,44 @@ class SyncStore:
             for i, part in enumerate(parts):
                 try:
                     await self._call(functools.partial(_write, buffer=part))
+                except Exception as exc:
+                    if transient(exc):
+                        self._keep(parts[i:], exc)
+                        raise
+                    await self._isolate(part, parts[i + 1 :])
                 except BaseException:
-                    for unwritten in reversed(parts[i:]):  # written parts stay written
-                        self._merge_back(unwritten)
+                    self._keep(parts[i:], None)
                     raise
+            self._dropping = False
+
+    def _keep(self, unwritten: list[_Buffer], exc: BaseException | None) -> None:
+        for part in reversed(unwritten):  # written parts stay written
+            self._merge_back(part)
+        if exc is not None:
+            log.warning(
+                "sync store flush failed; will retry",
+                error=repr(exc),
+                accounts=self._buffer.accounts_in(),
+            )
+
+    async def _isolate(self, part: _Buffer, later: list[_Buffer]) -> None:
+        """Write ``part`` row by row, reporting each row refused for good."""
+        rows = list(part.rows())
+        for j, (table, key, one) in enumerate(rows):
+            try:
+                await self._call(functools.partial(_write, buffer=one))
+            except Exception as exc:
+                if transient(exc):
+                    self._keep([*(r[2] for r in rows[j:]), *later], exc)
+                    raise
+                self.refused_count += 1
+                self.refused_rows.append(RefusedRow(table, key, repr(exc)))
+                log.error(
+                    "sync store refused a row; it is dropped, the others are written",
+                    table=table,
+                    key=key,
+                    error=repr(exc),
+                )
 
     def _merge_back(self, older: _Buffer) -> None:
         """Put a failed flush's rows back under anything buffered since (newer rows win)."""
@@ -283,6 +416,8 @@ class SyncStore:
         older.events.extend(newer.events)
         older.trailing.update(newer.trailing)
         self._buffer = older
+        self._trim(older.margins)
+        self._trim(older.events)
 
     async def _call(self, fn: Callable[[Engine], T]) -> T:
         executor, engine = self._executor, self._engine
@@ -401,6 +536,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 _KEYS = ("account_login", "account_server", "ticket")
+COMMENT_MAX = 64
+"""The ``comment`` columns: free text (the broker's markers), cut to fit rather than refused."""
 Write = tuple[Table, tuple[str, ...] | None, list[dict[str, Any]]]
 """A table, its conflict keys (None: a plain insert) and its rows."""
 
@@ -503,7 +640,7 @@ def _position_row(p: PositionState, ts: TsOut) -> dict[str, Any]:
         "stop_loss": p.sl or None,
         "take_profit": p.tp or None,
         "magic": p.magic,
-        "comment": p.comment,
+        "comment": p.comment[:COMMENT_MAX],
         "client_order_id": p.client_order_id,
         "external": p.external,
         "state": "open" if p.open else "closed",
@@ -559,7 +696,7 @@ def _deal_row(account: AccountKey, d: m.DealReport, cid: str | None, ts: TsOut) 
         "swap": d.swap,
         "commission": d.commission,
         "magic": d.magic,
-        "comment": d.comment[:64],
+        "comment": d.comment[:COMMENT_MAX],
         "client_order_id": cid,
         "time": ts(d.time_ms),
     }
@@ -622,7 +759,7 @@ def _trailing_values(s: TrailingState, ts: TsOut) -> dict[str, Any]:
         "stop_loss": s.stop_loss,
         "moves": s.moves,
         "last_moved_at": None if s.last_moved_at_ms is None else ts(s.last_moved_at_ms),
-        "finished_reason": s.finished_reason,
+        "finished_reason": None if s.finished_reason is None else s.finished_reason[:64],
         "created_at": ts(s.created_at_ms),
         "updated_at": ts(s.updated_at_ms),
     }

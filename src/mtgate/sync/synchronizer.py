@@ -20,18 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mtgate import logs
+from mtgate.domain.backoff import Backoff
 from mtgate.domain.clock import Clock
 from mtgate.domain.orders import client_id_from_comment
 from mtgate.protocol import messages as m
 from mtgate.sessions.errors import NotRoutable, SessionError
 from mtgate.sessions.registry import TerminalRegistry
-from mtgate.sessions.session import AccountKey, TerminalSession
+from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
 from mtgate.store.rows import datetime_to_ms
 from mtgate.store.sync_store import AccountState, PositionEvent, PositionState, SyncStore
 from mtgate.sync.diff import Change, ChangeKind
 from mtgate.sync.view import AccountView, Applied, apply_snapshot
 
 log = logs.get("mtgate.sync")
+
+SUBSCRIBE_RETRY_CAP_S = 10.0
+"""Longest wait between two ``sync`` requests of a session whose subscription failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,12 @@ class Synchronizer:
         The subscription starts at the account's phase within the interval, so that many
         accounts' snapshots arrive spread over the interval instead of together (after a
         bridge restart every terminal reconnects at once); the first snapshot comes at most
-        one interval after the session became ready."""
+        one interval after the session became ready.
+
+        Never raises for a failure of the store or of the ``sync`` request: the view is made
+        even when the store cannot be read (staleness still works), and a refused or
+        unanswered ``sync`` is sent again, with backoff, while the session lives and still
+        owns the account; an account is never left owned without a subscription."""
         assert session.identity is not None
         account = session.identity.account
         if m.SYNC_FEATURE not in session.identity.features:
@@ -126,31 +135,51 @@ class Synchronizer:
         self._owners[account] = session
         view = self.views.get(account)
         if view is None:
-            stored = await self.store.positions(account)
-            state = await self.store.account_state(account)
-            cursor = state["history_cursor"] if state else None
-            view = AccountView.restored(
-                account, stored, None if cursor is None else datetime_to_ms(cursor)
-            )
-            self.views[account] = view
+            view = self.views[account] = await self._restored_view(account)
         view.last_snapshot_ns = self.clock.monotonic_ns()  # the clock for staleness starts now
         await asyncio.sleep(self.phase_delay_ms(account) / 1000)
-        if self._owners.get(account) is not session:
-            return  # closed (and perhaps taken over) while waiting for its phase
+        backoff = Backoff(base_s=0.2, cap_s=SUBSCRIBE_RETRY_CAP_S)
+        while self._owners.get(account) is session and session.state != SessionState.CLOSED:
+            try:
+                await session.request(
+                    m.Sync(
+                        id=0,
+                        interval_ms=self.settings.interval_ms,
+                        since_ms=view.history_cursor_ms or 0,
+                    ),
+                    session.settings.read_timeout_s,
+                )
+            except SessionError as exc:
+                log.warning(
+                    "sync subscription failed; will retry",
+                    terminal=session.terminal_id,
+                    error=str(exc),
+                )
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            view.last_snapshot_ns = self.clock.monotonic_ns()
+            return
+        if self._owners.get(account) is session:  # it closed: the next ready session subscribes
+            del self._owners[account]
+
+    async def _restored_view(self, account: AccountKey) -> AccountView:
+        """The account's view as the store last saw it; an empty one if it cannot be read
+        (the first snapshot then reports every position as new, and the history is read
+        again from the start, deduplicated by ticket)."""
         try:
-            await session.request(
-                m.Sync(
-                    id=0,
-                    interval_ms=self.settings.interval_ms,
-                    since_ms=view.history_cursor_ms or 0,
-                ),
-                session.settings.read_timeout_s,
+            stored = await self.store.positions(account)
+            state = await self.store.account_state(account)
+        except Exception as exc:
+            log.error(
+                "stored positions unreadable; syncing the account from scratch",
+                account=str(account),
+                error=repr(exc),
             )
-        except SessionError:
-            if self._owners.get(account) is session:
-                del self._owners[account]
-            raise
-        view.last_snapshot_ns = self.clock.monotonic_ns()
+            return AccountView.restored(account, [], None)
+        cursor = state["history_cursor"] if state else None
+        return AccountView.restored(
+            account, stored, None if cursor is None else datetime_to_ms(cursor)
+        )
 
     def phase_delay_ms(self, account: AccountKey) -> int:
         """Milliseconds until the account's phase: the golden-ratio sequence over the
@@ -181,10 +210,7 @@ class Synchronizer:
         task.add_done_callback(self._tasks.discard)
 
     async def _take_over(self, session: TerminalSession) -> None:
-        try:
-            await self.attach(session)
-        except SessionError as exc:
-            log.warning("sync take-over failed", terminal=session.terminal_id, error=str(exc))
+        await self.attach(session)
 
     # --- snapshots ---------------------------------------------------------------------------
 

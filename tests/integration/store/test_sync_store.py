@@ -8,10 +8,10 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey
+from mtgate.store import sync_store
 from mtgate.store.sync_store import (
     AccountState,
     PositionEvent,
@@ -175,17 +175,47 @@ async def test_trailing_stops_update_their_row_and_only_active_ones_reload(
     assert len(await store.trailing(active_only=False)) == 2
 
 
-async def test_a_failed_flush_keeps_the_rows_for_the_next(store: SyncStore) -> None:
-    if store.url.get_backend_name() == "sqlite":
-        pytest.skip("SQLite does not enforce VARCHAR lengths: nothing to make a flush fail")
+async def test_f10_a_refused_row_is_isolated_and_the_rest_flush(store: SyncStore) -> None:
+    """One row the database refuses for what it holds (SQLite: an integer beyond 64 bits;
+    PostgreSQL: a symbol longer than VARCHAR(32)) used to make every later flush fail, for
+    every account: now the others land, it is dropped and reported, and flushing goes on."""
+    sqlite = store.url.get_backend_name() == "sqlite"
+    bad = _position(3003, magic=2**63) if sqlite else _position(3003, symbol="X" * 100)
     store.put_position(_position())
     store.put_event(PositionEvent(ACCOUNT, 1001, "position_opened", "abc", "opened", T0))
-    store.put_position(_position(3003, symbol="X" * 100))  # longer than VARCHAR(32)
-    with pytest.raises(DBAPIError):
-        await store.flush()
-    store.put_position(_position(3003))  # the newer row of the same position wins
-    assert [p.ticket for p in await store.positions(ACCOUNT)] == [1001, 3003]
+    store.put_position(bad)
+    store.put_account(AccountState(ACCOUNT, REPORT, 1, 0, False, T0, T0))
+    await store.flush()  # no error: the bad row is isolated
+    assert [p.ticket for p in await store.positions(ACCOUNT)] == [1001]
     assert [e.kind for e in await store.events(ACCOUNT, 1001)] == ["position_opened"]
+    assert await store.account_state(ACCOUNT) is not None
+    assert store.refused_count == 1
+    assert [(r.table, r.key) for r in store.refused_rows] == [
+        ("positions", f"{ACCOUNT.login}/{ACCOUNT.server}/3003")
+    ]
+    store.put_position(_position(3003))  # a good row of the same position is written again
+    assert [p.ticket for p in await store.positions(ACCOUNT)] == [1001, 3003]
+
+
+async def test_f10_free_text_is_cut_to_its_column(store: SyncStore) -> None:
+    """A broker comment longer than the column is kept, cut, rather than refused."""
+    store.put_position(_position(comment="c" * 200))
+    (stored,) = await store.positions(ACCOUNT)
+    assert stored.comment == "c" * 64
+    assert store.refused_count == 0
+
+
+async def test_f10_buffers_are_bounded(store: SyncStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While nothing is written (the database down), margin samples and position events
+    stop growing at the cap: the oldest go, counted, instead of the bridge's memory."""
+    monkeypatch.setattr(sync_store, "BUFFERED_MAX", 50)
+    for i in range(60):
+        store.put_event(PositionEvent(ACCOUNT, i, "position_opened", None, "", T0 + i))
+        store.put_margin_sample(ACCOUNT, REPORT, T0 + i)
+    assert store.dropped_count == 20
+    events = await store.events(ACCOUNT)
+    assert [e.ticket for e in events] == list(range(10, 60))
+    assert len(await store.margin_history(ACCOUNT)) == 50
 
 
 async def test_a_large_flush_is_written_in_parts_and_all_of_it_lands(store: SyncStore) -> None:
