@@ -206,3 +206,14 @@ def test_every_ticket_that_comes_or_goes_is_named_exactly_once(
     named = sorted(c.ticket for c in changes)
     expected = sorted(pos_before ^ pos_after) + sorted(t + 100 for t in ord_before ^ ord_after)
     assert named == sorted(expected)
+
+
+def test_a_remainder_marker_of_thousands_of_digits_is_only_a_comment() -> None:
+    """``int()`` refuses strings of more than 4,300 digits: such a ``from #`` comment used to
+    make every snapshot of the account fail to apply. It is no MT4 marker (a ticket fits a
+    long): the position is just opened."""
+    before = snap([pos(1)])
+    after = snap([pos(2, comment="from #" + "9" * 5000)])
+    changes = diff(before, after)
+    assert {c.kind for c in changes} >= {ChangeKind.POSITION_OPENED}
+    assert [c.ticket for c in changes if c.kind == ChangeKind.POSITION_OPENED] == [2]

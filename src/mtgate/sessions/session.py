@@ -541,4 +541,7 @@ class TerminalSession:
             if not future.done():
                 future.set_exception(SessionClosed(reason, sent=True))
         if was_claimed:
-            self._host.session_closed(self, reason)
+            try:
+                self._host.session_closed(self, reason)
+            except Exception as exc:  # the session is closed either way; the others go on
+                log.error("closing a session failed", terminal=self.terminal_id, error=repr(exc))

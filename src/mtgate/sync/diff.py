@@ -29,7 +29,9 @@ from mtgate.domain.enums import DealEntry, DealReason, OrderState
 from mtgate.domain.orders import client_id_from_comment
 from mtgate.protocol import messages as m
 
-_FROM_TICKET = re.compile(r"from #(\d+)")
+_FROM_TICKET = re.compile(r"from #(\d{1,19})(?!\d)")
+"""An MT4 remainder's marker. At most 19 digits (a ticket fits a long): a broker comment of
+thousands of digits must not make ``int()`` raise and stop every snapshot of the account."""
 
 
 class ChangeKind(enum.StrEnum):
