@@ -36,9 +36,10 @@ class OrderBook:
         """The session that carried an order's last trade request (absence proofs need it)."""
         self.deferred: dict[str, list[tuple[str, Any]]] = {}
         """Events about an order whose request is still awaiting its answer, replayed after it."""
-        self._doubt: dict[AccountKey, dict[str, str]] = {}
-        """Per account, the orders in doubt (SUBMITTED, UNKNOWN) and their carrying terminal."""
-        self._settled: dict[AccountKey, asyncio.Event] = {}
+        self._doubt: dict[tuple[int, str], dict[str, str]] = {}
+        """Per account (login, server), the orders in doubt (SUBMITTED, UNKNOWN) and their
+        carrying terminal."""
+        self._settled: dict[tuple[int, str], asyncio.Event] = {}
         """Set when an order of the account leaves doubt (for failover waits)."""
 
     # --- lookups -----------------------------------------------------------------------------
@@ -72,31 +73,31 @@ class OrderBook:
     def in_doubt(self, account: AccountKey, *, other_than: str) -> dict[str, str]:
         """Orders of ``account`` in doubt that a terminal other than ``other_than`` carried
         (client order id → terminal id)."""
-        doubt = self._doubt.get(account)
+        doubt = self._doubt.get((account.login, account.server))
         if not doubt:
             return {}
         return {cid: tid for cid, tid in doubt.items() if tid != other_than}
 
     async def doubt_changed(self, account: AccountKey, timeout_s: float) -> None:
         """Wait until an order of ``account`` leaves doubt, or ``timeout_s``."""
-        event = self._settled.setdefault(account, asyncio.Event())
+        event = self._settled.setdefault((account.login, account.server), asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout_s)
         except TimeoutError:
             return
 
-    def _note_doubt(self, record: OrderRecord) -> None:
-        account = AccountKey(record.account_login, record.account_server)
-        cid = record.client_order_id
-        if record.status in IN_DOUBT:
-            self._doubt.setdefault(account, {})[cid] = record.terminal_id
-            return
-        doubt = self._doubt.get(account)
-        if doubt is None or doubt.pop(cid, None) is None:
+    def _doubt_add(self, record: OrderRecord) -> None:
+        key = (record.account_login, record.account_server)
+        self._doubt.setdefault(key, {})[record.client_order_id] = record.terminal_id
+
+    def _doubt_remove(self, record: OrderRecord) -> None:
+        key = (record.account_login, record.account_server)
+        doubt = self._doubt.get(key)
+        if doubt is None or doubt.pop(record.client_order_id, None) is None:
             return
         if not doubt:
-            del self._doubt[account]
-        event = self._settled.pop(account, None)
+            del self._doubt[key]
+        event = self._settled.pop(key, None)
         if event is not None:
             event.set()
 
@@ -113,7 +114,8 @@ class OrderBook:
 
     def track(self, record: OrderRecord) -> None:
         record = self._by_client.setdefault(record.client_order_id, record)
-        self._note_doubt(record)
+        if record.status in IN_DOUBT:
+            self._doubt_add(record)
         if record.mt_order_id:
             key = (AccountKey(record.account_login, record.account_server), record.mt_order_id)
             self._by_ticket[key] = record
@@ -122,7 +124,6 @@ class OrderBook:
         """Drop a finished order from memory; the journal keeps it."""
         if record.status in _ACTIVE:
             return
-        self._note_doubt(record)
         self._by_client.pop(record.client_order_id, None)
         if record.mt_order_id:
             self._by_ticket.pop(
@@ -162,7 +163,7 @@ class OrderBook:
         now = self.clock.now_ms()
         record.updated_at_ms = now
         if previous in IN_DOUBT and record.status not in IN_DOUBT:
-            self._note_doubt(record)
+            self._doubt_remove(record)
         if record.status == OrderStatus.FILLED and record.filled_at_ms is None:
             record.filled_at_ms = now
         if record.mt_order_id:

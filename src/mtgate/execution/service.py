@@ -211,7 +211,9 @@ class ExecutionService:
             raise InvalidRequest(
                 f"client_order_id {cid!r} was already used", field="client_order_id"
             )
-        routed = await self.route_new(account, session)
+        routed = self._route_at_once(account, session)
+        if routed is None:
+            routed = await self.route_new(account, session)
         identity = routed.identity if isinstance(routed, TerminalSession) else None
         record = OrderRecord(
             order_id=str(uuid.uuid4()),
@@ -229,6 +231,19 @@ class ExecutionService:
             signal_id=signal_id,
         )
         return record, routed
+
+    def _route_at_once(
+        self, account: AccountKey, chosen: TerminalSession | None
+    ) -> TerminalSession | NotRoutable | None:
+        """The route when nothing of the account is in doubt elsewhere (the usual case, no
+        suspension); None when :meth:`route_new` must wait."""
+        try:
+            session = chosen if chosen is not None else self.registry.route(account)
+        except NotRoutable as exc:
+            return exc
+        if session.state != SessionState.READY:
+            return NotRoutable(f"terminal {session.terminal_id} is {session.state.value}")
+        return None if self.book.in_doubt(account, other_than=session.terminal_id) else session
 
     async def route_new(
         self, account: AccountKey, chosen: TerminalSession | None = None

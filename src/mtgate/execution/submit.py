@@ -67,23 +67,17 @@ class Submitter:
             await self.tracker.replay_deferred(record)
             self.book.forget_finished(record)
             return result_of(record, error)
-        try:
-            await asyncio.shield(future)  # unlike ``await future``, a cancel stays out here
-        except asyncio.CancelledError:
-            self.tracker.spawn(self._conclude_later(record, session, future, t0), f"answer:{cid}")
-            raise
-        except Exception:  # the answer's error stays in ``future``: _conclude reads it
-            pass
-        return await self._conclude(record, session, future, t0)
+        return await self._conclude(record, session, future, msg.id, t0)
 
     async def _conclude_later(
         self,
         record: OrderRecord,
         session: TerminalSession,
         future: asyncio.Future[Any],
+        req_id: int,
         t0: int,
     ) -> None:
-        await self._conclude(record, session, future, t0)
+        await self._conclude(record, session, future, req_id, t0)
 
     async def _journal_intent(
         self, record: OrderRecord, new_id: bool, t0: int
@@ -137,24 +131,43 @@ class Submitter:
         record: OrderRecord,
         session: TerminalSession,
         future: asyncio.Future[Any],
+        req_id: int,
         t0: int,
     ) -> OrderResult:
-        """Apply the answer ``future`` holds (or will), then the events that arrived meanwhile."""
-        error: OrderError | None = None
+        """Await the answer ``future`` holds (or will), apply it, then the events that arrived
+        meanwhile. A caller cancelled while it waits cancels only its wait: the answer is
+        applied in the background, as if the caller were there."""
         try:
-            try:
-                result = await future
-            except TerminalRejected as exc:
-                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-                error = await self._rejected(record, exc, session)
-            except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
-                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-                error = await self._lost(record, session, exc)
+            outcome: Any = await future
+        except asyncio.CancelledError:
+            answer = future if future.done() and not future.cancelled() else None
+            answer = answer or session.answer_after_cancel(req_id)
+            if answer is not None:
+                self.tracker.spawn(
+                    self._conclude_later(record, session, answer, req_id, t0),
+                    f"answer:{record.client_order_id}",
+                )
+            raise
+        except Exception as exc:  # the answer's error: applied below like a result
+            outcome = exc
+        return await self._apply(record, session, outcome, t0)
+
+    async def _apply(
+        self, record: OrderRecord, session: TerminalSession, outcome: Any, t0: int
+    ) -> OrderResult:
+        error: OrderError | None = None
+        record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
+        try:
+            if isinstance(outcome, TerminalRejected):
+                error = await self._rejected(record, outcome, session)
+            elif isinstance(outcome, RequestTimeout | SessionClosed | codec.ProtocolError):
+                error = await self._lost(record, session, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
             else:
-                record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
-                error = contradicts_code(session, result)
+                error = contradicts_code(session, outcome)
                 if error is None:
-                    await self.tracker.apply_trade_result(record, result)
+                    await self.tracker.apply_trade_result(record, outcome)
                 else:
                     error = await self._lost(record, session, Exception(error.message))
         finally:

@@ -188,6 +188,8 @@ class TerminalSession:
         self._heartbeat: asyncio.Task[None] | None = None
         self.rtt_ms: float | None = None
         self._trades_in_flight = 0
+        self._trade_ids: dict[asyncio.Future[Any], int] = {}
+        self._after_cancel: dict[int, asyncio.Future[Any]] = {}
         self.ready = asyncio.Event()
         self.server_time_ms = 0
         """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
@@ -466,12 +468,31 @@ class TerminalSession:
         self._pending[req_id] = (future, op, timer)
         if op in _TRADE_OPS:
             self._trades_in_flight += 1
+            self._trade_ids[future] = req_id
             future.add_done_callback(self._trade_done)
         self._link.write(frame)
         return future
 
-    def _trade_done(self, _: asyncio.Future[Any]) -> None:
+    def _trade_done(self, future: asyncio.Future[Any]) -> None:
+        req_id = self._trade_ids.pop(future)
+        pending = self._pending.get(req_id)
+        if future.cancelled() and pending is not None and pending[0] is future:
+            # The caller stopped waiting, not the trade: its answer is still the trade's
+            # outcome, so it gets a future of its own (answer_after_cancel), and the trade
+            # still counts as in flight.
+            again: asyncio.Future[Any] = self._loop.create_future()
+            self._pending[req_id] = (again, pending[1], pending[2])
+            self._trade_ids[again] = req_id
+            again.add_done_callback(self._trade_done)
+            self._after_cancel[req_id] = again
+            return
         self._trades_in_flight -= 1
+        self._after_cancel.pop(req_id, None)
+
+    def answer_after_cancel(self, req_id: int) -> asyncio.Future[Any] | None:
+        """The future of trade ``req_id``'s answer once the future :meth:`request` returned
+        was cancelled (its caller gave up waiting); None when there is none to wait for."""
+        return self._after_cancel.pop(req_id, None)
 
     def _expire(self, req_id: int, timeout_s: float) -> None:
         pending = self._pending.pop(req_id, None)
