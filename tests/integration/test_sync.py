@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import sqlite3
 import time
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import OrderType
 from mtgate.domain.orders import OrderStatus
-from mtgate.sessions.session import AccountKey, grants_for
+from mtgate.protocol import codec
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import AccountKey, SessionSettings, grants_for
 from mtgate.store.journal import open_journal
+from mtgate.store.sync_store import PositionState
 from mtgate.sync.synchronizer import SyncEvent, SyncSettings
+from mtsim.terminal import SimTerminal
 from tests.integration.conftest import (
     MT4,
     MT5H,
@@ -259,3 +266,144 @@ async def test_f21_a_refused_sync_subscription_is_asked_again(
     await _first_snapshot(h, MT5H)
     assert h.terminal(MT5H).sessions == 1  # the same session, subscribed at the third try
     assert not h.bridge.sync.is_stale(_key(h, MT5H))
+
+
+def _stored_position(account: AccountKey, ticket: int) -> PositionState:
+    """An open position as a previous run of the bridge left it in the store."""
+    return PositionState(
+        account=account,
+        ticket=ticket,
+        identifier=ticket,
+        origin_ticket=ticket,
+        symbol="EURUSD",
+        buy=True,
+        volume=0.1,
+        price_open=1.085,
+        sl=0.0,
+        tp=0.0,
+        magic=7,
+        comment="",
+        client_order_id=None,
+        external=True,
+        opened_at_ms=1_767_700_000_000,
+        updated_at_ms=1_767_700_000_000,
+    )
+
+
+async def test_f10_attach_survives_a_store_failure(
+    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is locked for the first reads of every account's stored view (an exception
+    attach used to let escape, leaving the account owned, unsubscribed and viewless): the
+    reads are retried, so the account is synced from what the last run stored (a position
+    it stored, gone from the terminal meanwhile, is found closed), not from nothing."""
+    h = await make_harness(start=False)
+    host, port = await h.bridge.start()
+    store = h.bridge.store
+    gone = _stored_position(_key(h, MT5H), 424_242)
+    store.put_position(gone)
+    await store.flush()
+    real_positions = store.positions
+    reads: dict[AccountKey, int] = {}
+
+    async def locked_twice(account: AccountKey, *, open_only: bool = True) -> list[PositionState]:
+        reads[account] = reads.get(account, 0) + 1
+        if reads[account] <= 2:
+            locked = sqlite3.OperationalError("database is locked")
+            raise OperationalError("SELECT ... FROM positions", {}, locked)
+        return await real_positions(account, open_only=open_only)
+
+    monkeypatch.setattr(store, "positions", locked_twice)
+    h.world.start(host, port)
+    await h.ready()
+    for tid in (MT4, MT5H, MT5N):
+        await _first_snapshot(h, tid)
+        assert not h.bridge.sync.is_stale(_key(h, tid))
+        assert reads[_key(h, tid)] == 3
+    monkeypatch.undo()
+
+    async def closed() -> bool:  # diffed against the stored view, not an empty one
+        stored = await store.position(_key(h, MT5H), gone.ticket)
+        return stored is not None and not stored.open
+
+    await eventually(closed, timeout_s=3)
+
+
+async def test_f10_a_row_the_database_refuses_does_not_keep_accounts_from_syncing(
+    make_harness: HarnessFactory,
+) -> None:
+    """A row SQLite cannot take (a magic beyond 64 bits) is buffered before the terminals
+    connect: it used to make every read raise, so no account could attach to sync."""
+    h = await make_harness(start=False)
+    host, port = await h.bridge.start()
+    h.bridge.store.put_position(
+        dataclasses.replace(_stored_position(_key(h, MT4), 515_151), magic=2**63)
+    )
+    h.world.start(host, port)
+    await h.ready()
+    for tid in (MT4, MT5H, MT5N):
+        await _first_snapshot(h, tid)
+    assert h.bridge.store.refused_count == 1
+    assert [r.table for r in h.bridge.store.refused_rows] == ["positions"]
+
+
+class _SlowFirstSync:
+    """Wraps a terminal's connections so that the first ``sync`` request is handled only
+    ``hold_s`` after it arrived (a terminal busy loading its history), and counts them."""
+
+    def __init__(self, terminal: SimTerminal, hold_s: float) -> None:
+        self.terminal = terminal
+        self.hold_s = hold_s
+        self.syncs = 0
+        self.released = asyncio.Event()
+        """Set once the held request has been handled (answered late)."""
+        self._connect = terminal.connect
+
+    async def connect(self, host: str, port: int) -> asyncio.Event:
+        closed = await self._connect(host, port)
+        conn = self.terminal.connection
+        assert conn is not None
+        handle = conn.on_frame
+
+        def on_frame(body: bytes) -> None:
+            try:
+                is_sync = isinstance(codec.decode_for_terminal(body), m.Sync)
+            except codec.ProtocolError:
+                is_sync = False  # the terminal's own handler says what is wrong with it
+            if is_sync:
+                self.syncs += 1
+                if self.syncs == 1:
+                    asyncio.get_running_loop().call_later(self.hold_s, release, body)
+                    return
+            handle(body)
+
+        def release(body: bytes) -> None:
+            handle(body)
+            self.released.set()
+
+        conn.on_frame = on_frame  # type: ignore[method-assign]
+        return closed
+
+
+async def test_f21_failed_sync_subscription_is_retried(
+    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal answers its first ``sync`` after the read timeout: the bridge asks again
+    on the same session (it used to give up, leaving the account stale until a reconnect),
+    and the late answer of the first one changes nothing."""
+    h = await make_harness(
+        start=False, settings=SessionSettings(heartbeat_ms=200, read_timeout_s=0.5)
+    )
+    slow = _SlowFirstSync(h.terminal(MT5H), hold_s=1.0)
+    monkeypatch.setattr(h.terminal(MT5H), "connect", slow.connect)
+    host, port = await h.bridge.start()
+    h.world.start(host, port)
+    await h.ready()
+    await _first_snapshot(h, MT5H)
+    await eventually(lambda: slow.syncs >= 2, timeout_s=2)
+    await asyncio.wait_for(slow.released.wait(), timeout=3)
+    view = h.bridge.sync.views[_key(h, MT5H)]
+    last = view.last_snapshot_ns
+    await eventually(lambda: view.last_snapshot_ns != last, timeout_s=2)  # snapshots go on
+    assert not h.bridge.sync.is_stale(_key(h, MT5H))
+    assert h.terminal(MT5H).sessions == 1  # all on the first session: no reconnect needed

@@ -28,14 +28,25 @@ from mtgate.sessions.errors import NotRoutable, SessionError
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
 from mtgate.store.rows import datetime_to_ms
-from mtgate.store.sync_store import AccountState, PositionEvent, PositionState, SyncStore
+from mtgate.store.sync_store import (
+    AccountState,
+    PositionEvent,
+    PositionState,
+    SyncStore,
+    transient,
+)
 from mtgate.sync.diff import Change, ChangeKind
 from mtgate.sync.view import AccountView, Applied, apply_snapshot
 
 log = logs.get("mtgate.sync")
 
 SUBSCRIBE_RETRY_CAP_S = 10.0
-"""Longest wait between two ``sync`` requests of a session whose subscription failed."""
+"""Longest wait between two ``sync`` requests of a session whose subscription failed (or two
+reads of an account's stored view), before the wait for the account's phase."""
+RETRY_BASE_S = 0.1
+RESTORE_ATTEMPTS = 8
+"""Reads of an account's stored view that fail transiently (backoff of about 6 s in all, 13 s
+at most) before the account is synced from an empty view rather than not at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,8 @@ class Synchronizer:
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._phases: dict[AccountKey, int] = {}
+        self._unrestored: set[AccountKey] = set()
+        """Accounts whose view stands in for a stored one that could not be read yet."""
         self.snapshots = 0
         """Snapshots applied since start (a counter for the benchmark and metrics)."""
 
@@ -121,10 +134,11 @@ class Synchronizer:
         bridge restart every terminal reconnects at once); the first snapshot comes at most
         one interval after the session became ready.
 
-        Never raises for a failure of the store or of the ``sync`` request: the view is made
-        even when the store cannot be read (staleness still works), and a refused or
-        unanswered ``sync`` is sent again, with backoff, while the session lives and still
-        owns the account; an account is never left owned without a subscription."""
+        Never raises for a failure of the store or of the ``sync`` request: both
+        are retried with backoff while the session lives and still owns the account, and it
+        returns once subscribed, or once the session closed or another one took over. An
+        account is never left owned without an attempt in progress: that would keep every
+        other session from syncing it, with no staleness to show it."""
         assert session.identity is not None
         account = session.identity.account
         if m.SYNC_FEATURE not in session.identity.features:
@@ -133,53 +147,122 @@ class Synchronizer:
         if account in self._owners:
             return
         self._owners[account] = session
+        subscribed = False
+        try:
+            if await self._restore(session, account):
+                # The clock for staleness starts now.
+                self.views[account].last_snapshot_ns = self.clock.monotonic_ns()
+                subscribed = await self._subscribe(session, account)
+        finally:
+            if not subscribed and self._owners.get(account) is session:
+                del self._owners[account]  # cancelled: the account is free for another session
+
+    def _owns(self, session: TerminalSession, account: AccountKey) -> bool:
+        return session.state != SessionState.CLOSED and self._owners.get(account) is session
+
+    async def _restore(self, session: TerminalSession, account: AccountKey) -> bool:
+        """Give the account a view: the one kept from an earlier session, else the one the
+        store holds (the last run's open positions and history cursor, so that what changed
+        while the bridge was away is diffed like any other change).
+
+        While the store cannot be read, a view restored from nothing stands in, so staleness
+        is watched meanwhile; a read that fails transiently is tried again, up to
+        :data:`RESTORE_ATTEMPTS` times. After a failure retrying cannot cure (a stored row
+        that cannot be read back), or the last attempt, the account is synced from that view:
+        its positions come back as new, its history from the start (deduplicated), and a
+        position closed while the bridge was away keeps its open row until the next start.
+        False when the session no longer owns the account."""
         view = self.views.get(account)
-        if view is None:
-            view = self.views[account] = await self._restored_view(account)
-        view.last_snapshot_ns = self.clock.monotonic_ns()  # the clock for staleness starts now
-        await asyncio.sleep(self.phase_delay_ms(account) / 1000)
-        backoff = Backoff(base_s=0.2, cap_s=SUBSCRIBE_RETRY_CAP_S)
-        while self._owners.get(account) is session and session.state != SessionState.CLOSED:
+        if view is not None and not (account in self._unrestored and view.snapshot is None):
+            return True
+        backoff = Backoff(base_s=RETRY_BASE_S, cap_s=SUBSCRIBE_RETRY_CAP_S)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                await session.request(
-                    m.Sync(
-                        id=0,
-                        interval_ms=self.settings.interval_ms,
-                        since_ms=view.history_cursor_ms or 0,
-                    ),
-                    session.settings.read_timeout_s,
-                )
-            except SessionError as exc:
+                restored = await self._read_view(account)
+            except Exception as exc:
+                if not self._owns(session, account):
+                    return False
+                self._stand_in(account)
+                if not transient(exc) or attempt >= RESTORE_ATTEMPTS:
+                    log.error(
+                        "stored view of the account not read; syncing it from an empty view",
+                        account=str(account),
+                        attempt=attempt,
+                        error=repr(exc),
+                    )
+                    return True
                 log.warning(
-                    "sync subscription failed; will retry",
-                    terminal=session.terminal_id,
-                    error=str(exc),
+                    "stored view of the account not read; will retry",
+                    account=str(account),
+                    attempt=attempt,
+                    error=repr(exc),
                 )
                 await asyncio.sleep(backoff.next_delay_s())
+                if not self._owns(session, account):
+                    return False
                 continue
-            view.last_snapshot_ns = self.clock.monotonic_ns()
-            return
-        if self._owners.get(account) is session:  # it closed: the next ready session subscribes
-            del self._owners[account]
+            if not self._owns(session, account):
+                return False
+            self._install(account, restored)
+            return True
 
-    async def _restored_view(self, account: AccountKey) -> AccountView:
-        """The account's view as the store last saw it; an empty one if it cannot be read
-        (the first snapshot then reports every position as new, and the history is read
-        again from the start, deduplicated by ticket)."""
-        try:
-            stored = await self.store.positions(account)
-            state = await self.store.account_state(account)
-        except Exception as exc:
-            log.error(
-                "stored positions unreadable; syncing the account from scratch",
-                account=str(account),
-                error=repr(exc),
-            )
-            return AccountView.restored(account, [], None)
+    async def _read_view(self, account: AccountKey) -> AccountView:
+        stored = await self.store.positions(account)
+        state = await self.store.account_state(account)
         cursor = state["history_cursor"] if state else None
         return AccountView.restored(
             account, stored, None if cursor is None else datetime_to_ms(cursor)
         )
+
+    def _stand_in(self, account: AccountKey) -> None:
+        if account not in self.views:
+            view = self.views[account] = AccountView.restored(account, (), None)
+            view.last_snapshot_ns = self.clock.monotonic_ns()  # staleness is watched meanwhile
+            self._unrestored.add(account)
+
+    def _install(self, account: AccountKey, restored: AccountView) -> None:
+        """The stored view replaces the stand-in unless a snapshot was applied to it already;
+        a stand-in that went stale passes that on, so the first snapshot says fresh again."""
+        current = self.views.get(account)
+        if current is None or current.snapshot is None:
+            if current is not None:
+                restored.stale = current.stale
+            self.views[account] = restored
+        self._unrestored.discard(account)
+
+    async def _subscribe(self, session: TerminalSession, account: AccountKey) -> bool:
+        """Send ``sync`` at the account's phase until the terminal takes it: a refusal (an EA
+        still loading its history) or no answer in time (a busy terminal) is retried with
+        backoff, then the phase again, so retries stay spread too. False when the session
+        closed or lost the account meanwhile."""
+        backoff = Backoff(base_s=RETRY_BASE_S, cap_s=SUBSCRIBE_RETRY_CAP_S)
+        while True:
+            await asyncio.sleep(self.phase_delay_ms(account) / 1000)
+            if not self._owns(session, account):
+                return False  # closed (and perhaps taken over) while waiting for its phase
+            view = self.views[account]
+            request = m.Sync(
+                id=0, interval_ms=self.settings.interval_ms, since_ms=view.history_cursor_ms or 0
+            )
+            try:
+                await session.request(request, session.settings.read_timeout_s)
+            except Exception as exc:
+                if not self._owns(session, account):
+                    return False
+                # A SessionError is the terminal's doing; anything else is ours (a bug).
+                (log.warning if isinstance(exc, SessionError) else log.error)(
+                    "sync subscription failed; will retry",
+                    terminal=session.terminal_id,
+                    account=str(account),
+                    attempt=backoff.attempt + 1,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            view.last_snapshot_ns = self.clock.monotonic_ns()
+            return True
 
     def phase_delay_ms(self, account: AccountKey) -> int:
         """Milliseconds until the account's phase: the golden-ratio sequence over the
@@ -210,7 +293,10 @@ class Synchronizer:
         task.add_done_callback(self._tasks.discard)
 
     async def _take_over(self, session: TerminalSession) -> None:
-        await self.attach(session)
+        try:
+            await self.attach(session)
+        except Exception as exc:  # attach retries what it can: this is a bug, not an outage
+            log.error("sync take-over failed", terminal=session.terminal_id, error=repr(exc))
 
     # --- snapshots ---------------------------------------------------------------------------
 
