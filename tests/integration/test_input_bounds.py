@@ -54,7 +54,7 @@ async def test_f2_huge_deviation_is_refused_naming_the_field(harness: Harness, t
     await _nothing_written_or_sent(harness, tid)
 
 
-@pytest.mark.parametrize("tid", [MT4, MT5H])
+@pytest.mark.parametrize("tid", ALL)
 async def test_f3_expiration_past_the_mt_datetime_range_is_refused(
     harness: Harness, tid: str
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 import string
 import time
 
@@ -119,12 +120,12 @@ def client_id_from_comment(comment: str) -> str | None:
     """The client order id in a comment written by :func:`comment_for`, or None.
 
     Servers append markers such as ``[sl]`` or replace comments on partial closes, so only the
-    prefix and the id's own characters are trusted.
-    """
-    if not comment.startswith(COMMENT_PREFIX):
-        return None
-    rest = comment[len(COMMENT_PREFIX) :]
-    end = 0
-    while end < len(rest) and end < CLIENT_ID_MAX and rest[end] in _CLIENT_ID_CHARS:
-        end += 1
-    return rest[:end] or None
+    prefix and the id's own characters are trusted (the longest run of them, at most
+    :data:`CLIENT_ID_MAX`, docs/protocol.md §9)."""
+    found = _CLIENT_ID_IN_COMMENT.match(comment)
+    return None if found is None else found.group(1)
+
+
+_CLIENT_ID_IN_COMMENT = re.compile(
+    rf"{re.escape(COMMENT_PREFIX)}([A-Za-z0-9._-]{{1,{CLIENT_ID_MAX}}})"
+)
