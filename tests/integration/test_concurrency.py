@@ -4,6 +4,9 @@ stale view, SL/TP changes in flight together, failover while orders are in doubt
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -183,6 +186,36 @@ async def test_f16_a_cancelled_modify_still_updates_what_the_next_one_builds_on(
     assert (position.sl, position.tp) == (sl, tp)
 
 
+@contextlib.asynccontextmanager
+async def _primary_and_standby(
+    make_harness: HarnessFactory, *, standby_positions: bool = True, **options: Any
+) -> AsyncIterator[Harness]:
+    """Two terminals on account 4001: the primary ready first (so routed to), then a standby."""
+    accounts = [
+        AccountSpec("primary", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
+        AccountSpec(
+            "standby",
+            4001,
+            "Sim-MT5",
+            Platform.MT5,
+            MarginMode.HEDGING,
+            positions=standby_positions,
+        ),
+    ]
+    h = await make_harness(accounts, start=False, **options)
+    host, port = await h.bridge.start()
+    tasks = [asyncio.create_task(h.terminal("primary").run(host, port))]
+    await h.ready("primary")
+    tasks.append(asyncio.create_task(h.terminal("standby").run(host, port)))
+    await h.ready("standby")
+    try:
+        yield h
+    finally:
+        for t in ("primary", "standby"):
+            h.terminal(t).stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 # --- F14: failover waits for the carrier's unknown orders ------------------------------------
 
 
@@ -192,17 +225,7 @@ async def test_f14_new_orders_wait_while_the_dead_carriers_orders_are_unknown(
     """The primary died with an order unanswered: a new order of the account does not go to
     the standby (where the first might be doubled) until the first is resolved; it waits
     ``failover_wait_s``, then is refused with rule ``failover_pending``."""
-    accounts = [
-        AccountSpec("primary", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
-        AccountSpec("standby", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
-    ]
-    h = await make_harness(accounts, start=False, failover_wait_s=0.3)
-    host, port = await h.bridge.start()
-    tasks = [asyncio.create_task(h.terminal("primary").run(host, port))]
-    await h.ready("primary")
-    tasks.append(asyncio.create_task(h.terminal("standby").run(host, port)))
-    await h.ready("standby")
-    try:
+    async with _primary_and_standby(make_harness, failover_wait_s=0.3) as h:
         faults = h.terminal("primary").faults
         faults.drop_before_next_trade = True
         faults.stay_down = True
@@ -219,10 +242,6 @@ async def test_f14_new_orders_wait_while_the_dead_carriers_orders_are_unknown(
         await _settles(h, "primary", "on-primary", OrderStatus.NOT_FOUND)
         after = await _market(h, "primary", "after")
         assert after.status == OrderStatus.FILLED
-    finally:
-        for t in ("primary", "standby"):
-            h.terminal(t).stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_f14_an_order_proven_through_the_standby_does_not_hold_the_next(
@@ -230,17 +249,7 @@ async def test_f14_an_order_proven_through_the_standby_does_not_hold_the_next(
 ) -> None:
     """The dead carrier's order had executed, and the standby (logged into the same account)
     reported its deal: it is FILLED, so the next order goes out on the standby at once."""
-    accounts = [
-        AccountSpec("primary", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
-        AccountSpec("standby", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
-    ]
-    h = await make_harness(accounts, start=False, failover_wait_s=5.0)
-    host, port = await h.bridge.start()
-    tasks = [asyncio.create_task(h.terminal("primary").run(host, port))]
-    await h.ready("primary")
-    tasks.append(asyncio.create_task(h.terminal("standby").run(host, port)))
-    await h.ready("standby")
-    try:
+    async with _primary_and_standby(make_harness, failover_wait_s=5.0) as h:
         faults = h.terminal("primary").faults
         faults.drop_after_next_trade = True
         faults.stay_down = True
@@ -250,10 +259,6 @@ async def test_f14_an_order_proven_through_the_standby_does_not_hold_the_next(
         waiting = await _market(h, "primary", "next")
         assert (waiting.status, waiting.terminal_id) == (OrderStatus.FILLED, "standby")
         assert await _status(h, "primary", "executed") == OrderStatus.FILLED
-    finally:
-        for t in ("primary", "standby"):
-            h.terminal(t).stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- F13: a failing tick listener is contained -----------------------------------------------
@@ -291,17 +296,7 @@ async def test_f22_a_close_never_goes_to_a_terminal_without_the_positions_featur
 ) -> None:
     """The primary (with "positions") answers the close's live lookup and stops at once; the
     close must not then be sent to the standby, whose EA has no position operations."""
-    accounts = [
-        AccountSpec("primary", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
-        AccountSpec("standby", 4001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING, positions=False),
-    ]
-    h = await make_harness(accounts, start=False)
-    host, port = await h.bridge.start()
-    tasks = [asyncio.create_task(h.terminal("primary").run(host, port))]
-    await h.ready("primary")
-    tasks.append(asyncio.create_task(h.terminal("standby").run(host, port)))
-    await h.ready("standby")
-    try:
+    async with _primary_and_standby(make_harness, standby_positions=False) as h:
         session = h.bridge.registry.ready_session("primary")
         assert session is not None
         await session.request(m.Sync(id=0, interval_ms=0))  # the view will not learn of it
@@ -313,7 +308,3 @@ async def test_f22_a_close_never_goes_to_a_terminal_without_the_positions_featur
         assert closed.status == OrderStatus.REJECTED
         assert closed.error is not None and closed.error.source == "bridge", closed.error
         assert [p.ticket for p in _positions(h, "primary")] == [ticket]
-    finally:
-        for t in ("primary", "standby"):
-            h.terminal(t).stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
