@@ -5,7 +5,9 @@ positions are judged by the exit's time and volume, not its reason."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -59,6 +61,20 @@ async def _market(
     return await h.bridge.place_market_order(
         account=h.account(tid), symbol="EURUSD", side=side, volume=volume, client_order_id=cid, **kw
     )
+
+
+@contextlib.asynccontextmanager
+async def _away(h: Harness, tid: str) -> AsyncIterator[None]:
+    """The terminal is disconnected (and stays so) while the block runs, then reconnects:
+    what happens meanwhile reaches the bridge by no event, only by its lookups."""
+    faults = h.terminal(tid).faults
+    faults.stay_down = True
+    h.terminal(tid).drop()
+    await eventually(lambda: h.bridge.registry.ready_session(tid) is None)
+    try:
+        yield
+    finally:
+        faults.stay_down = False
 
 
 # --- the bridge's own magic -----------------------------------------------------------------
@@ -183,13 +199,9 @@ async def test_f5_placed_netting_order_that_filled_unseen_is_filled(harness: Har
         client_order_id="net-limit",
     )
     assert placed.status == OrderStatus.PLACED
-    faults = harness.terminal(MT5N).faults
-    faults.stay_down = True
-    harness.terminal(MT5N).drop()
-    await eventually(lambda: harness.bridge.registry.ready_session(MT5N) is None)
-    harness.server(MT5N).set_quote("EURUSD", round(bid + 0.0012, 5), round(ask + 0.0012, 5))
-    assert [p.volume for p in _positions(harness, MT5N)] == [pytest.approx(0.6)]
-    faults.stay_down = False
+    async with _away(harness, MT5N):
+        harness.server(MT5N).set_quote("EURUSD", round(bid + 0.0012, 5), round(ask + 0.0012, 5))
+        assert [p.volume for p in _positions(harness, MT5N)] == [pytest.approx(0.6)]
     await _settles(harness, MT5N, "net-limit", OrderStatus.FILLED)
     stored = await harness.bridge.journal.get("net-limit")
     assert stored is not None and stored.fill_volume == pytest.approx(0.4)
@@ -252,12 +264,8 @@ async def test_f7_placed_order_at_a_broker_that_drops_comments_is_followed_by_ti
         client_order_id="stop-nc",
     )
     assert placed.status == OrderStatus.PLACED
-    faults = h.terminal(MT5H).faults
-    faults.stay_down = True
-    h.terminal(MT5H).drop()
-    await eventually(lambda: h.bridge.registry.ready_session(MT5H) is None)
-    h.server(MT5H).set_quote("EURUSD", round(bid + 0.0015, 5), round(ask + 0.0015, 5))
-    faults.stay_down = False
+    async with _away(h, MT5H):
+        h.server(MT5H).set_quote("EURUSD", round(bid + 0.0015, 5), round(ask + 0.0015, 5))
     await _settles(h, MT5H, "stop-nc", OrderStatus.FILLED)
 
 

@@ -23,6 +23,8 @@ class WireBridge:
         self.decoder = codec.FrameDecoder()
         self.bodies: list[bytes] = []
         self.frames: list[Any] = []
+        self.hello: m.Hello | None = None
+        """The terminal's ``hello``, once :func:`wire_session` has read it."""
 
     async def receive(self, timeout_s: float = 5.0) -> Any:
         """The next frame; ConnectionError once the terminal has closed the socket."""
@@ -34,6 +36,31 @@ class WireBridge:
         frame = codec.decode_for_bridge(self.bodies.pop(0))
         self.frames.append(frame)
         return frame
+
+    @property
+    def events(self) -> list[m.Event]:
+        """Every event read so far, in order (whoever read it)."""
+        return [f for f in self.frames if isinstance(f, m.Event)]
+
+    async def snapshot(self, timeout_s: float = 5.0) -> m.Snapshot:
+        """The next ``snapshot`` event's payload, reading past anything else."""
+        while True:
+            frame = await self.receive(timeout_s)
+            if isinstance(frame, m.Event) and frame.name == "snapshot":
+                snap = codec.decode_event("snapshot", frame.data)
+                assert isinstance(snap, m.Snapshot)
+                return snap
+
+    async def no_snapshot_for(self, seconds: float) -> None:
+        """Read for ``seconds``; fail on a snapshot."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            try:
+                frame = await self.receive(left)
+            except TimeoutError:
+                return
+            assert not (isinstance(frame, m.Event) and frame.name == "snapshot")
 
     def send(self, *messages: m.Message) -> None:
         """Write ``messages`` in one write: they arrive together."""
@@ -78,7 +105,7 @@ async def wire_session(
     await terminal.connect("127.0.0.1", port)
     bridge = await asyncio.wait_for(accepted.get(), 5)
     try:
-        hello = await bridge.receive()
+        hello = bridge.hello = await bridge.receive()
         assert isinstance(hello, m.Hello)
         nonce = new_nonce()
         bridge.send(

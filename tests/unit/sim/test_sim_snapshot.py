@@ -16,14 +16,14 @@ from mtgate.domain.enums import DealReason, MarginMode, OrderState, OrderType, P
 from mtgate.domain.symbols import profit
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
 from mtsim import server as server_module
 from mtsim.arith import Arithmetic
 from mtsim.server import SyncCursor, TradeServer
 from mtsim.symbols import DEFAULT_SYMBOLS
-from mtsim.terminal import SYNC_MIN_INTERVAL_MS, SimTerminal, TerminalConfig, sync_interval_ms
+from mtsim.terminal import SYNC_MIN_INTERVAL_MS, SimTerminal, sync_interval_ms
 from mtsim.triggers import TriggerBook
 from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, px
+from tests.unit.sim.simwire import WireBridge, wire_session
 
 T = OrderType
 
@@ -344,98 +344,13 @@ def test_interval_clamp() -> None:
     assert SYNC_MIN_INTERVAL_MS == 100
 
 
-class _Bridge:
-    """The bridge end of one connection: the handshake, requests, and the frames read."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.decoder = codec.FrameDecoder()
-        self.bodies: list[bytes] = []
-        self.events: list[m.Event] = []
-        """Every event read so far, in order (whoever read it)."""
-
-    async def receive(self, timeout_s: float = 5.0) -> Any:
-        while not self.bodies:
-            data = await asyncio.wait_for(self.reader.read(65536), timeout_s)
-            if not data:
-                raise ConnectionError("closed")
-            self.bodies.extend(self.decoder.feed(data))
-        frame = codec.decode_for_bridge(self.bodies.pop(0))
-        if isinstance(frame, m.Event):
-            self.events.append(frame)
-        return frame
-
-    def send(self, message: m.Message) -> None:
-        self.writer.write(codec.encode(message))
-
-    async def request(self, message: m.Request) -> m.Response:
-        self.send(message)
-        while True:
-            frame = await self.receive()
-            if isinstance(frame, m.Response) and frame.id == message.id:
-                return frame
-
-    async def snapshot(self, timeout_s: float = 5.0) -> m.Snapshot:
-        while True:
-            frame = await self.receive(timeout_s)
-            if isinstance(frame, m.Event) and frame.name == "snapshot":
-                snap = codec.decode_event("snapshot", frame.data)
-                assert isinstance(snap, m.Snapshot)
-                return snap
-
-    async def no_snapshot_for(self, seconds: float) -> None:
-        """Read for ``seconds``; fail on a snapshot."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        while (left := end - loop.time()) > 0:
-            try:
-                frame = await self.receive(left)
-            except TimeoutError:
-                return
-            assert not (isinstance(frame, m.Event) and frame.name == "snapshot")
-
-
 @contextlib.asynccontextmanager
 async def _session(
     desk: Desk, **config: Any
-) -> AsyncIterator[tuple[_Bridge, SimTerminal, m.Hello]]:
-    key = new_key()
-    accepted: asyncio.Queue[_Bridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(_Bridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    terminal = SimTerminal(
-        desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login, **config)
-    )
-    await terminal.connect("127.0.0.1", port)
-    bridge = await asyncio.wait_for(accepted.get(), 5)
-    try:
-        hello = await bridge.receive()
-        assert isinstance(hello, m.Hello)
-        nonce = new_nonce()
-        bridge.send(
-            m.Welcome(
-                v=1,
-                nonce=nonce,
-                proof=bridge_proof(key, "t1", hello.nonce, nonce),
-                session="s1",
-                heartbeat_ms=60_000,
-                features=list(hello.features),
-            )
-        )
-        assert isinstance(await bridge.receive(), m.Auth)
-        bridge.send(m.Ready())
-        await asyncio.wait_for(terminal.connected.wait(), 5)
-        yield bridge, terminal, hello
-    finally:
-        terminal.stop()
-        bridge.writer.close()
-        listener.close()
-        with contextlib.suppress(Exception):
-            await listener.wait_closed()
+) -> AsyncIterator[tuple[WireBridge, SimTerminal, m.Hello]]:
+    async with wire_session(desk, **config) as (bridge, terminal):
+        assert bridge.hello is not None
+        yield bridge, terminal, bridge.hello
 
 
 def _count_builds(monkeypatch: pytest.MonkeyPatch, server: TradeServer) -> list[SyncCursor]:
