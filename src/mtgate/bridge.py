@@ -106,6 +106,7 @@ class Bridge:
             handshake_timeout_s=b.handshake_timeout_s,
             request_timeout_s=b.trade_timeout_s,
             read_timeout_s=b.read_timeout_s,
+            max_trade_call_s=b.max_trade_call_s,
         )
         journal = open_journal(config.store.url, synchronous=config.store.synchronous)
         s = config.sync

@@ -32,6 +32,11 @@ class BridgeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     trade_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
     read_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    max_trade_call_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 180.0
+    """The longest a trade call a terminal started can still be executing at the trade
+    server. After a trade's deadline (``trade_timeout_s``) plus this, a lookup on any terminal
+    of the account proves an order absent (docs/protocol.md §4.4). Too short a value can
+    double an order: keep it above the longest execution the broker has ever shown."""
     magic: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] = DEFAULT_MAGIC
     """Magic number of orders placed without one. Non-zero: MT4 EAs report the deals of a
     magic-0 order with reason 0, as they do manual trades (docs/protocol.md §10)."""

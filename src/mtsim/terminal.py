@@ -105,6 +105,10 @@ class TerminalConfig:
     positions: bool = True
     """Announce and serve the "positions" feature (False: an EA without it; position
     operations are then refused as an unknown operation, docs/protocol.md §12)."""
+    deadlines: bool = True
+    """Announce and honour the "deadline" feature (docs/protocol.md §4.4): ``ping.t_ms`` is
+    the EA's monotonic clock, and a trade whose turn comes at or after its ``deadline_ms`` on
+    that clock is answered -6 ``deadline_passed``, unexecuted."""
 
 
 class SimTerminal:
@@ -122,6 +126,13 @@ class SimTerminal:
         self._stop = asyncio.Event()
         self._rng = random.Random(config.seed)
         self.faults = TerminalFaults()
+        self._clock_offset_ms = self._rng.randrange(1_000_000, 4_000_000_000)
+        """The EA's monotonic clock (GetTickCount64) counts from the machine's boot, not
+        from the bridge's epoch: tests see a clock the bridge must learn, never its own."""
+
+    def ea_clock_ms(self) -> int:
+        """The EA's monotonic clock, in ms (docs/protocol.md §4.4)."""
+        return int(asyncio.get_running_loop().time() * 1000) + self._clock_offset_ms
 
     @property
     def connection(self) -> _Connection | None:
@@ -225,6 +236,8 @@ class _Connection:
         features = [m.POSITIONS_FEATURE] if self.t.config.positions else []
         if self.t.config.sync:
             features.append(m.SYNC_FEATURE)
+        if self.t.config.deadlines:
+            features.append(m.DEADLINE_FEATURE)
         return features
 
     def on_frame(self, body: bytes) -> None:
@@ -292,6 +305,9 @@ class _Connection:
         server, login = self.t.server, self.t.config.login
         self._unsubscribe.append(server.on_event(login, self._push_event))
         self._unsubscribe.append(server.feed.listen(self._push_tick))
+        if m.DEADLINE_FEATURE in self.t.bridge_features:
+            # §4.4: the bridge learns the EA's clock from a ping before its first trade.
+            self._send(m.Ping(t_ms=self.t.ea_clock_ms()))
         self._spawn(self._heartbeat_loop())
         self.t.connected.set()
 
@@ -374,7 +390,7 @@ class _Connection:
         if invalid is not None:
             self._refuse(msg.id, -2, "invalid_request", invalid)
             return
-        if not self._alive_for_trade():
+        if not self._alive_for_trade() or self._past_deadline(msg):
             return
         if not self.t.config.positions and isinstance(msg, _POSITION_OPS):
             self._refuse(msg.id, -1, "unknown_operation", "position operations are not supported")
@@ -427,6 +443,8 @@ class _Connection:
             msg = self._trades.popleft()
             if not self._alive_for_trade():
                 return
+            if self._past_deadline(msg):
+                continue
             delay = self.t.broker_delay_s()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -448,6 +466,24 @@ class _Connection:
         silent_ms = (now_s - self._last_frame_s) * 1000
         self.close(f"nothing received for {silent_ms:.0f} ms", code="heartbeat_timeout")
         return False
+
+    def _past_deadline(self, msg: m.Request) -> bool:
+        """§4.4, checked right before a trade would start: a trade whose deadline has come
+        is answered -6 and never executed. Under the feature only."""
+        deadline = getattr(msg, "deadline_ms", 0)
+        if not deadline:
+            return False
+        if m.DEADLINE_FEATURE not in self.t.bridge_features:
+            # An EA without the feature knows no such field (§12): the frame is invalid.
+            self.close("deadline_ms is not a field of this protocol", code="invalid_message")
+            return True
+        now = self.t.ea_clock_ms()
+        if now < deadline:
+            return False
+        self._refuse(
+            msg.id, -6, "deadline_passed", f"deadline {deadline} passed ({now - deadline} ms ago)"
+        )
+        return True
 
     async def _delayed_read(self, msg: m.Request) -> None:
         await asyncio.sleep(self.t.config.read_delay_ms / 1000)
@@ -515,7 +551,7 @@ class _Connection:
         while self._state == "ready":
             await asyncio.sleep(self._heartbeat_ms / 1000)
             if not self.t.faults.frozen:
-                self._send(m.Ping(t_ms=self.t.server.clock.now_ms()))
+                self._send(m.Ping(t_ms=self.t.ea_clock_ms()))
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ class AccountSpec:
     """Whether the terminal's EA offers the "sync" feature."""
     positions: bool = True
     """Whether the terminal's EA offers the "positions" feature."""
+    deadlines: bool = True
+    """Whether the terminal's EA offers the "deadline" feature (docs/protocol.md §4.4)."""
 
 
 class SimWorld:
@@ -89,6 +91,7 @@ class SimWorld:
                 seed=seed + i,
                 sync=spec.sync,
                 positions=spec.positions,
+                deadlines=spec.deadlines,
             )
             self.terminals[spec.terminal_id] = SimTerminal(server, config)
 

@@ -221,8 +221,8 @@ async def test_features_are_negotiated_and_an_ea_without_sync_still_trades(
             AccountSpec("new-ea", 4002, "Sim-MT5", Platform.MT5, MarginMode.HEDGING),
         ]
     )
-    assert h.terminal("old-ea").bridge_features == {"positions"}
-    assert h.terminal("new-ea").bridge_features == {"positions", "sync"}
+    assert h.terminal("old-ea").bridge_features == {"positions", "deadline"}
+    assert h.terminal("new-ea").bridge_features == {"positions", "sync", "deadline"}
     await _first_snapshot(h, "new-ea")
     result = await h.bridge.place_market_order(
         account=h.account("old-ea"), symbol="EURUSD", side="buy", volume=0.1

@@ -71,6 +71,8 @@ def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         (f'[[terminals]]\nid = "a b"\nkey = "{KEY}"\n{ACCOUNT}', "terminals[0].id"),
         ("[bridge]\nmagic = 0\n", "bridge.magic"),
         ("[bridge]\nheartbeat_ms = 600000\n", "bridge.heartbeat_ms"),
+        ("[bridge]\nmax_trade_call_s = 0\n", "bridge.max_trade_call_s"),
+        ("[bridge]\nmax_trade_call_s = 1e9\n", "bridge.max_trade_call_s"),
     ],
 )
 def test_bad_config_names_the_problem_and_the_file(

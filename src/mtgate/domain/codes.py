@@ -245,6 +245,8 @@ PROTOCOL_CODES: dict[int, PlatformCode] = {
         (-3, "not_ready", "The terminal is not ready to trade yet", _RET),
         (-4, "internal", "The EA failed before executing the request", _REJ),
         (-5, "too_large", "The answer would exceed the frame limit", _REJ),
+        # Nothing executed: the trade's turn came after its deadline (§4.4). Safe to retry.
+        (-6, "deadline_passed", "The trade request's deadline passed before it started", _RET),
     )
 }
 

@@ -66,3 +66,9 @@ class OrderRecord:
     docs/protocol.md §9, MT4 close matching) are taken from it. None: nothing seen yet.
     Journalled once, when the order is created (``execution_orders.server_time_at_send``,
     stored as the epoch value it is, with no zone conversion)."""
+    deadline_at_ms: int | None = None
+    """The bridge's wall-clock time (epoch ms) after which the terminal never starts this
+    order's trade call: the request's deadline, told to an EA with the feature ``deadline``
+    on its own clock (docs/protocol.md §4.4). Once it and the longest trade call have passed,
+    a lookup on any terminal of the account proves the order absent. None: no deadline was
+    given (an EA without the feature). Journalled once (``execution_orders.trade_deadline_at``)."""

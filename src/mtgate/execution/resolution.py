@@ -45,6 +45,18 @@ class Resolver:
         self.resolving: set[str] = set()
         """Client order ids with a resolution running."""
 
+    @staticmethod
+    def past_deadline(record: OrderRecord, session: TerminalSession, at_ms: int) -> bool:
+        """Whether at ``at_ms`` the order's deadline and the longest trade call have passed,
+        and ``session`` is of the order's account (any of its terminals sees the same trade
+        server)."""
+        if record.deadline_at_ms is None or session.identity is None:
+            return False
+        if session.identity.account != AccountKey(record.account_login, record.account_server):
+            return False
+        settle_ms = record.deadline_at_ms + session.settings.max_trade_call_s * 1000
+        return at_ms >= settle_ms
+
     def resolve_later(self, record: OrderRecord) -> None:
         if record.client_order_id not in self.resolving:
             self.resolving.add(record.client_order_id)
@@ -56,11 +68,12 @@ class Resolver:
         try:
             while record.status in _UNFINISHED:
                 session = await self._ready_session(account, record.terminal_id, backoff)
+                asked_ms = self.book.clock.now_ms()
                 try:
                     lookup = await session.request(
                         lookup_request(record), session.settings.read_timeout_s
                     )
-                    settled = await self.apply_lookup(record, lookup, session)
+                    settled = await self.apply_lookup(record, lookup, session, asked_ms)
                 except SessionError as exc:
                     log.warning(
                         "resolution lookup failed",
@@ -76,9 +89,21 @@ class Resolver:
                 else:
                     if settled or record.status == OrderStatus.PLACED:
                         return
-                await asyncio.sleep(backoff.next_delay_s())
+                await asyncio.sleep(self._next_delay_s(record, session, backoff))
         finally:
             self.resolving.discard(record.client_order_id)
+
+    def _next_delay_s(
+        self, record: OrderRecord, session: TerminalSession, backoff: Backoff
+    ) -> float:
+        """The backoff's delay, cut short to the moment the deadline proof becomes possible
+        (a new order of the account may be waiting for this one, DESIGN §4)."""
+        delay = backoff.next_delay_s()
+        if record.deadline_at_ms is None:
+            return delay
+        settle_ms = record.deadline_at_ms + session.settings.max_trade_call_s * 1000
+        until_s = (settle_ms - self.book.clock.now_ms()) / 1000
+        return min(delay, until_s + 0.005) if until_s > 0 else delay
 
     async def _ready_session(
         self, account: AccountKey, terminal_id: str, backoff: Backoff
@@ -96,16 +121,17 @@ class Resolver:
                 await asyncio.sleep(backoff.next_delay_s())
 
     async def apply_lookup(
-        self, record: OrderRecord, found: m.Lookup, session: TerminalSession
+        self, record: OrderRecord, found: m.Lookup, session: TerminalSession, asked_ms: int
     ) -> bool:
         """Apply what an ``order_get`` found (and, when it found nothing, what the history
-        fallback finds). True when the order's outcome is settled."""
+        fallback finds). True when the order's outcome is settled. ``asked_ms``: the bridge's
+        time before the lookup was sent (what a time-based proof of absence is judged by)."""
         if record.action != OrderAction.OPEN:
-            return await self._apply_close_lookup(record, found, session)
+            return await self._apply_close_lookup(record, found, session, asked_ms)
         if matching.empty(found) and record.status in _IN_DOUBT:
             ticket = await self._fallback(record, session)
             if ticket is None:
-                return await self._prove_absent(record, session, "not on account")
+                return await self._prove_absent(record, session, "not on account", asked_ms)
             if ticket < 0:
                 return False  # ambiguous: stays unknown (a human decides)
             record.mt_order_id = ticket
@@ -206,9 +232,11 @@ class Resolver:
                 claimed.add(ticket)
         return claimed
 
-    async def _prove_absent(self, record: OrderRecord, session: TerminalSession, why: str) -> bool:
+    async def _prove_absent(
+        self, record: OrderRecord, session: TerminalSession, why: str, asked_ms: int
+    ) -> bool:
         """Absence, if this lookup can prove it (see :meth:`_absence_provable`)."""
-        if not self._absence_provable(record, session):
+        if not self._absence_provable(record, session, asked_ms):
             return False
         if record.status == OrderStatus.SUBMITTED:
             await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
@@ -220,7 +248,7 @@ class Resolver:
         return True
 
     async def _apply_close_lookup(
-        self, record: OrderRecord, found: m.Lookup, session: TerminalSession
+        self, record: OrderRecord, found: m.Lookup, session: TerminalSession, asked_ms: int
     ) -> bool:
         """A close order: its exit deal proves it (see :func:`matching.close_evidence`); an
         exit for another reason means the position was gone before the close could act,
@@ -257,13 +285,23 @@ class Resolver:
                     f"the position was closed otherwise (looked up on {session.terminal_id})",
                 )
             return True
-        return await self._prove_absent(record, session, "no exit deal")
+        return await self._prove_absent(record, session, "no exit deal", asked_ms)
 
-    def _absence_provable(self, record: OrderRecord, session: TerminalSession) -> bool:
-        """Only the terminal that carried the request can testify to its absence, and only from
-        a later session: the EA finishes the trade in progress before it reconnects and drops
-        the ones it had not started. Another terminal of the account (a standby) can find the
-        order, but not finding it proves nothing: the carrier may still be executing it."""
+    def _absence_provable(
+        self, record: OrderRecord, session: TerminalSession, asked_ms: int
+    ) -> bool:
+        """Whether not finding the order in a lookup sent at ``asked_ms`` proves it absent.
+
+        By time (docs/protocol.md §4.4), on any terminal of the account: the carrier was told
+        a deadline after which it never starts the trade, and a trade it started before then
+        is over at the server ``max_trade_call_s`` later; a lookup sent after both finds the
+        order if it ever executed. By session (§4.3 rule 4), the fast path: the terminal
+        that carried the request, from a later session (the EA finishes the trade in progress
+        before it reconnects and drops the ones it had not started). Short of either, another
+        terminal (a standby) can find the order, but not finding it proves nothing: the
+        carrier may still be executing it."""
+        if self.past_deadline(record, session, asked_ms):
+            return True
         if session.terminal_id != record.terminal_id:
             return False
         carrier = self.book.carrier.get(record.client_order_id)

@@ -55,19 +55,33 @@ class Submitter:
         one sent has its answer applied in the background, as if the caller were there."""
         cid = record.client_order_id
         record.sent_server_ms = session.server_time_ms or None
+        deadline_ns = self._deadline(record, session)
         refused = await self._journal_intent(record, new_id, t0)
         if refused is not None:
             return refused
         self.book.deferred[cid] = []
         self.book.carrier[cid] = session
         try:
-            future = session.request(msg)
+            future = session.request(msg, deadline_ns=deadline_ns)
         except SessionClosed as exc:
             error: OrderError | None = await self._never_sent(record, exc)
             await self.tracker.replay_deferred(record)
             self.book.forget_finished(record)
             return result_of(record, error)
         return await self._conclude(record, session, future, msg.id, t0)
+
+    def _deadline(self, record: OrderRecord, session: TerminalSession) -> int:
+        """The trade's deadline (monotonic ns): the bridge waits until then, and a terminal
+        with the feature ``deadline`` never starts the trade after it. Journalled with the
+        intent, in wall-clock time (a restarted bridge has no monotonic clock to compare), one
+        millisecond late rather than early, so that a proof of absence from it never comes
+        too soon (docs/protocol.md §4.4)."""
+        clock = self.book.clock
+        timeout_ms = session.settings.request_timeout_s * 1000
+        deadline_ns = clock.monotonic_ns() + int(timeout_ms * 1_000_000)
+        if session.ea_deadline_ms(deadline_ns) > 0:
+            record.deadline_at_ms = clock.now_ms() + int(timeout_ms) + 1
+        return deadline_ns
 
     async def _conclude_later(
         self,

@@ -388,8 +388,9 @@ class Tracker:
                 await self.refresh_fields(record, still)
                 continue
             try:
+                asked_ms = self.book.clock.now_ms()
                 found = await session.request(lookup_request(record), timeout)
-                settled = await self.resolver.apply_lookup(record, found, session)
+                settled = await self.resolver.apply_lookup(record, found, session, asked_ms)
             except SessionError as exc:
                 log.warning(
                     "reconciliation lookup failed",

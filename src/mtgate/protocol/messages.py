@@ -148,6 +148,8 @@ class MarketOrder(Request, tag="market_order"):
     sl: Finite = 0.0
     tp: Finite = 0.0
     filling: Int64 = -1
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 class PendingOrder(Request, tag="pending_order"):
@@ -166,6 +168,8 @@ class PendingOrder(Request, tag="pending_order"):
     expiration_ms: Int64 = 0
     time_type: Int64 = 0
     filling: Int64 = -1
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 class ModifyOrder(Request, tag="modify_order"):
@@ -179,10 +183,14 @@ class ModifyOrder(Request, tag="modify_order"):
     stoplimit: Finite = 0.0
     expiration_ms: Int64 = 0
     time_type: Int64 = 0
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 class CancelOrder(Request, tag="cancel_order"):
     ticket: Int64
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 # --- position operations (feature "positions", docs/protocol.md §5.2) ------------------------
@@ -196,6 +204,8 @@ class ModifyPosition(Request, tag="modify_position"):
     ticket: Int64
     sl: Finite = 0.0
     tp: Finite = 0.0
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 class ClosePosition(Request, tag="close_position"):
@@ -209,6 +219,8 @@ class ClosePosition(Request, tag="close_position"):
     price: Finite = 0.0
     deviation: Int64 = 0
     comment: str = ""
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 class CloseBy(Request, tag="close_by"):
@@ -218,6 +230,8 @@ class CloseBy(Request, tag="close_by"):
 
     ticket: Int64
     opposite: Int64
+    deadline_ms: Int64 = 0
+    """Feature ``deadline``: never start the trade once the EA's clock reads this (§4.4)."""
 
 
 # --- account synchronization (feature "sync", docs/protocol.md §5.3) ------------------------
@@ -260,6 +274,9 @@ POSITIONS_FEATURE = "positions"
 ``close_by`` (docs/protocol.md §12)."""
 SYNC_FEATURE = "sync"
 """The ``features`` name that announces ``sync`` and the ``snapshot`` event."""
+DEADLINE_FEATURE = "deadline"
+"""The ``features`` name under which trade requests carry ``deadline_ms`` and the EA's
+``ping.t_ms`` is its monotonic clock (docs/protocol.md §4.4)."""
 
 # --- responses and events (EA → bridge) -----------------------------------------------------
 

@@ -78,7 +78,7 @@ def grants_for(bindings: Iterable[tuple[str, auth.Secret, int, str]]) -> dict[st
     return grants
 
 
-BRIDGE_FEATURES = frozenset({m.POSITIONS_FEATURE, m.SYNC_FEATURE})
+BRIDGE_FEATURES = frozenset({m.POSITIONS_FEATURE, m.SYNC_FEATURE, m.DEADLINE_FEATURE})
 """The features this bridge uses; ``welcome.features`` is their intersection with the EA's."""
 
 
@@ -116,6 +116,10 @@ class SessionSettings:
     handshake_timeout_s: float = 5.0
     request_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
+    max_trade_call_s: float = 180.0
+    """The longest a trade call the terminal started can still be executing at the trade
+    server: after a trade's deadline plus this, a lookup on any terminal of the account that
+    does not find the order proves it absent (docs/protocol.md §4.4)."""
 
 
 class SessionHost(Protocol):
@@ -148,6 +152,7 @@ _Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle]
 
 _SECOND_NS = 1_000_000_000
 _EXPIRED_KEPT = 1024
+_CLOCK_RATE_MARGIN = 1e-3
 _TRADE_OPS = frozenset(m.TRADE_OPS)
 PRE_AUTH_MAX_FRAME = 16 * 1024
 """Largest frame accepted before ``ready``: a ``hello`` or ``auth`` is a few hundred bytes,
@@ -158,6 +163,14 @@ unauthenticated peer learns nothing about which ids exist."""
 _refusals = logs.Throttle(per_s=5.0)
 """Refusals before authentication are logged at most a few per second (a peer could make
 the bridge write a line per connection)."""
+
+
+def ea_clock_at(ping_t_ms: int, ping_rx_ns: int, at_ns: int) -> int:
+    """A lower bound of the EA's clock at the bridge's monotonic ``at_ns``, from a ``ping``
+    that carried the EA's clock ``ping_t_ms`` and arrived at ``ping_rx_ns`` (≥ 1: 0 means "no
+    deadline" on the wire). See :meth:`TerminalSession.ea_deadline_ms`."""
+    ahead_ms = (at_ns - ping_rx_ns) / 1e6
+    return max(1, int(ping_t_ms + ahead_ms - abs(ahead_ms) * _CLOCK_RATE_MARGIN) - 1)
 
 
 class TerminalSession:
@@ -194,6 +207,9 @@ class TerminalSession:
         self.server_time_ms = 0
         """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
         results): a lower bound of the server's clock, which is not the bridge's."""
+        self._ea_clock: tuple[int, int] | None = None
+        """Feature ``deadline``: the EA's clock in its latest ``ping`` and the bridge's
+        monotonic ns when that ping arrived (docs/protocol.md §4.4)."""
 
     # --- identity helpers --------------------------------------------------------------------
 
@@ -357,6 +373,8 @@ class TerminalSession:
             self._on_event(msg)
         elif isinstance(msg, m.Ping):
             self._send(m.Pong(t_ms=msg.t_ms))
+            if self.deadlines:
+                self._ea_clock = (msg.t_ms, self._clock.monotonic_ns())
         elif isinstance(msg, m.Pong):
             self.rtt_ms = max(0.0, (self._clock.monotonic_ns() / 1e6) - msg.t_ms)
         elif isinstance(msg, m.Bye):
@@ -444,26 +462,60 @@ class TerminalSession:
 
     # --- requests ----------------------------------------------------------------------------
 
+    @property
+    def deadlines(self) -> bool:
+        """Whether trade requests on this session carry a deadline (feature ``deadline``)."""
+        return self.identity is not None and m.DEADLINE_FEATURE in self.identity.features
+
+    def ea_deadline_ms(self, deadline_ns: int) -> int:
+        """The bridge instant ``deadline_ns`` (monotonic) on the EA's clock, never later than
+        the EA's clock really reads at that instant; 0 without the feature or a clock sample.
+
+        The EA's ``ping`` carried its clock ``t`` and arrived at ``r``: at any bridge instant
+        ``x >= r`` the EA's clock reads at least ``t + (x - r)``, the ping's time in transit
+        only adding to it. The margin covers the two clocks' rates differing (0.1 %, far
+        beyond a quartz's tolerance) and the rounding to milliseconds."""
+        sample = self._ea_clock
+        if sample is None or not self.deadlines:
+            return 0
+        return ea_clock_at(*sample, deadline_ns)
+
     def mark_ready(self) -> None:
         if self.state == SessionState.SYNCING:
             self.state = SessionState.READY
             self.ready.set()
 
-    def request(self, msg: m.Request, timeout_s: float | None = None) -> asyncio.Future[Any]:
+    def request(
+        self,
+        msg: m.Request,
+        timeout_s: float | None = None,
+        *,
+        deadline_ns: int | None = None,
+    ) -> asyncio.Future[Any]:
         """Send ``msg`` now (its ``id`` is assigned here) and return the future of its result.
 
         The frame is written before this returns, so a caller that journalled the intent and
         then calls this keeps "persist before send" without another suspension point.
+
+        A trade's deadline (monotonic ns; default: now + the timeout) is when the bridge
+        stops waiting; with the feature ``deadline`` the EA is told it too, on its own clock,
+        and never starts the trade after it (docs/protocol.md §4.4).
         """
         if self.state not in (SessionState.SYNCING, SessionState.READY) or self._link is None:
             raise SessionClosed(f"session {self.terminal_id} is {self.state.value}", sent=False)
+        timeout = timeout_s if timeout_s is not None else self.settings.request_timeout_s
+        op = type(msg)
+        if op in _TRADE_OPS:
+            now_ns = self._clock.monotonic_ns()
+            if deadline_ns is None:
+                deadline_ns = now_ns + int(timeout * 1e9)
+            timeout = max(0.0, (deadline_ns - now_ns) / 1e9)
+            msg.deadline_ms = self.ea_deadline_ms(deadline_ns)  # type: ignore[attr-defined]
         req_id = self._next_id
         self._next_id = req_id + 1
         msg.id = req_id
         frame = codec.encode(msg)  # before anything is registered: a refused frame leaks nothing
         future: asyncio.Future[Any] = self._loop.create_future()
-        timeout = timeout_s if timeout_s is not None else self.settings.request_timeout_s
-        op = type(msg)
         timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
         self._pending[req_id] = (future, op, timer)
         if op in _TRADE_OPS:

@@ -123,6 +123,10 @@ class ExecutionOrder(Base):
     """``OrderRecord.sent_server_ms``: a lower bound of the trade server's clock when the order
     was sent, stored as the epoch value it is (no zone conversion: it reads back unchanged);
     NULL when the session had seen no server time yet, and for orders journalled before 0004."""
+    trade_deadline_at: Mapped[datetime | None] = mapped_column(_TS)
+    """``OrderRecord.deadline_at_ms``: the bridge's time after which the terminal never starts
+    the order's trade call (feature ``deadline``, docs/protocol.md §4.4); NULL when the
+    terminal was given no deadline, and for orders journalled before 0005."""
 
     __table_args__ = (
         CheckConstraint("length(client_order_id) BETWEEN 1 AND 20", name="client_order_id_length"),

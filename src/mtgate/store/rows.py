@@ -52,8 +52,10 @@ IDENTITY_COLUMNS = (
     "position_ticket",
     "by_ticket",
     "server_time_at_send",
+    "trade_deadline_at",
 )
-"""Written once at creation: what was asked for, and of whom, and the server's clock then."""
+"""Written once at creation: what was asked for, and of whom, the server's clock then, and
+the deadline after which the terminal never starts it."""
 
 MUTABLE_COLUMNS = (
     "order_status",
@@ -82,6 +84,8 @@ MUTABLE_COLUMNS = (
 ORDER_COLUMNS = IDENTITY_COLUMNS + MUTABLE_COLUMNS
 SENT_AT_INDEX: Final = ORDER_COLUMNS.index("server_time_at_send")
 """Where migration 0004 put its column in a row: an intent logged before it lacks the value."""
+DEADLINE_INDEX: Final = ORDER_COLUMNS.index("trade_deadline_at")
+"""Where migration 0005 put its column in a row: an intent logged before it lacks the value."""
 EVENT_READ_COLUMNS = ("from_status", "to_status", "trigger", "detail", "at")
 """What :func:`event_from_row` needs, in the order the fast path selects them."""
 EVENT_COLUMNS = (
@@ -217,6 +221,7 @@ _TIME_FIELDS: Final = (
     "expiration_ms",
     "filled_at_ms",
     "sent_server_ms",
+    "deadline_at_ms",
 )
 
 
@@ -310,6 +315,7 @@ def order_row(order: OrderRecord, stored_id: Any, ts: TsOut) -> tuple[Any, ...]:
         order.position_ticket,
         order.by_ticket,
         None if order.sent_server_ms is None else ts(order.sent_server_ms),
+        None if order.deadline_at_ms is None else ts(order.deadline_at_ms),
         *mutable_row(order, ts),
     )
 
@@ -401,6 +407,7 @@ def record_from_row(row: Mapping[Any, Any], ts_in: TsIn) -> OrderRecord:
         position_ticket=row["position_ticket"],
         by_ticket=row["by_ticket"],
         sent_server_ms=_opt_in(row["server_time_at_send"], ts_in),
+        deadline_at_ms=_opt_in(row["trade_deadline_at"], ts_in),
     )
 
 

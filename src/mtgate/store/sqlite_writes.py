@@ -84,8 +84,10 @@ def decode_intent(payload: bytes) -> tuple[list[Any], list[list[Any]]]:
         ValueError: a row of a length no version wrote.
     """
     row, created, moved = _intent_decoder.decode(payload)
-    if len(row) == len(rows.ORDER_COLUMNS) - 1:  # logged before migration 0004 added a column
+    if len(row) == len(rows.ORDER_COLUMNS) - 2:  # logged before migration 0004 added a column
         row.insert(rows.SENT_AT_INDEX, None)
+    if len(row) == len(rows.ORDER_COLUMNS) - 1:  # logged before migration 0005 added one
+        row.insert(rows.DEADLINE_INDEX, None)
     if len(row) != len(rows.ORDER_COLUMNS):
         raise ValueError(f"intent row has {len(row)} values, expected {len(rows.ORDER_COLUMNS)}")
     return row, [created, moved]

@@ -168,6 +168,7 @@ async def test_an_intent_logged_before_0004_is_folded_without_a_server_time(
     order = make_order(client_order_id="old-1")
     stored_id = rows.sqlite_uuid(order.order_id)
     row = list(rows.order_row(order, stored_id, rows.sqlite_ts))
+    del row[rows.DEADLINE_INDEX]  # neither column existed then
     del row[rows.SENT_AT_INDEX]
     created = rows.created_row(order, stored_id, rows.sqlite_ts(order.placed_at_ms))
     moved = rows.event_row(
@@ -179,5 +180,31 @@ async def test_an_intent_logged_before_0004_is_folded_without_a_server_time(
     try:
         assert await journal.get("old-1") == order
         assert await journal.quarantined() == []
+    finally:
+        await journal.close()
+
+
+async def test_an_intent_logged_before_0005_keeps_its_server_time_and_has_no_deadline(
+    tmp_path: Path,
+) -> None:
+    """A crash of the version before trade deadlines leaves rows one value short."""
+    db = tmp_path / "journal.db"
+    order = make_order(client_order_id="old-2", sent_server_ms=1_700_000_000_000)
+    stored_id = rows.sqlite_uuid(order.order_id)
+    row = list(rows.order_row(order, stored_id, rows.sqlite_ts))
+    del row[rows.DEADLINE_INDEX]
+    created = rows.created_row(order, stored_id, rows.sqlite_ts(order.placed_at_ms))
+    moved = rows.event_row(
+        order, stored_id, OrderStatus.NEW, Trigger.SEND, "", rows.sqlite_ts(order.updated_at_ms)
+    )
+    await _log_raw(db, "old-2", msgspec.msgpack.encode((row, created, moved)))
+    journal = SqliteJournal(db)
+    await journal.open()
+    try:
+        stored = await journal.get("old-2")
+        assert stored is not None
+        assert stored.sent_server_ms == 1_700_000_000_000
+        assert stored.deadline_at_ms is None
+        assert stored == order
     finally:
         await journal.close()

@@ -383,6 +383,30 @@ async def test_server_time_at_send_is_journalled(journal: Journal, backend: Back
     assert stored_unseen.sent_server_ms is None
 
 
+async def test_trade_deadline_is_journalled(journal: Journal, backend: Backend) -> None:
+    """The deadline is what lets a standby prove the order absent after a bridge restart."""
+    order = make_order(deadline_at_ms=T0 + 10_000)
+    await journal.record_submitted(order)
+    order.status = S.UNKNOWN
+    await journal.record_transition(order, S.SUBMITTED, T.LOSE)
+    assert await journal.get(order.client_order_id) == order
+    engine = _engine(backend)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(execution_orders.c.trade_deadline_at).where(
+                    execution_orders.c.client_order_id == order.client_order_id
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert datetime_to_ms(stored) == T0 + 10_000
+    plain = make_order()  # a terminal without the feature: no deadline
+    await journal.record_submitted(plain)
+    stored_plain = await journal.get(plain.client_order_id)
+    assert stored_plain is not None and stored_plain.deadline_at_ms is None
+
+
 async def test_f2_quarantine_is_empty_when_nothing_failed(journal: Journal) -> None:
     order = make_order()
     await journal.record_submitted(order)

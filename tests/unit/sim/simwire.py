@@ -87,7 +87,7 @@ class WireBridge:
 
 @contextlib.asynccontextmanager
 async def wire_session(
-    desk: Desk, *, heartbeat_ms: int = 60_000, **config: Any
+    desk: Desk, *, heartbeat_ms: int = 60_000, deadline: bool = False, **config: Any
 ) -> AsyncIterator[tuple[WireBridge, SimTerminal]]:
     """A terminal on ``desk``'s account, connected and past ``ready``; ``heartbeat_ms`` is
     what the bridge's ``welcome`` announces (the bridge side sends no pings by itself)."""
@@ -115,7 +115,8 @@ async def wire_session(
                 proof=bridge_proof(key, "t1", hello.nonce, nonce),
                 session="s1",
                 heartbeat_ms=heartbeat_ms,
-                features=list(hello.features),
+                # "deadline" only when asked: under it the EA pings at once after ``ready``.
+                features=[f for f in hello.features if deadline or f != m.DEADLINE_FEATURE],
             )
         )
         assert isinstance(await bridge.receive(), m.Auth)

@@ -514,7 +514,7 @@ async def test_sync_refusals(make_desk: MakeDesk) -> None:
         assert (bad.error.code, bad.error.name) == (-2, "invalid_request")
         await bridge.no_snapshot_for(0.15)
     async with _session(desk, sync=False) as (bridge, _, hello):
-        assert hello.features == [m.POSITIONS_FEATURE]
+        assert hello.features == [m.POSITIONS_FEATURE, m.DEADLINE_FEATURE]
         refused = await bridge.request(m.Sync(id=1, interval_ms=100))
         assert refused.error is not None
         assert (refused.error.code, refused.error.name) == (-1, "unknown_operation")

@@ -56,7 +56,7 @@ async def test_position_operations_through_the_terminal() -> None:
     try:
         hello = await bridge.receive()
         assert isinstance(hello, m.Hello)
-        assert hello.features == [m.POSITIONS_FEATURE, m.SYNC_FEATURE] == ["positions", "sync"]
+        assert hello.features == [m.POSITIONS_FEATURE, m.SYNC_FEATURE, m.DEADLINE_FEATURE]
         nonce = new_nonce()
         proof = bridge_proof(key, "t1", hello.nonce, nonce)
         bridge.send(
