@@ -18,6 +18,7 @@ from mtgate.execution.book import OrderBook
 from mtgate.execution.requests import (
     AccountQuery,
     CancelOrderRequest,
+    InvalidRequest,
     MarketOrderRequest,
     ModifyOrderRequest,
     OrderQuery,
@@ -44,7 +45,8 @@ from mtgate.positions.requests import (
 from mtgate.positions.service import PositionService
 from mtgate.positions.trailing_stops import TrailingManager
 from mtgate.protocol import messages as m
-from mtgate.sessions.registry import HandshakeLimits, TerminalRegistry
+from mtgate.sessions.registry import HandshakeLimits, TerminalRegistry, TerminalStatus
+from mtgate.sessions.routing import RoutingPolicy
 from mtgate.sessions.session import AccountKey, SessionSettings, TerminalGrant
 from mtgate.store.journal import Journal, open_journal
 from mtgate.store.sync_store import PositionState, SyncStore, TrailingState
@@ -69,6 +71,7 @@ class Bridge:
         magic: int = DEFAULT_MAGIC,
         failover_wait_s: float = 5.0,
         handshake_limits: HandshakeLimits | None = None,
+        routing: RoutingPolicy | None = None,
     ) -> None:
         """``terminals``: each terminal id's key and the accounts it may serve.
         ``store_url``: where positions, deals and account states are kept (usually the
@@ -82,6 +85,7 @@ class Bridge:
         self._magic = magic
         self._failover_wait_s = failover_wait_s
         self._limits = handshake_limits or HandshakeLimits()
+        self._routing = routing or RoutingPolicy()
         self._store = (
             SyncStore(store_url, flush_interval_s=store_flush_interval_s) if store_url else None
         )
@@ -120,6 +124,7 @@ class Bridge:
                 per_s=b.handshakes_per_s,
                 burst=b.handshake_burst,
             ),
+            routing=RoutingPolicy(failback_after_s=b.failback_after_s),
             host=b.host,
             port=b.port,
             settings=settings,
@@ -143,6 +148,7 @@ class Bridge:
             clock=self._clock,
             settings=self._settings,
             limits=self._limits,
+            routing=self._routing,
         )
         self._tracker.attach(self._registry)
         self._service = ExecutionService(
@@ -359,6 +365,28 @@ class Bridge:
         """The account's figures as of the last snapshot (None before the first one)."""
         view = self.sync.views.get(_key(account))
         return None if view is None or view.snapshot is None else view.snapshot.account
+
+    # --- terminal pool ------------------------------------------------------------------------
+
+    def terminals(self) -> list[TerminalStatus]:
+        """Every configured terminal: state, priority, drained, the accounts it is active for."""
+        return self.registry.status()
+
+    def drain_terminal(self, terminal_id: str) -> None:
+        """Send no new orders nor position changes to ``terminal_id`` (its other terminals
+        take over); what it has in flight finishes there. :class:`InvalidRequest` for an id
+        the configuration does not know."""
+        try:
+            self.registry.drain(terminal_id)
+        except KeyError:
+            raise InvalidRequest(f"unknown terminal {terminal_id!r}", field="terminal_id") from None
+
+    def enable_terminal(self, terminal_id: str) -> None:
+        """Undo :meth:`drain_terminal`: the terminal is eligible for orders again at once."""
+        try:
+            self.registry.enable(terminal_id)
+        except KeyError:
+            raise InvalidRequest(f"unknown terminal {terminal_id!r}", field="terminal_id") from None
 
     async def get_account(self, account: str) -> m.AccountReport:
         """Balance, equity, margin and margin level as the terminal reports them now."""

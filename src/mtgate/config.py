@@ -40,6 +40,9 @@ class BridgeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     magic: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] = DEFAULT_MAGIC
     """Magic number of orders placed without one. Non-zero: MT4 EAs report the deals of a
     magic-0 order with reason 0, as they do manual trades (docs/protocol.md §10)."""
+    failback_after_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
+    """After a failover, how long a better-priority terminal must stay ready before orders
+    go back to it (mtgate.sessions.routing)."""
     failover_wait_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
     """How long a new order waits while orders of its account that another terminal carried
     are still unknown (DESIGN §4), before it is refused."""
@@ -76,6 +79,8 @@ class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Hex of the shared key; prefer ``key_env``, the name of a variable that holds it."""
     key_env: str = ""
     account: str | list[str] = ""
+    priority: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Among the terminals of one account, 1 is the most preferred (the primary)."""
     """The account(s) this terminal may serve, ``"<login>@<server>"``: a ``hello`` claiming
     any other account is refused, so a key cannot act for someone else's account."""
 
@@ -92,7 +97,7 @@ class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ConfigError(f"terminals[{self.id}].account: {exc}") from None
 
     def grant(self) -> TerminalGrant:
-        return TerminalGrant(self.secret(), self.accounts())
+        return TerminalGrant(self.secret(), self.accounts(), self.priority)
 
     def secret(self) -> Secret:
         text = os.environ.get(self.key_env, "") if self.key_env else self.key

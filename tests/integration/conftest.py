@@ -12,6 +12,7 @@ from mtgate.bridge import Bridge
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.sessions.registry import HandshakeLimits
+from mtgate.sessions.routing import RoutingPolicy
 from mtgate.sessions.session import AccountKey, SessionSettings, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
@@ -104,6 +105,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         sync: SyncSettings | None = None,
         handshake_limits: HandshakeLimits | None = None,
         failover_wait_s: float = 5.0,
+        priorities: dict[str, int] | None = None,
+        routing: RoutingPolicy | None = None,
     ) -> Harness:
         clock = ManualClock(START_MS)
         configs = configs or {
@@ -119,13 +122,14 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         )
         db = db or tmp_path / f"journal{len(made)}.db"
         bridge = Bridge(
-            terminals=grants_for(world.bindings()),
+            terminals=grants_for(world.bindings(), priorities),
             journal=open_journal(f"sqlite:///{db}"),
             settings=settings or SessionSettings(heartbeat_ms=200),
             store_url=f"sqlite:///{db}",
             sync=sync or SyncSettings(interval_ms=200),
             handshake_limits=handshake_limits,
             failover_wait_s=failover_wait_s,
+            routing=routing,
         )
         harness = Harness(world, bridge, clock, db)
         made.append(harness)

@@ -21,7 +21,7 @@ from mtgate.execution import matching
 from mtgate.execution.book import IN_DOUBT as _IN_DOUBT
 from mtgate.execution.matching import lookup_request
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import NotRoutable, SessionError
+from mtgate.sessions.errors import SessionError
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
 from mtgate.store.values import JournalError
@@ -115,10 +115,10 @@ class Resolver:
             own = self.registry.ready_session(terminal_id)
             if own is not None:
                 return own
-            try:
-                return self.registry.route(account)
-            except NotRoutable:
-                await asyncio.sleep(backoff.next_delay_s())
+            other = self.registry.lookup_session(account)
+            if other is not None:
+                return other
+            await asyncio.sleep(backoff.next_delay_s())
 
     async def apply_lookup(
         self, record: OrderRecord, found: m.Lookup, session: TerminalSession, asked_ms: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +14,7 @@ from mtgate.domain.clock import Clock
 from mtgate.domain.enums import Platform
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
-from mtgate.sessions.errors import NotRoutable
+from mtgate.sessions.routing import Router, RoutingPolicy, Switch
 from mtgate.sessions.session import (
     AccountKey,
     SessionSettings,
@@ -73,6 +73,18 @@ class _Buckets:
         return allowed
 
 
+@dataclass(frozen=True, slots=True)
+class TerminalStatus:
+    terminal_id: str
+    accounts: list[str]
+    state: str
+    """A session state (``ready``, ``syncing``, ...) or ``disconnected``."""
+    priority: int
+    drained: bool
+    active_for: list[str]
+    """The accounts whose orders go to this terminal now."""
+
+
 class TerminalRegistry:
     """Accepts terminal connections, authenticates them and routes accounts to them.
 
@@ -88,8 +100,16 @@ class TerminalRegistry:
         clock: Clock,
         settings: SessionSettings | None = None,
         limits: HandshakeLimits | None = None,
+        routing: RoutingPolicy | None = None,
     ) -> None:
         self._grants = dict(grants)
+        self.router = Router(
+            {tid: g.priority for tid, g in self._grants.items()},
+            routing or RoutingPolicy(),
+            clock,
+            self._on_switch,
+        )
+        self.switch_listeners: list[Callable[[Switch], None]] = []
         self._observer = observer
         self._clock = clock
         self.settings = settings or SessionSettings()
@@ -205,15 +225,54 @@ class TerminalRegistry:
     # --- routing -----------------------------------------------------------------------------
 
     def route(self, account: AccountKey) -> TerminalSession:
-        """The ready terminal that trades ``account`` now, or :class:`NotRoutable`."""
-        sessions = self._by_account.get(account)
-        if not sessions:
-            raise NotRoutable(f"no terminal is connected for account {account}")
-        for session in sessions:
-            if session.state == SessionState.READY:
-                return session
-        states = ", ".join(f"{s.terminal_id}: {s.state.value}" for s in sessions)
-        raise NotRoutable(f"no ready terminal for account {account} ({states})")
+        """The ready terminal that trades ``account`` now (:class:`Router`), or
+        :class:`NotRoutable`."""
+        return self.router.choose(account, self._by_account.get(account, []))
+
+    def lookup_session(self, account: AccountKey) -> TerminalSession | None:
+        """A ready terminal of ``account`` to look orders up on (drained ones included)."""
+        return self.router.lookup_session(account, self._by_account.get(account, []))
+
+    def drain(self, terminal_id: str) -> None:
+        """No new orders nor position changes go to ``terminal_id``; what it has in flight
+        finishes there. KeyError for a terminal the configuration does not know."""
+        if terminal_id not in self._grants:
+            raise KeyError(terminal_id)
+        self.router.drained.add(terminal_id)
+        log.info("terminal drained", terminal=terminal_id)
+
+    def enable(self, terminal_id: str) -> None:
+        """Undo :meth:`drain`. KeyError for a terminal the configuration does not know."""
+        if terminal_id not in self._grants:
+            raise KeyError(terminal_id)
+        self.router.drained.discard(terminal_id)
+        log.info("terminal enabled", terminal=terminal_id)
+
+    def status(self) -> list[TerminalStatus]:
+        """Every configured terminal: its state, priority, drain flag and where it is active."""
+        out = []
+        for tid, grant in sorted(self._grants.items()):
+            session = self._by_terminal.get(tid)
+            out.append(
+                TerminalStatus(
+                    terminal_id=tid,
+                    accounts=sorted(str(a) for a in grant.accounts),
+                    state=session.state.value if session is not None else "disconnected",
+                    priority=grant.priority,
+                    drained=tid in self.router.drained,
+                    active_for=sorted(
+                        str(a) for a in grant.accounts if self.router.active(a) == tid
+                    ),
+                )
+            )
+        return out
+
+    def _on_switch(self, switch: Switch) -> None:
+        for listener in list(self.switch_listeners):
+            try:
+                listener(switch)
+            except Exception as exc:  # one listener's bug must not stop the others
+                log.error("switch listener failed", error=repr(exc))
 
     def ready_session(self, terminal_id: str) -> TerminalSession | None:
         session = self._by_terminal.get(terminal_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,18 +63,24 @@ class TerminalGrant:
 
     key: auth.Secret
     accounts: frozenset[AccountKey]
+    priority: int = 1
+    """Among the terminals of an account, 1 is the most preferred (:mod:`mtgate.sessions.routing`)."""
 
 
-def grants_for(bindings: Iterable[tuple[str, auth.Secret, int, str]]) -> dict[str, TerminalGrant]:
+def grants_for(
+    bindings: Iterable[tuple[str, auth.Secret, int, str]],
+    priorities: Mapping[str, int] | None = None,
+) -> dict[str, TerminalGrant]:
     """Grants from ``(terminal id, key, login, server)`` rows (several rows of one id add
-    accounts to it; they must carry the same key)."""
+    accounts to it; they must carry the same key); ``priorities`` by terminal id (default 1)."""
+    priorities = priorities or {}
     grants: dict[str, TerminalGrant] = {}
     for terminal_id, key, login, server in bindings:
         known = grants.get(terminal_id)
         if known is not None and known.key != key:
             raise ValueError(f"terminal {terminal_id!r} is given two keys")
         accounts = (known.accounts if known else frozenset()) | {AccountKey(login, server)}
-        grants[terminal_id] = TerminalGrant(key, accounts)
+        grants[terminal_id] = TerminalGrant(key, accounts, priorities.get(terminal_id, 1))
     return grants
 
 
@@ -204,6 +210,8 @@ class TerminalSession:
         self._trade_ids: dict[asyncio.Future[Any], int] = {}
         self._after_cancel: dict[int, asyncio.Future[Any]] = {}
         self.ready = asyncio.Event()
+        self.ready_since_ns = 0
+        """Monotonic time the session became READY (0 before)."""
         self.server_time_ms = 0
         """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
         results): a lower bound of the server's clock, which is not the bridge's."""
@@ -483,6 +491,7 @@ class TerminalSession:
     def mark_ready(self) -> None:
         if self.state == SessionState.SYNCING:
             self.state = SessionState.READY
+            self.ready_since_ns = self._clock.monotonic_ns()
             self.ready.set()
 
     def request(
