@@ -7,7 +7,7 @@ async with Bridge.from_config(config) as bridge:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +15,7 @@ from mtgate.config import DEFAULT_MAGIC, Config
 from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.book import OrderBook
+from mtgate.execution.overrides import OverrideResult, Overrides
 from mtgate.execution.requests import (
     AccountQuery,
     CancelOrderRequest,
@@ -49,6 +50,7 @@ from mtgate.sessions.registry import HandshakeLimits, TerminalRegistry, Terminal
 from mtgate.sessions.routing import RoutingPolicy
 from mtgate.sessions.session import AccountKey, SessionSettings, TerminalGrant
 from mtgate.store.journal import Journal, open_journal
+from mtgate.store.rejections import RejectionReport, parse_time, rejection_query
 from mtgate.store.sync_store import PositionState, SyncStore, TrailingState
 from mtgate.sync.synchronizer import Synchronizer, SyncSettings
 
@@ -100,6 +102,7 @@ class Bridge:
         self._registry: TerminalRegistry | None = None
         self._service: ExecutionService | None = None
         self._tracker: Tracker | None = None
+        self._overrides: Overrides | None = None
         self.address: tuple[str, int] | None = None
 
     @classmethod
@@ -305,6 +308,66 @@ class Bridge:
             query.account, m.Orders(id=0, symbol=query.symbol)
         )
         return result
+
+    # --- rejections and manual overrides (docs/operations.md) --------------------------------
+
+    async def rejections(
+        self,
+        since: str = "1h",
+        until: str | None = None,
+        *,
+        by: str | Sequence[str] = "code",
+        account: str | None = None,
+        symbol: str | None = None,
+        platform: str | None = None,
+        limit: int = 1000,
+    ) -> RejectionReport:
+        """Rejection counts and rates of the orders placed in ``[since, until)``, grouped by
+        ``by`` (``code``, ``account``, ``symbol``, and one of ``minute`` / ``hour`` /
+        ``day``). ``since`` / ``until``: a duration before now (``30m``, ``1h``, ``2d``),
+        ``now``, or an ISO 8601 time. Raises ``RejectionQueryError`` naming what is wrong."""
+        now_ms = self._clock.now_ms()
+        key = None if account is None else _key(account)
+        query = rejection_query(
+            since_ms=parse_time(since, now_ms, option="since"),
+            until_ms=now_ms if until is None else parse_time(until, now_ms, option="until"),
+            by=by,
+            account_login=None if key is None else key.login,
+            account_server=None if key is None else key.server,
+            symbol=symbol,
+            platform=platform,
+            limit=limit,
+        )
+        return await self.journal.rejections(query)
+
+    async def override_resolve(
+        self,
+        client_order_id: str,
+        status: OrderStatus | str,
+        *,
+        evidence: str,
+        operator: str,
+        reason: str,
+    ) -> OverrideResult:
+        """Mark an order in doubt resolved as a human found it (:meth:`Overrides.mark_resolved`):
+        journalled with ``operator``, ``reason`` and ``evidence``."""
+        return await self.overrides.mark_resolved(
+            client_order_id, status, evidence=evidence, operator=operator, reason=reason
+        )
+
+    async def override_cancel(
+        self, client_order_id: str, *, operator: str, reason: str
+    ) -> OverrideResult:
+        """Withdraw a journalled intent nothing carries (:meth:`Overrides.cancel_intent`)."""
+        return await self.overrides.cancel_intent(client_order_id, operator=operator, reason=reason)
+
+    @property
+    def overrides(self) -> Overrides:
+        """Manual overrides of single orders, through this run's order book."""
+        service = self.service
+        if self._overrides is None or self._overrides.book is not service.book:
+            self._overrides = Overrides(service.book, service.tracker.resolver)
+        return self._overrides
 
     # --- positions ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`mtgate serve | demo | sim | bench`."""
+"""`mtgate serve | demo | sim | bench | rejections`."""
 
 from __future__ import annotations
 
@@ -123,6 +123,104 @@ def bench(
     _print_bench(figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@app.command()
+def rejections(
+    since: Annotated[
+        str, typer.Option(help="start of the window: 30m, 1h, 2d, 1w, now or an ISO 8601 time")
+    ] = "1h",
+    until: Annotated[str, typer.Option(help="end of the window (same forms)")] = "now",
+    by: Annotated[
+        str, typer.Option(help="group by: code, account, symbol and minute, hour or day")
+    ] = "code",
+    account: Annotated[str | None, typer.Option(help="only this account, login@server")] = None,
+    symbol: Annotated[str | None, typer.Option(help="only this symbol")] = None,
+    platform: Annotated[str | None, typer.Option(help="only mt4 or mt5")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many groups")] = 50,
+    config: Annotated[Path | None, typer.Option(help="TOML configuration file")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="journal URL (default: the configuration's [store])")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Rejection counts and rates of the orders placed in a window, read from the journal
+    (read-only: a running bridge's journal may be read at the same time)."""
+    from mtgate.config import load_store
+    from mtgate.domain.clock import SystemClock
+    from mtgate.store.rejection_sql import read, read_engine
+    from mtgate.store.rejections import RejectionQueryError, parse_time, rejection_query
+
+    try:
+        url = store if store is not None else load_store(config).url
+        now_ms = SystemClock().now_ms()
+        login, server = _account(account)
+        query = rejection_query(
+            since_ms=parse_time(since, now_ms, option="since"),
+            until_ms=parse_time(until, now_ms, option="until"),
+            by=by,
+            account_login=login,
+            account_server=server,
+            symbol=symbol,
+            platform=platform,
+            limit=limit,
+        )
+        engine = read_engine(url)
+    except (ConfigError, RejectionQueryError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        report = read(engine, query)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    _print_rejections(report.as_dict())
+
+
+def _account(text: str | None) -> tuple[int | None, str | None]:
+    from mtgate.store.rejections import RejectionQueryError
+
+    if text is None:
+        return None, None
+    login, at, server = text.partition("@")
+    if not at or not login.isdigit() or not server or len(login) > 19:
+        raise RejectionQueryError(f"account {text[:80]!r}: expected login@server")
+    return int(login), server
+
+
+def _print_rejections(report: dict[str, object]) -> None:
+    groups = report["groups"]
+    assert isinstance(groups, list)
+    table = Table(
+        title=f"rejections {report['since']} .. {report['until']}: {report['rejections']} of "
+        f"{report['orders']} orders ({float(str(report['rate'])):.2%})"
+    )
+    by = report["by"]
+    assert isinstance(by, list)
+    columns = ["bucket"] if {"minute", "hour", "day"} & set(by) else []
+    columns += [c for c in ("account", "symbol") if c in by]
+    if "code" in by:
+        columns += ["source", "platform", "code", "name", "classification"]
+    for col in (*columns, "rejections", "orders", "rate", "last seen"):
+        table.add_column(
+            col, justify="right" if col in ("rejections", "orders", "rate") else "left"
+        )
+    for group in groups:
+        assert isinstance(group, dict)
+        cells = ["" if group.get(c) is None else str(group.get(c)) for c in columns]
+        table.add_row(
+            *cells,
+            str(group["rejections"]),
+            str(group["orders"]),
+            f"{group['rate']:.2%}",
+            str(group["last_seen"]),
+        )
+    console = Console()
+    console.print(table)
+    if report["truncated"]:
+        console.print("more groups exist: raise --limit to see them")
 
 
 def _print_bench(f: dict[str, object]) -> None:

@@ -163,7 +163,30 @@ def _overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Read ``path`` (or defaults), apply ``MTGATE_*`` overrides, validate."""
-    env = os.environ if env is None else env
+    where, data = _read(path, os.environ if env is None else env)
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        config.grants()  # validates every key and binding now, not at the first connection
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
+
+
+def load_store(path: Path | None, env: Mapping[str, str] | None = None) -> StoreSection:
+    """Only ``[store]`` of ``path`` (or the defaults), with its ``MTGATE_STORE_*`` overrides:
+    what a tool that reads the journal needs, without the terminals' keys."""
+    where, data = _read(path, os.environ if env is None else env)
+    try:
+        return msgspec.convert(data.get("store", {}), StoreSection)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: store: {exc}") from None
+
+
+def _read(path: Path | None, env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """The file's tables with the environment's overrides applied, and how to name it."""
     where = str(path) if path else "defaults"
     data: dict[str, Any] = {}
     if path is not None:
@@ -175,12 +198,4 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"{where}: not valid TOML: {exc}") from None
     for section, values in _overrides(env).items():
         data.setdefault(section, {}).update(values)
-    try:
-        config = msgspec.convert(data, Config)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    try:
-        config.grants()  # validates every key and binding now, not at the first connection
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    return config
+    return where, data

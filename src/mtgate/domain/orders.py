@@ -36,6 +36,13 @@ class Trigger(enum.StrEnum):
     CANCEL = "cancel"
     EXPIRE = "expire"
     PROVE_ABSENT = "prove_absent"  # resolution proved the order never reached the server
+    # A human decided what the bridge could not prove (docs/operations.md, "Overriding an
+    # order"); the event's detail names who and why (mtgate.execution.overrides). One trigger
+    # per resulting status, because the table maps (status, trigger) to a single status.
+    OVERRIDE_FILL = "override_fill"
+    OVERRIDE_REJECT = "override_reject"
+    OVERRIDE_ABSENT = "override_absent"
+    OVERRIDE_CANCEL = "override_cancel"
 
 
 class OrderAction(enum.StrEnum):
@@ -68,7 +75,29 @@ TRANSITIONS: dict[tuple[OrderStatus, Trigger], OrderStatus] = {
     # Resolution may find an order that was placed and already cancelled or expired meanwhile.
     (S.UNKNOWN, T.CANCEL): S.CANCELLED,
     (S.UNKNOWN, T.EXPIRE): S.EXPIRED,
+    # Manual overrides (mtgate.execution.overrides): a human's evidence settles an order in
+    # doubt that lookups could not. A SUBMITTED order only once nothing carries its request
+    # any more (checked there: the table cannot know). Final statuses stay final, even for a
+    # human: no row leaves one.
+    (S.UNKNOWN, T.OVERRIDE_FILL): S.FILLED,  # e.g. its ticket seen in the terminal's history
+    (S.UNKNOWN, T.OVERRIDE_REJECT): S.REJECTED,  # e.g. the broker's journal shows a refusal
+    (S.UNKNOWN, T.OVERRIDE_ABSENT): S.NOT_FOUND,  # not on the account, checked by hand
+    (S.UNKNOWN, T.OVERRIDE_CANCEL): S.CANCELLED,  # placed, then cancelled, seen by hand
+    (S.SUBMITTED, T.OVERRIDE_FILL): S.FILLED,
+    (S.SUBMITTED, T.OVERRIDE_REJECT): S.REJECTED,
+    (S.SUBMITTED, T.OVERRIDE_ABSENT): S.NOT_FOUND,
+    # Also the withdrawal of an intent never sent (cancel_intent): CANCELLED, not NOT_FOUND,
+    # because no lookup proved anything and nothing may ever try the order again.
+    (S.SUBMITTED, T.OVERRIDE_CANCEL): S.CANCELLED,
 }
+
+OVERRIDE_TRIGGERS: dict[OrderStatus, Trigger] = {
+    S.FILLED: T.OVERRIDE_FILL,
+    S.REJECTED: T.OVERRIDE_REJECT,
+    S.NOT_FOUND: T.OVERRIDE_ABSENT,
+    S.CANCELLED: T.OVERRIDE_CANCEL,
+}
+"""The trigger of a manual override that ends an order in each status it may be given."""
 
 TERMINAL = frozenset({S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.NOT_FOUND})
 OPEN_PENDING = frozenset({S.PLACED})

@@ -11,7 +11,7 @@ of that terminal; otherwise the order stays UNKNOWN and is looked up again, with
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mtgate import logs
 from mtgate.domain.backoff import Backoff
@@ -44,6 +44,8 @@ class Resolver:
         self.backoff_cap_s = backoff_cap_s
         self.resolving: set[str] = set()
         """Client order ids with a resolution running."""
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        """The running resolutions' tasks (once started), for :meth:`stop`."""
 
     @staticmethod
     def past_deadline(record: OrderRecord, session: TerminalSession, at_ms: int) -> bool:
@@ -62,9 +64,23 @@ class Resolver:
             self.resolving.add(record.client_order_id)
             self.t.spawn(self._resolve(record), f"resolve:{record.client_order_id}")
 
+    async def stop(self, client_order_id: str) -> None:
+        """End the resolution of ``client_order_id`` if one runs, and return once it has: a
+        manual override then decides on the status the resolution left, and no lookup of
+        the resolution lands after it. (One not started yet finds the override's final
+        status and ends at once.)"""
+        task = self._tasks.get(client_order_id)
+        if task is None or task is asyncio.current_task():
+            return
+        task.cancel()
+        await asyncio.wait([task])  # not ``await task``: its CancelledError is not the caller's
+
     async def _resolve(self, record: OrderRecord) -> None:
         backoff = Backoff(base_s=0.05, cap_s=self.backoff_cap_s)
         account = AccountKey(record.account_login, record.account_server)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks[record.client_order_id] = task
         try:
             while record.status in _UNFINISHED:
                 session = await self._ready_session(account, record.terminal_id, backoff)
@@ -92,6 +108,7 @@ class Resolver:
                 await asyncio.sleep(self._next_delay_s(record, session, backoff))
         finally:
             self.resolving.discard(record.client_order_id)
+            self._tasks.pop(record.client_order_id, None)
 
     def _next_delay_s(
         self, record: OrderRecord, session: TerminalSession, backoff: Backoff

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
+from mtgate.store.rejections import RejectionQuery, RejectionReport
 from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SYNCHRONOUS_LEVELS, SqliteJournal
 from mtgate.store.values import HealthSample, JournalConfigError, OrderEvent, QuarantinedRecord
@@ -104,6 +105,13 @@ class Journal(Protocol):
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         """The audit trail, oldest first."""
+        ...
+
+    async def rejections(self, query: RejectionQuery) -> RejectionReport:
+        """Rejection counts and rates of the orders placed in the query's window, aggregated
+        in SQL (:mod:`mtgate.store.rejections`). Sees every write made before the call; runs
+        in a worker thread with a connection of its own, never on the event loop nor ahead
+        of the order writes."""
         ...
 
     async def quarantined(self) -> list[QuarantinedRecord]:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import quarantine, queries, rows
+from mtgate.store import quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import execution_orders
 from mtgate.store.values import (
@@ -197,6 +197,15 @@ class SqlJournal:
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
         return await self._call(functools.partial(_events, client_order_id))
+
+    async def rejections(self, query: rejections.RejectionQuery) -> rejections.RejectionReport:
+        """Rejection analytics, in a thread of its own with a pooled connection: not in the
+        journal's worker, where a long aggregate would hold up every order write queued
+        behind it. Every write awaited before the call has committed, so it is seen."""
+        engine = self._engine
+        if self._executor is None or engine is None:
+            raise JournalNotOpenError()
+        return await asyncio.to_thread(rejection_sql.read, engine, query)
 
     async def quarantined(self) -> list[QuarantinedRecord]:
         """What a journal on this database could not write, oldest first (empty here, unless a

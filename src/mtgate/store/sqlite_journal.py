@@ -37,14 +37,15 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Engine
+from sqlalchemy.pool import NullPool
 
 from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import quarantine, queries, rows
-from mtgate.store.migrate import migrate
+from mtgate.store import quarantine, queries, rejection_sql, rejections, rows
+from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import bridge_health_metrics
 from mtgate.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer, CheckpointStats
 from mtgate.store.sqlite_writes import (
@@ -136,6 +137,8 @@ class SqliteJournal:
         self._conn: sqlite3.Connection | None = None
         self._cur: sqlite3.Cursor | None = None
         self._checkpointer: Checkpointer | None = None
+        self._reader: Engine | None = None
+        """Connections for reads that run in worker threads (rejection analytics)."""
         self._behind: list[Item] = []
         self._pending_folds: dict[str, Fold] = {}
         self._intents: list[tuple[str, str, bytes, tuple[Any, Any, Any], asyncio.Future[None]]] = []
@@ -218,6 +221,9 @@ class SqliteJournal:
             self._forget_queue()
         conn, self._conn, self._cur = self._conn, None, None
         checkpointer, self._checkpointer = self._checkpointer, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.dispose()
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.stop)
         if conn is not None:
@@ -611,6 +617,19 @@ class SqliteJournal:
             )
             for row in cursor
         ]
+
+    async def rejections(self, query: rejections.RejectionQuery) -> rejections.RejectionReport:
+        """Rejection analytics. The queue is flushed first (so every write made before the
+        call is seen), then the aggregate runs in a worker thread on a connection of its own:
+        a scan of a large window must not hold up the event loop, and WAL lets it read while
+        this connection writes."""
+        self._require()
+        self._flush()
+        if self._reader is None:
+            self._reader = make_engine(
+                URL.create("sqlite", database=str(self.path)), poolclass=NullPool
+            )
+        return await asyncio.to_thread(rejection_sql.read, self._reader, query)
 
     async def quarantined(self) -> list[QuarantinedRecord]:
         """What this journal could not write and kept for a human, oldest first."""
