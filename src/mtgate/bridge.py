@@ -14,6 +14,7 @@ from typing import Any
 from mtgate.config import DEFAULT_MAGIC, Config
 from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
+from mtgate.domain.retry import RetryPolicy
 from mtgate.execution.book import OrderBook
 from mtgate.execution.overrides import OverrideResult, Overrides
 from mtgate.execution.requests import (
@@ -74,6 +75,7 @@ class Bridge:
         failover_wait_s: float = 5.0,
         handshake_limits: HandshakeLimits | None = None,
         routing: RoutingPolicy | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """``terminals``: each terminal id's key and the accounts it may serve.
         ``store_url``: where positions, deals and account states are kept (usually the
@@ -88,6 +90,7 @@ class Bridge:
         self._failover_wait_s = failover_wait_s
         self._limits = handshake_limits or HandshakeLimits()
         self._routing = routing or RoutingPolicy()
+        self._retry = retry or RetryPolicy()
         self._store = (
             SyncStore(store_url, flush_interval_s=store_flush_interval_s) if store_url else None
         )
@@ -128,6 +131,7 @@ class Bridge:
                 burst=b.handshake_burst,
             ),
             routing=RoutingPolicy(failback_after_s=b.failback_after_s),
+            retry=config.retry.policy(),
             host=b.host,
             port=b.port,
             settings=settings,
@@ -160,6 +164,7 @@ class Bridge:
             self._tracker,
             magic=self._magic,
             failover_wait_s=self._failover_wait_s,
+            retry_policy=self._retry,
         )
         if self._store is not None:
             await self._store.open()

@@ -12,7 +12,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from mtgate.domain.enums import Platform
 from mtgate.domain.limits import INT32_MAX
+from mtgate.domain.orders import ATTEMPT_MAX
+from mtgate.domain.retry import DEFAULT_STRATEGIES, RetryPolicy, Strategy, strategy_allowed
 from mtgate.protocol.auth import MIN_KEY_BYTES, Secret
 from mtgate.sessions.session import AccountKey, TerminalGrant
 
@@ -118,11 +121,67 @@ class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"TerminalEntry(id={self.id!r}, key=****)"
 
 
+class RetrySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[retry]``: the bridge's retry strategies (mtgate.domain.retry, docs/operations.md)."""
+
+    enabled: bool = True
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=ATTEMPT_MAX)] = 5
+    fresh_price_attempts: Annotated[int, msgspec.Meta(ge=0, le=ATTEMPT_MAX)] = 3
+    backoff_base_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 100
+    backoff_cap_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 2000
+    max_age_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    after_absence: bool = True
+    absence_wait_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    market_closed_cap_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 300.0
+    codes: dict[str, str] = {}
+    """Per code: ``"mt4:138" = "none"``, ``"mt5:10024" = "backoff"`` (mtgate.domain.retry
+    ``Strategy`` values). Only codes that guarantee nothing executed may be retried."""
+
+    def policy(self) -> RetryPolicy:
+        """The policy, with ``codes`` over the defaults; a bad entry is a ConfigError."""
+        strategies = dict(DEFAULT_STRATEGIES)
+        for key, value in self.codes.items():
+            platform_name, _, code_text = key.partition(":")
+            try:
+                platform = Platform(platform_name)
+                code = int(code_text)
+            except ValueError:
+                raise ConfigError(
+                    f"retry.codes: key {key[:40]!r}: expected mt4:<code> or mt5:<code>"
+                ) from None
+            try:
+                strategy = Strategy(value)
+            except ValueError:
+                names = ", ".join(s.value for s in Strategy)
+                raise ConfigError(
+                    f"retry.codes.{key}: {value[:40]!r} is not one of {names}"
+                ) from None
+            refused = strategy_allowed(platform, code, strategy)
+            if refused is not None:
+                raise ConfigError(f"retry.codes.{key}: {refused}")
+            strategies[(platform, code)] = strategy
+        if self.backoff_cap_ms < self.backoff_base_ms:
+            raise ConfigError("retry.backoff_cap_ms must be at least retry.backoff_base_ms")
+        return RetryPolicy(
+            enabled=self.enabled,
+            max_attempts=self.max_attempts,
+            fresh_price_attempts=self.fresh_price_attempts,
+            backoff_base_ms=self.backoff_base_ms,
+            backoff_cap_ms=self.backoff_cap_ms,
+            max_age_s=self.max_age_s,
+            after_absence=self.after_absence,
+            absence_wait_s=self.absence_wait_s,
+            market_closed_cap_s=self.market_closed_cap_s,
+            strategies=strategies,
+        )
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bridge: BridgeSection = BridgeSection()
     store: StoreSection = StoreSection()
     sync: SyncSection = SyncSection()
     log: LogSection = LogSection()
+    retry: RetrySection = RetrySection()
     terminals: list[TerminalEntry] = []
 
     def grants(self) -> dict[str, TerminalGrant]:
@@ -140,6 +199,7 @@ _SECTIONS = {
     "store": StoreSection,
     "sync": SyncSection,
     "log": LogSection,
+    "retry": RetrySection,
 }
 
 
@@ -170,6 +230,7 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{where}: {exc}") from None
     try:
         config.grants()  # validates every key and binding now, not at the first connection
+        config.retry.policy()
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config

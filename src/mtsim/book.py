@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mtgate.domain.enums import MarginMode, OrderType
-from mtgate.domain.orders import client_id_from_comment
+from mtgate.domain.orders import comment_id
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol.messages import DealReport, OrderReport, PositionReport
 from mtsim.arith import Arithmetic
@@ -25,7 +25,7 @@ from mtsim.triggers import TriggerBook
 VOLUME_DECIMALS = 8
 """Volumes are rounded to this many decimals after arithmetic (0.1 + 0.2 must be 0.3)."""
 
-_client_id = client_id_from_comment
+_client_id = comment_id
 
 
 @dataclass(slots=True, eq=False)

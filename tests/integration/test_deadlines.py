@@ -72,8 +72,13 @@ async def _carrier_dies_with(h: Harness, cid: str, *, executed: bool) -> None:
     else:
         faults.drop_before_next_trade = True
     r = await h.bridge.place_market_order(
-        account=h.account("primary"), symbol="EURUSD", side="buy", volume=0.1, client_order_id=cid
-    )
+        account=h.account("primary"),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id=cid,
+        retry={"enabled": False},  # the proof itself is watched here; retries after it:
+    )  # tests/integration/test_retries.py
     # Executed, the standby's events may prove the fill before the caller hears of the loss.
     expected = (OrderStatus.UNKNOWN, OrderStatus.FILLED) if executed else (OrderStatus.UNKNOWN,)
     assert r.terminal_id == "primary" and r.status in expected

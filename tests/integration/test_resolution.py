@@ -58,6 +58,9 @@ def _positions(h: Harness, tid: str) -> list[m.PositionReport]:
 async def _market(
     h: Harness, tid: str, cid: str, side: str = "buy", volume: float = 0.1, **kw: object
 ) -> OrderResult:
+    """One attempt (no retry): these tests watch the resolution of an order in doubt, which
+    a retry after a proven absence would otherwise wait for (tests/integration/test_retries.py)."""
+    kw.setdefault("retry", {"enabled": False})
     return await h.bridge.place_market_order(
         account=h.account(tid), symbol="EURUSD", side=side, volume=volume, client_order_id=cid, **kw
     )

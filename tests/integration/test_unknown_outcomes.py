@@ -9,7 +9,7 @@ import pytest
 
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import MarginMode, OrderType, Platform
-from mtgate.domain.orders import OrderStatus, comment_for
+from mtgate.domain.orders import OrderStatus, Trigger, comment_for
 from mtgate.domain.records import OrderRecord
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import SessionSettings, grants_for
@@ -32,6 +32,8 @@ def _positions_with(h: Harness, tid: str, cid: str) -> int:
 
 @pytest.mark.parametrize("tid", [MT4, MT5H])
 async def test_answer_lost_after_execution_resolves_to_filled(harness: Harness, tid: str) -> None:
+    """The caller waits for the resolution (``retry.absence_wait_s``) and hears FILLED: the
+    order executed, so no second attempt is made."""
     harness.terminal(tid).faults.drop_after_next_trade = True
     r = await harness.bridge.place_market_order(
         account=harness.account(tid),
@@ -40,17 +42,34 @@ async def test_answer_lost_after_execution_resolves_to_filled(harness: Harness, 
         volume=0.1,
         client_order_id="lost-after",
     )
-    assert r.status == OrderStatus.UNKNOWN
-    assert r.error is not None and r.error.source == "link"
-
-    async def settled() -> bool:
-        return await _status(harness, tid, "lost-after") == OrderStatus.FILLED
-
-    await eventually(settled)
+    assert (r.status, r.error, r.attempts) == (OrderStatus.FILLED, None, ())
     assert harness.trades_seen(tid) == 1  # never resent
     assert _positions_with(harness, tid, "lost-after") == 1
     found = await harness.bridge.get_order(harness.account(tid), client_order_id="lost-after")
     assert found is not None and found.fill_price is not None and found.ticket is not None
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_answer_lost_without_retries_is_resolved_in_the_background(
+    harness: Harness, tid: str
+) -> None:
+    harness.terminal(tid).faults.drop_after_next_trade = True
+    r = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="lost-bg",
+        retry={"enabled": False},
+    )
+    assert r.status == OrderStatus.UNKNOWN
+    assert r.error is not None and r.error.source == "link"
+
+    async def settled() -> bool:
+        return await _status(harness, tid, "lost-bg") == OrderStatus.FILLED
+
+    await eventually(settled)
+    assert harness.trades_seen(tid) == 1
 
 
 @pytest.mark.parametrize("tid", [MT4, MT5H])
@@ -75,9 +94,11 @@ async def test_answer_lost_but_trade_event_arrived_fills_at_once(
 
 
 @pytest.mark.parametrize("tid", [MT4, MT5H])
-async def test_request_lost_before_execution_resolves_to_not_found(
+async def test_request_lost_before_execution_is_retried_once_proven_absent(
     harness: Harness, tid: str
 ) -> None:
+    """The first attempt never executed; once the reconnected carrier proves it absent, a
+    second attempt (``mg:<id>.2``) is sent: exactly one execution."""
     harness.terminal(tid).faults.drop_before_next_trade = True
     r = await harness.bridge.place_market_order(
         account=harness.account(tid),
@@ -86,17 +107,51 @@ async def test_request_lost_before_execution_resolves_to_not_found(
         volume=0.1,
         client_order_id="lost-before",
     )
+    assert r.status == OrderStatus.FILLED
+    assert [(a.attempt, a.comment, a.outcome, a.next) for a in r.attempts] == [
+        (1, "mg:lost-before", "absent", "backoff"),
+        (2, "mg:lost-before.2", "filled", None),
+    ]
+    assert harness.trades_seen(tid) == 1
+    assert _positions_with(harness, tid, "lost-before") == 1
+    stored = await harness.bridge.journal.get("lost-before")
+    assert stored is not None and (stored.retry_count, stored.comment) == (1, "mg:lost-before.2")
+    trail = await harness.bridge.journal.events("lost-before")
+    retried = [e for e in trail if e.trigger == Trigger.RETRY]
+    assert [(e.from_status, e.to_status) for e in retried] == [
+        (OrderStatus.UNKNOWN, OrderStatus.SUBMITTED)
+    ]
+    assert '"attempt": 2' in retried[0].detail
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H])
+async def test_request_lost_before_execution_without_retries_resolves_to_not_found(
+    harness: Harness, tid: str
+) -> None:
+    harness.terminal(tid).faults.drop_before_next_trade = True
+    r = await harness.bridge.place_market_order(
+        account=harness.account(tid),
+        symbol="EURUSD",
+        side="sell",
+        volume=0.1,
+        client_order_id="lost-nf",
+        retry={"enabled": False},
+    )
     assert r.status == OrderStatus.UNKNOWN
 
     async def settled() -> bool:
-        return await _status(harness, tid, "lost-before") == OrderStatus.NOT_FOUND
+        return await _status(harness, tid, "lost-nf") == OrderStatus.NOT_FOUND
 
     await eventually(settled)
     assert harness.trades_seen(tid) == 0
-    assert _positions_with(harness, tid, "lost-before") == 0
+    assert _positions_with(harness, tid, "lost-nf") == 0
 
 
-async def test_trade_timeout_closes_the_session_and_resolves(make_harness: HarnessFactory) -> None:
+async def test_trade_timeout_that_executed_ends_filled_with_no_second_order(
+    make_harness: HarnessFactory,
+) -> None:
+    """The broker takes longer than the bridge waits: the order is UNKNOWN, the session is
+    closed, and the reconnected terminal shows the fill: FILLED, one execution."""
     h = await make_harness(
         broker_delay_ms=(600.0, 600.0),
         settings=SessionSettings(heartbeat_ms=200, request_timeout_s=0.2),
@@ -104,12 +159,7 @@ async def test_trade_timeout_closes_the_session_and_resolves(make_harness: Harne
     r = await h.bridge.place_market_order(
         account=h.account(MT5H), symbol="EURUSD", side="buy", volume=0.1, client_order_id="slow-1"
     )
-    assert r.status == OrderStatus.UNKNOWN
-
-    async def settled() -> bool:
-        return await _status(h, MT5H, "slow-1") == OrderStatus.FILLED
-
-    await eventually(settled, timeout_s=10)
+    assert (r.status, r.attempts) == (OrderStatus.FILLED, ())
     assert h.trades_seen(MT5H) == 1
     assert _positions_with(h, MT5H, "slow-1") == 1
 

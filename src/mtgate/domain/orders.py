@@ -43,6 +43,7 @@ class Trigger(enum.StrEnum):
     OVERRIDE_REJECT = "override_reject"
     OVERRIDE_ABSENT = "override_absent"
     OVERRIDE_CANCEL = "override_cancel"
+    RETRY = "retry"  # a new attempt of an order proven absent (mtgate.execution.retries)
 
 
 class OrderAction(enum.StrEnum):
@@ -75,6 +76,9 @@ TRANSITIONS: dict[tuple[OrderStatus, Trigger], OrderStatus] = {
     # Resolution may find an order that was placed and already cancelled or expired meanwhile.
     (S.UNKNOWN, T.CANCEL): S.CANCELLED,
     (S.UNKNOWN, T.EXPIRE): S.EXPIRED,
+    # Proven absent, and retried at once instead of ending NOT_FOUND: the next attempt is
+    # sent (docs/protocol.md §9 rule 4). Absence is proven before; the table cannot know.
+    (S.UNKNOWN, T.RETRY): S.SUBMITTED,
     # Manual overrides (mtgate.execution.overrides): a human's evidence settles an order in
     # doubt that lookups could not. A SUBMITTED order only once nothing carries its request
     # any more (checked there: the table cannot know). Final statuses stay final, even for a
@@ -118,14 +122,46 @@ def transition(status: OrderStatus, trigger: Trigger) -> OrderStatus:
 
 
 CLIENT_ID_MAX = 20
+ATTEMPT_MAX = 99
+"""Attempts of one order at most (the first included): the suffix ``.2`` .. ``.99``."""
+ATTEMPT_ID_MAX = CLIENT_ID_MAX + 3
+"""An attempt's id: the client order id, then ``.<attempt>`` from the second attempt on."""
 COMMENT_PREFIX = "mg:"
-"""Comment prefix that marks an order as placed by the bridge: ``mg:<client order id>``."""
+"""Comment prefix that marks an order as placed by the bridge: ``mg:<client order id>``, and
+``mg:<client order id>.<n>`` for its n-th attempt (docs/protocol.md §9)."""
 
 _CLIENT_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
+_ATTEMPT_SUFFIX = re.compile(r"\.([2-9]|[1-9][0-9])\Z")
+_DIGIT_SUFFIX = re.compile(r"\.[0-9]{1,2}\Z")
+CLIENT_ID_PATTERN = r"^(?![A-Za-z0-9._-]*\.[0-9]{1,2}$)[A-Za-z0-9._-]+$"
+"""Valid client order ids as a regular expression (:func:`valid_client_id`)."""
 
 
 def valid_client_id(value: str) -> bool:
-    return 0 < len(value) <= CLIENT_ID_MAX and set(value) <= _CLIENT_ID_CHARS
+    """1-20 characters of ``[A-Za-z0-9._-]``, not ending in ``.`` and one or two digits: that
+    suffix names an attempt (``mg:<id>.2``), and an id ending in it could not be told from
+    another id's attempt."""
+    return (
+        0 < len(value) <= CLIENT_ID_MAX
+        and set(value) <= _CLIENT_ID_CHARS
+        and _DIGIT_SUFFIX.search(value) is None
+    )
+
+
+def attempt_id(client_id: str, attempt: int) -> str:
+    """The id an attempt's comment carries: the client order id for the first, then
+    ``<id>.2`` .. ``<id>.99``."""
+    if not 1 <= attempt <= ATTEMPT_MAX:
+        raise ValueError(f"attempt {attempt} is not in 1..{ATTEMPT_MAX}")
+    return client_id if attempt == 1 else f"{client_id}.{attempt}"
+
+
+def split_attempt(run: str) -> tuple[str, int]:
+    """``(client order id, attempt)`` of an id read from a comment."""
+    found = _ATTEMPT_SUFFIX.search(run)
+    if found is None or found.start() == 0:
+        return run, 1
+    return run[: found.start()], int(found.group(1))
 
 
 _sequence = itertools.count(int.from_bytes(os.urandom(2), "big"))
@@ -141,20 +177,25 @@ def new_client_id(now_ns: int | None = None) -> str:
     return f"{t_us & 0xFFFF_FFFF_FFFF:012X}{next(_sequence) & 0xFFFF:04X}"
 
 
-def comment_for(client_id: str) -> str:
-    return COMMENT_PREFIX + client_id
+def comment_for(client_id: str, attempt: int = 1) -> str:
+    return COMMENT_PREFIX + attempt_id(client_id, attempt)
 
 
-def client_id_from_comment(comment: str) -> str | None:
-    """The client order id in a comment written by :func:`comment_for`, or None.
-
-    Servers append markers such as ``[sl]`` or replace comments on partial closes, so only the
-    prefix and the id's own characters are trusted (the longest run of them, at most
-    :data:`CLIENT_ID_MAX`, docs/protocol.md §9)."""
+def comment_id(comment: str) -> str | None:
+    """The id a comment carries as an EA reads it (docs/protocol.md §9): after the ``mg:``
+    prefix, the longest run of id characters, at most :data:`ATTEMPT_ID_MAX`. Servers append
+    markers such as ``[sl]`` or replace comments on partial closes, so only the prefix and
+    the id's own characters are trusted."""
     found = _CLIENT_ID_IN_COMMENT.match(comment)
     return None if found is None else found.group(1)
 
 
+def client_id_from_comment(comment: str) -> str | None:
+    """The client order id of the order a comment belongs to, whichever attempt wrote it."""
+    run = comment_id(comment)
+    return None if run is None else split_attempt(run)[0]
+
+
 _CLIENT_ID_IN_COMMENT = re.compile(
-    rf"{re.escape(COMMENT_PREFIX)}([A-Za-z0-9._-]{{1,{CLIENT_ID_MAX}}})"
+    rf"{re.escape(COMMENT_PREFIX)}([A-Za-z0-9._-]{{1,{ATTEMPT_ID_MAX}}})"
 )

@@ -35,6 +35,10 @@ class OrderBook:
         self.carrier: dict[str, TerminalSession] = {}
         """The session that carried an order's last trade request (absence proofs need it)."""
         self.deferred: dict[str, list[tuple[str, Any]]] = {}
+        self.absence_waiters: dict[str, asyncio.Future[Any]] = {}
+        """Orders whose sender retries them once proven absent (mtgate.execution.retries):
+        resolution hands the proof (the session that made it) to the waiter instead of
+        ending the order NOT_FOUND."""
         """Events about an order whose request is still awaiting its answer, replayed after it."""
         self._doubt: dict[tuple[int, str], dict[str, str]] = {}
         """Per account (login, server), the orders in doubt (SUBMITTED, UNKNOWN) and their
@@ -187,6 +191,19 @@ class OrderBook:
             status=record.status.value,
             detail=detail,
         )
+
+    async def attempt(self, record: OrderRecord, detail: str) -> None:
+        """Journal a new attempt of ``record`` (its fields already describe it), durably:
+        UNKNOWN (proven absent) goes back to SUBMITTED on ``retry``; SUBMITTED (refused, to
+        be tried again) stays. Raises what the journal raises; the caller restores the
+        record's fields then (nothing was written)."""
+        previous = record.status
+        trigger = Trigger.RETRY if previous is OrderStatus.UNKNOWN else None
+        if trigger is not None:
+            record.status = transition(previous, trigger)
+        record.updated_at_ms = self.clock.now_ms()
+        await self.journal.record_attempt(record, previous, trigger, detail)
+        self._doubt_add(record)  # carried by the attempt's terminal now
 
     async def note(self, record: OrderRecord, detail: str) -> None:
         """Journal a change that is not a status change (a modify, a request, a finding)."""

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mtgate.domain.enums import DealEntry, DealReason, OrderType, Platform
-from mtgate.domain.orders import OrderAction, client_id_from_comment
+from mtgate.domain.orders import OrderAction, attempt_id, comment_id
 from mtgate.domain.records import OrderRecord
 from mtgate.protocol import messages as m
 
@@ -43,7 +43,7 @@ def lookup_request(record: OrderRecord) -> m.OrderGet:
         return m.OrderGet(id=0, ticket=record.position_ticket)
     if record.mt_order_id:
         return m.OrderGet(id=0, ticket=record.mt_order_id)
-    return m.OrderGet(id=0, client_id=record.client_order_id)
+    return m.OrderGet(id=0, client_id=current_attempt_id(record))
 
 
 def _by_position(record: OrderRecord) -> bool:
@@ -69,10 +69,17 @@ def _same_volume(a: float, b: float) -> bool:
     return abs(a - b) <= _VOLUME_EPS
 
 
-def _foreign(comment: str, client_order_id: str) -> bool:
-    """The comment carries another of the bridge's client order ids: not this order."""
-    other = client_id_from_comment(comment)
-    return other is not None and other != client_order_id
+def _foreign(comment: str, record: OrderRecord) -> bool:
+    """The comment carries another of the bridge's ids than the order's current attempt:
+    another order, or an earlier attempt of this one (proven never to have executed, so
+    never the one sought)."""
+    other = comment_id(comment)
+    return other is not None and other != current_attempt_id(record)
+
+
+def current_attempt_id(record: OrderRecord) -> str:
+    """The id the order's latest attempt carries in its comment (docs/protocol.md §9)."""
+    return attempt_id(record.client_order_id, record.retry_count + 1)
 
 
 def _deal_type(order_type: OrderType) -> int:
@@ -122,7 +129,7 @@ def fallback_candidates(
             and _same_volume(deal.volume, record.volume)
             and deal.time_ms >= since
             and _by_an_expert(record, deal)
-            and not _foreign(deal.comment, record.client_order_id)
+            and not _foreign(deal.comment, record)
         ):
             found.add(deal.order)
     for order in [*history.orders, *orders]:
@@ -132,7 +139,7 @@ def fallback_candidates(
             and order.type == record.order_type
             and _same_volume(order.volume_initial, record.volume)
             and order.time_setup_ms >= since
-            and not _foreign(order.comment, record.client_order_id)
+            and not _foreign(order.comment, record)
         ):
             found.add(order.ticket)
     for pos in positions:
@@ -142,7 +149,7 @@ def fallback_candidates(
             and pos.type == side
             and _same_volume(pos.volume, record.volume)
             and pos.time_ms >= since
-            and not _foreign(pos.comment, record.client_order_id)
+            and not _foreign(pos.comment, record)
         ):
             found.add(pos.identifier)  # the opening order's ticket (MT4: the ticket)
     return found
@@ -160,7 +167,7 @@ def _close_deal_matches(record: OrderRecord, deal: m.DealReport, since: int) -> 
         return False
     if not _by_an_expert(record, deal):
         return False
-    if deal.time_ms < since or _foreign(deal.comment, record.client_order_id):
+    if deal.time_ms < since or _foreign(deal.comment, record):
         return False
     if record.platform == Platform.MT4 and deal.position_id != record.position_ticket:
         return False

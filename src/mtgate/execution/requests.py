@@ -24,7 +24,7 @@ from mtgate.domain.limits import (
     SYMBOL_MAX,
     VOLUME_MAX,
 )
-from mtgate.domain.orders import CLIENT_ID_MAX, OrderStatus
+from mtgate.domain.orders import CLIENT_ID_MAX, CLIENT_ID_PATTERN, OrderStatus
 
 # Every field is bounded by the MetaTrader type or journal column it becomes (limits.py), so
 # nothing out of range reaches the wire encoder, the journal's driver or a date conversion.
@@ -32,8 +32,9 @@ Volume = Annotated[float, msgspec.Meta(gt=0, le=VOLUME_MAX)]
 Price = Annotated[float, msgspec.Meta(ge=0, le=PRICE_MAX)]
 PositivePrice = Annotated[float, msgspec.Meta(gt=0, le=PRICE_MAX)]
 ClientId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
+    str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=CLIENT_ID_PATTERN)
 ]
+"""Not ending in ``.`` and one or two digits, which name an attempt (docs/protocol.md §9)."""
 Account = Annotated[
     str,
     msgspec.Meta(
@@ -88,6 +89,30 @@ class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
+class RetryRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What the caller allows the bridge to retry, beyond the defaults (docs/operations.md,
+    "Retries"). Every retry is a new attempt made only once the previous one is proven not to
+    have executed; nothing here can make an order execute twice."""
+
+    enabled: bool = True
+    """False: one attempt only, whatever the code."""
+    market_closed_wait_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
+    """Retry "market closed" (MT4 132, MT5 10018) for at most this long (the bridge's
+    ``retry.market_closed_cap_s`` caps it). 0: never."""
+    min_volume: Volume | None = None
+    """No money (MT4 134, MT5 10019): retry with half the volume, rounded down to the
+    symbol's step, while it stays at or above this floor. None: never."""
+    round_volume: bool = False
+    """Invalid volume (MT4 131, MT5 10014): retry with the volume rounded down to the step."""
+    next_filling: bool = False
+    """Unsupported filling (MT5 10030): retry with the next mode the symbol allows."""
+
+
+Filling = Literal["fok", "ioc", "return"]
+FILLING_MODES: dict[str, int] = {"fok": 0, "ioc": 1, "return": 2}
+"""MT5 ``ORDER_FILLING_*`` values (docs/protocol.md §6)."""
+
+
 class MarketOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Buy or sell at market. ``price`` (optional) is the price the decision was made at: the
     terminal fills within ``deviation_points`` of it under instant execution, and slippage is
@@ -105,6 +130,10 @@ class MarketOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_o
     """None: the bridge's configured magic number."""
     client_order_id: ClientId | None = None
     signal_id: SignalId | None = None
+    filling: Filling | None = None
+    """MT5 filling mode; None: the EA picks the first the symbol allows (ignored on MT4)."""
+    retry: RetryRequest | None = None
+    """None: the bridge's default retries (no opt-in strategy)."""
 
 
 class PendingOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -125,6 +154,8 @@ class PendingOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_
     """None: the bridge's configured magic number."""
     client_order_id: ClientId | None = None
     signal_id: SignalId | None = None
+    retry: RetryRequest | None = None
+    """None: the bridge's default retries (no opt-in strategy)."""
 
 
 class ModifyOrderRequest(_Request, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -184,6 +215,23 @@ class OrderError(msgspec.Struct, frozen=True, omit_defaults=True):
     rule: str | None = None
 
 
+class AttemptReport(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One attempt of an order that needed more than one: what it asked, what came of it,
+    and what the bridge did next."""
+
+    attempt: int
+    terminal_id: str
+    comment: str
+    volume: float
+    outcome: str
+    """``rejected`` (with ``code``), ``absent`` (outcome unknown, then proven not executed),
+    or the order's final status for the last attempt."""
+    code: int | None = None
+    name: str | None = None
+    next: str | None = None
+    """The strategy of the attempt that followed (``fresh_price``, ``backoff``, ...)."""
+
+
 class OrderResult(msgspec.Struct, frozen=True, omit_defaults=True):
     client_order_id: str
     account: str
@@ -208,6 +256,8 @@ class OrderResult(msgspec.Struct, frozen=True, omit_defaults=True):
     remainder_ticket: int | None = None
     """Partial closes: the ticket holding what is left (MT4: a new ticket; MT5: the same)."""
     error: OrderError | None = None
+    attempts: tuple[AttemptReport, ...] = ()
+    """Every attempt, when there was more than one (empty: the order took one attempt)."""
 
 
 class InvalidRequest(ValueError):

@@ -109,6 +109,9 @@ class Resolver:
         finally:
             self.resolving.discard(record.client_order_id)
             self._tasks.pop(record.client_order_id, None)
+            waiter = self.book.absence_waiters.pop(record.client_order_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)  # settled otherwise (found, or a human decided)
 
     def _next_delay_s(
         self, record: OrderRecord, session: TerminalSession, backoff: Backoff
@@ -257,6 +260,15 @@ class Resolver:
             return False
         if record.status == OrderStatus.SUBMITTED:
             await self.book.move(record, Trigger.LOSE, "its session ended before an answer")
+        waiter = self.book.absence_waiters.pop(record.client_order_id, None)
+        if waiter is not None and not waiter.done() and record.status == OrderStatus.UNKNOWN:
+            # Its sender tries it again (mtgate.execution.retries): the proof is handed over
+            # and the order stays UNKNOWN until the next attempt is journalled.
+            await self.book.note(
+                record, f"{why}: proven absent (looked up on {session.terminal_id})"
+            )
+            waiter.set_result(session)
+            return True
         # Another lookup of the same order may have settled it while the journal wrote.
         if self.book.can(record, Trigger.PROVE_ABSENT):
             await self.book.move(

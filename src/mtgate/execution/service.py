@@ -22,9 +22,11 @@ from mtgate.domain.orders import (
     valid_client_id,
 )
 from mtgate.domain.records import OrderRecord
+from mtgate.domain.retry import RetryOptions, RetryPolicy
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.placed import PlacedOrders
 from mtgate.execution.requests import (
+    FILLING_MODES,
     PENDING_TYPES,
     CancelOrderRequest,
     InvalidRequest,
@@ -35,8 +37,10 @@ from mtgate.execution.requests import (
     OrderResult,
     OrdersQuery,
     PendingOrderRequest,
+    RetryRequest,
     Side,
 )
+from mtgate.execution.retries import OrderRetries, RetryRunner
 from mtgate.execution.submit import Submitter
 from mtgate.execution.tracker import Tracker
 from mtgate.execution.validation import Market, OrderIntent, Refusal, prevalidate
@@ -63,7 +67,8 @@ def _client_id(given: str | None, clock_ns: int) -> str:
         return new_client_id(clock_ns)
     if not valid_client_id(given):  # typed requests skip msgspec's checks: check again
         raise InvalidRequest(
-            f"client_order_id must be 1-{CLIENT_ID_MAX} characters of [A-Za-z0-9._-]",
+            f"client_order_id must be 1-{CLIENT_ID_MAX} characters of [A-Za-z0-9._-], "
+            "not ending in '.' and one or two digits (an attempt's suffix)",
             field="client_order_id",
         )
     return given
@@ -87,6 +92,7 @@ class ExecutionService:
         *,
         magic: int = 20250101,
         failover_wait_s: float = 5.0,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.book = book
         self.registry = registry
@@ -95,6 +101,14 @@ class ExecutionService:
         self.magic = magic
         self.failover_wait_s = failover_wait_s
         self._submitter = Submitter(book, tracker)
+        self.retries = RetryRunner(
+            retry_policy or RetryPolicy(),
+            book,
+            self.route_new,
+            registry.alternative,
+            self._submitter.deadline,
+            tracker.spawn,
+        )
         self._placed = PlacedOrders(book, registry, tracker, account_key)
 
     # --- new orders --------------------------------------------------------------------------
@@ -136,8 +150,24 @@ class ExecutionService:
             deviation=req.deviation_points,
             sl=req.sl or 0.0,
             tp=req.tp or 0.0,
+            filling=-1 if req.filling is None else FILLING_MODES[req.filling],
         )
-        return await self.submit(record, session, msg, t0, new_id=req.client_order_id is None)
+        retries = self._retries(record, req.retry)
+        return await self.submit(
+            record, session, msg, t0, new_id=req.client_order_id is None, retries=retries
+        )
+
+    def _retries(self, record: OrderRecord, req: RetryRequest | None) -> OrderRetries | None:
+        if req is None:
+            return self.retries.for_order(record, None)
+        options = RetryOptions(
+            enabled=req.enabled,
+            market_closed_wait_s=req.market_closed_wait_s,
+            min_volume=req.min_volume,
+            round_volume=req.round_volume,
+            next_filling=req.next_filling,
+        )
+        return self.retries.for_order(record, options)
 
     async def place_pending_order(self, req: PendingOrderRequest) -> OrderResult:
         t0 = time.perf_counter_ns()
@@ -189,7 +219,10 @@ class ExecutionService:
             expiration_ms=req.expiration_ms or 0,
             time_type=2 if req.expiration_ms else 0,
         )
-        return await self.submit(record, session, msg, t0, new_id=req.client_order_id is None)
+        retries = self._retries(record, req.retry)
+        return await self.submit(
+            record, session, msg, t0, new_id=req.client_order_id is None, retries=retries
+        )
 
     async def new_record(
         self,
@@ -246,7 +279,11 @@ class ExecutionService:
         return None if self.book.in_doubt(account, other_than=session.terminal_id) else session
 
     async def route_new(
-        self, account: AccountKey, chosen: TerminalSession | None = None
+        self,
+        account: AccountKey,
+        chosen: TerminalSession | None = None,
+        *,
+        ignoring: str | None = None,
     ) -> TerminalSession | NotRoutable:
         """The ready session for a new order of ``account``, or why there is none.
 
@@ -264,6 +301,8 @@ class ExecutionService:
             if session.state != SessionState.READY:
                 return NotRoutable(f"terminal {session.terminal_id} is {session.state.value}")
             doubt = self.book.in_doubt(account, other_than=session.terminal_id)
+            if ignoring is not None:  # a retry's own order is in doubt until its next attempt
+                doubt.pop(ignoring, None)
             if not doubt:
                 return session
             now = loop.time()
@@ -332,9 +371,13 @@ class ExecutionService:
         t0: int,
         *,
         new_id: bool,
+        retries: OrderRetries | None = None,
     ) -> OrderResult:
-        """Journal, send, await the answer, apply it (:class:`Submitter`)."""
-        return await self._submitter.submit(record, session, msg, t0, new_id=new_id)
+        """Journal, send, await the answer, apply it (:class:`Submitter`), with ``retries``
+        (None: one attempt)."""
+        return await self._submitter.submit(
+            record, session, msg, t0, new_id=new_id, retries=retries
+        )
 
     # --- placed orders -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from mtgate.execution.answers import (
 )
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.requests import InvalidRequest, OrderError, OrderResult
+from mtgate.execution.retries import OrderRetries
 from mtgate.execution.tracker import Tracker
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
@@ -46,19 +47,46 @@ class Submitter:
         t0: int,
         *,
         new_id: bool,
+        retries: OrderRetries | None = None,
     ) -> OrderResult:
         """Journal, send, await the answer, apply it. The frame leaves only after the journal
         write returned; a lost answer makes the order UNKNOWN and starts its resolution.
 
+        With ``retries``, an attempt refused with a retryable code, or proven absent after
+        an unknown outcome, is followed by another (:mod:`mtgate.execution.retries`), each
+        journalled before it leaves; the result is the last attempt's, with every attempt.
+
         A caller cancelled meanwhile (``asyncio.timeout`` around the call, a failing task
         group) cancels only its own wait: an order journalled but not sent is proven absent,
         one sent has its answer applied in the background, as if the caller were there."""
-        cid = record.client_order_id
         record.sent_server_ms = session.server_time_ms or None
         deadline_ns = self._deadline(record, session)
         refused = await self._journal_intent(record, new_id, t0)
         if refused is not None:
             return refused
+        while True:
+            result = await self._send(record, session, msg, t0, deadline_ns, retries)
+            if retries is None:
+                return result
+            if retries.pending is None:
+                return retries.with_attempts(record, result)
+            following = await retries.next_attempt(record, session, msg, result)
+            if isinstance(following, OrderResult):
+                return following
+            session, msg = following
+            deadline_ns = retries.deadline_ns
+
+    async def _send(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        msg: m.Request,
+        t0: int,
+        deadline_ns: int,
+        retries: OrderRetries | None,
+    ) -> OrderResult:
+        """Send one attempt (journalled already) and conclude it."""
+        cid = record.client_order_id
         self.book.deferred[cid] = []
         self.book.carrier[cid] = session
         try:
@@ -68,7 +96,11 @@ class Submitter:
             await self.tracker.replay_deferred(record)
             self.book.forget_finished(record)
             return result_of(record, error)
-        return await self._conclude(record, session, future, msg.id, t0)
+        return await self._conclude(record, session, future, msg.id, t0, retries)
+
+    def deadline(self, record: OrderRecord, session: TerminalSession) -> int:
+        """:meth:`_deadline`, for a retry's next attempt."""
+        return self._deadline(record, session)
 
     def _deadline(self, record: OrderRecord, session: TerminalSession) -> int:
         """The trade's deadline (monotonic ns): the bridge waits until then, and a terminal
@@ -147,10 +179,11 @@ class Submitter:
         future: asyncio.Future[Any],
         req_id: int,
         t0: int,
+        retries: OrderRetries | None = None,
     ) -> OrderResult:
         """Await the answer ``future`` holds (or will), apply it, then the events that arrived
         meanwhile. A caller cancelled while it waits cancels only its wait: the answer is
-        applied in the background, as if the caller were there."""
+        applied in the background, as if the caller were there (and no retry follows)."""
         try:
             outcome: Any = await future
         except asyncio.CancelledError:
@@ -164,18 +197,23 @@ class Submitter:
             raise
         except Exception as exc:  # the answer's error: applied below like a result
             outcome = exc
-        return await self._apply(record, session, outcome, t0)
+        return await self._apply(record, session, outcome, t0, retries)
 
     async def _apply(
-        self, record: OrderRecord, session: TerminalSession, outcome: Any, t0: int
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        outcome: Any,
+        t0: int,
+        retries: OrderRetries | None = None,
     ) -> OrderResult:
         error: OrderError | None = None
         record.execution_time_ms = (time.perf_counter_ns() - t0) / 1e6
         try:
             if isinstance(outcome, TerminalRejected):
-                error = await self._rejected(record, outcome, session)
+                error = await self._rejected(record, outcome, session, retries)
             elif isinstance(outcome, RequestTimeout | SessionClosed | codec.ProtocolError):
-                error = await self._lost(record, session, outcome)
+                error = await self._lost(record, session, outcome, retries)
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
@@ -183,7 +221,7 @@ class Submitter:
                 if error is None:
                     await self.tracker.apply_trade_result(record, outcome)
                 else:
-                    error = await self._lost(record, session, Exception(error.message))
+                    error = await self._lost(record, session, Exception(error.message), retries)
         finally:
             # Whatever happened above, the events that arrived meanwhile are applied and the
             # order stops being "awaiting its answer".
@@ -207,7 +245,11 @@ class Submitter:
         )
 
     async def _rejected(
-        self, record: OrderRecord, exc: TerminalRejected, session: TerminalSession
+        self,
+        record: OrderRecord,
+        exc: TerminalRejected,
+        session: TerminalSession,
+        retries: OrderRetries | None = None,
     ) -> OrderError | None:
         entry = lookup(session.platform, exc.code)
         error = OrderError(
@@ -233,6 +275,14 @@ class Submitter:
                 retcode=exc.code,
             )
             return error
+        if not unknown and retries is not None and retries.on_rejected(record, session, exc):
+            log.info(
+                "attempt rejected; another follows",
+                client_order_id=record.client_order_id,
+                retcode=exc.code,
+                attempt=record.retry_count + 1,
+            )
+            return error  # stays SUBMITTED: the next attempt (or its end) decides
         record.rejection_code = exc.code
         record.rejection_name = exc.name[:REJECTION_NAME_MAX]
         record.rejection_reason = exc.message[:REJECTION_REASON_MAX]
@@ -242,13 +292,16 @@ class Submitter:
             # once the EA is back, a lookup can prove the order absent instead of guessing.
             session.close(f"outcome-unknown answer {exc.code} {exc.name}", code="outcome_unknown")
             self.tracker.resolve_later(record)
-            return OrderError(
+            lost = OrderError(
                 source="link",
                 message=f"{exc.code} {exc.name}: outcome unknown, being resolved",
                 code=exc.code,
                 name=exc.name,
                 classification=Classification.UNKNOWN,
             )
+            if retries is not None:
+                retries.on_unknown(record, lost)
+            return lost
         await self.book.move(record, trigger, f"{exc.code} {exc.name}: {exc.message}")
         log.info(
             "order rejected",
@@ -274,7 +327,11 @@ class Submitter:
         return None
 
     async def _lost(
-        self, record: OrderRecord, session: TerminalSession, exc: Exception
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        exc: Exception,
+        retries: OrderRetries | None = None,
     ) -> OrderError:
         error = OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
         if not self.book.can(record, Trigger.LOSE):
@@ -289,4 +346,6 @@ class Submitter:
             # resolution to prove an order absent instead of guessing.
             session.close(f"trade request timed out ({exc})", code="trade_timeout")
         self.tracker.resolve_later(record)
+        if retries is not None:
+            retries.on_unknown(record, error)
         return error

@@ -233,6 +233,20 @@ class TerminalRegistry:
         """A ready terminal of ``account`` to look orders up on (drained ones included)."""
         return self.router.lookup_session(account, self._by_account.get(account, []))
 
+    def alternative(self, account: AccountKey, other_than: str) -> TerminalSession | None:
+        """The best ready, undrained terminal of ``account`` other than ``other_than`` (a
+        retry through another terminal), or None. Does not change the account's route."""
+        usable = [
+            s
+            for s in self._by_account.get(account, [])
+            if s.state == SessionState.READY
+            and s.terminal_id != other_than
+            and s.terminal_id not in self.router.drained
+        ]
+        if not usable:
+            return None
+        return min(usable, key=lambda s: (self.router.priority(s.terminal_id), s.ready_since_ns))
+
     def drain(self, terminal_id: str) -> None:
         """No new orders nor position changes go to ``terminal_id``; what it has in flight
         finishes there. KeyError for a terminal the configuration does not know."""

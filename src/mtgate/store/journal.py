@@ -82,6 +82,16 @@ class Journal(Protocol):
         """Write the mutable fields and an event that keeps the status (e.g. a modify)."""
         ...
 
+    async def record_attempt(
+        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
+    ) -> None:
+        """Journal a new attempt of ``order`` before it is sent: the attempt's identity
+        columns (``rows.ATTEMPT_COLUMNS``: terminal, volume, comment, send time, deadline),
+        every mutable field, and one event ``previous → order.status`` (``trigger`` None: the
+        status is kept), only if the journal still holds ``previous``. Durable on return,
+        like ``record_submitted``: the attempt's frame leaves only after it."""
+        ...
+
     async def get(self, client_order_id: str) -> OrderRecord | None: ...
 
     async def find_by_ticket(

@@ -81,6 +81,17 @@ MUTABLE_COLUMNS = (
 )
 """Rewritten from the record on every transition or recorded event."""
 
+ATTEMPT_COLUMNS = (
+    "terminal_id",
+    "volume",
+    "comment",
+    "server_time_at_send",
+    "trade_deadline_at",
+)
+"""Identity columns a new attempt of the order rewrites (``record_attempt``): who carries it,
+how much it asks for, the comment that finds it again, and its send time and deadline. Each
+attempt's values are also in its event's detail, so the audit trail keeps every one."""
+
 ORDER_COLUMNS = IDENTITY_COLUMNS + MUTABLE_COLUMNS
 SENT_AT_INDEX: Final = ORDER_COLUMNS.index("server_time_at_send")
 """Where migration 0004 put its column in a row: an intent logged before it lacks the value."""
@@ -292,6 +303,19 @@ def mutable_row(order: OrderRecord, ts: TsOut) -> tuple[Any, ...]:
         order.retry_count,
         ts(order.updated_at_ms),
         None if filled is None else ts(filled),
+    )
+
+
+def attempt_row(order: OrderRecord, ts: TsOut) -> tuple[Any, ...]:
+    """The values of :data:`ATTEMPT_COLUMNS`, then those of :data:`MUTABLE_COLUMNS`."""
+    sent, deadline = order.sent_server_ms, order.deadline_at_ms
+    return (
+        order.terminal_id,
+        order.volume,
+        order.comment,
+        None if sent is None else ts(sent),
+        None if deadline is None else ts(deadline),
+        *mutable_row(order, ts),
     )
 
 

@@ -146,6 +146,14 @@ class SqlJournal:
         write = functools.partial(_update, order, order.status, None, detail)
         await self._write(write, order.client_order_id)
 
+    async def record_attempt(
+        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
+    ) -> None:
+        if trigger is not None:
+            check_transition(previous, trigger, order.status)
+        write = functools.partial(_update, order, previous, trigger, detail, attempt=True)
+        await self._write(write, order.client_order_id)
+
     async def get(self, client_order_id: str) -> OrderRecord | None:
         """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
         params = {"client_order_id": client_order_id}
@@ -259,15 +267,22 @@ def _insert(order: OrderRecord, trigger: Trigger, detail: str, engine: Engine) -
 
 
 def _update(
-    order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str, engine: Engine
+    order: OrderRecord,
+    previous: OrderStatus,
+    trigger: Trigger | None,
+    detail: str,
+    engine: Engine,
+    *,
+    attempt: bool = False,
 ) -> None:
     stored_id = rows.canonical_uuid(order.order_id)
+    columns = rows.ATTEMPT_COLUMNS + rows.MUTABLE_COLUMNS if attempt else rows.MUTABLE_COLUMNS
     try:
-        values = rows.mutable_row(order, _ts)
+        values = rows.attempt_row(order, _ts) if attempt else rows.mutable_row(order, _ts)
     except rows.TIME_ERRORS:
         rows.check_times(order, _ts)
         raise
-    params = dict(zip(rows.MUTABLE_COLUMNS, values, strict=True))
+    params = dict(zip(columns, values, strict=True))
     params[rows.WHERE_ORDER_ID] = stored_id
     params[rows.WHERE_CLIENT_ID] = order.client_order_id
     params[rows.WHERE_STATUS] = previous.value

@@ -52,6 +52,7 @@ from mtgate.store.sqlite_writes import (
     INSERT_EVENT,
     INSERT_INTENT,
     INSERT_ORDER,
+    UPDATE_ATTEMPT,
     Fold,
     Item,
     Write,
@@ -387,6 +388,44 @@ class SqliteJournal:
     async def record_event(self, order: OrderRecord, detail: str) -> None:
         """Journal a change that keeps the status (e.g. a modify of a placed order)."""
         self._queue(order, order.status, None, detail)
+
+    async def record_attempt(
+        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
+    ) -> None:
+        """Journal a new attempt now, in a transaction of its own committed before return
+        (the attempt's frame leaves after it, as a new order's does after its intent). What
+        was queued before is written first, so the guard sees the status it left."""
+        if trigger is not None:
+            check_transition(previous, trigger, order.status)
+        cur = self._cursor()
+        self._flush()
+        if self._behind:  # the queue could not be written: neither can this, in order
+            raise JournalError(
+                f"the journal could not write {len(self._behind)} queued change(s); "
+                f"attempt of {order.client_order_id!r} not recorded"
+            )
+        stored_id = rows.sqlite_uuid(order.order_id)
+        try:
+            values = rows.attempt_row(order, _ts)
+        except rows.TIME_ERRORS:
+            rows.check_times(order, _ts)
+            raise
+        guard = (stored_id, order.client_order_id, rows.STATUS_VALUES[previous])
+        at = values[len(rows.ATTEMPT_COLUMNS) + _M_UPDATED_AT]
+        event = rows.event_row(order, stored_id, previous, trigger, detail, at)
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
+                stored = self._stored_status(cur, order.client_order_id)
+                raise StaleOrderError(
+                    order.client_order_id, previous, None if stored is None else stored[1]
+                )
+            cur.execute(*INSERT_EVENT.bind(event))
+            cur.execute("COMMIT")
+        except BaseException:
+            rollback(cur)
+            raise
+        self._remember(order, order.status)
 
     def _queue(
         self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str

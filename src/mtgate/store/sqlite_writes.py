@@ -23,6 +23,11 @@ INSERT_EVENT: Final = queries.sqlite_insert(order_events, rows.EVENT_COLUMNS)
 UPDATE_ORDER: Final = queries.sqlite_guarded_update(
     execution_orders, rows.MUTABLE_COLUMNS, ("order_id", "client_order_id", "order_status")
 )
+UPDATE_ATTEMPT: Final = queries.sqlite_guarded_update(
+    execution_orders,
+    rows.ATTEMPT_COLUMNS + rows.MUTABLE_COLUMNS,
+    ("order_id", "client_order_id", "order_status"),
+)
 INSERT_INTENT: Final = "INSERT INTO journal_intents (client_order_id, payload) VALUES (?, ?)"
 DELETE_INTENTS: Final = "DELETE FROM journal_intents WHERE seq <= ?"
 DELETE_INTENT: Final = "DELETE FROM journal_intents WHERE seq = ?"
