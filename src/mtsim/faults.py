@@ -263,6 +263,10 @@ class FaultPlan:
         ratio = self._rng.uniform(*r.ratio)
         if kind in (FaultKind.LATE_ANSWER, FaultKind.HANG):
             delay = hold
+        elif kind != FaultKind.SLOW:
+            delay = 0
+        if kind not in (FaultKind.NO_CONNECTION, FaultKind.MARKET_CLOSED):
+            duration = 0
         return Fault(kind, duration_ms=duration, delay_ms=delay, ratio=ratio)
 
     def _count(self, fault: Fault) -> Fault:

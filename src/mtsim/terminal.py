@@ -506,8 +506,9 @@ class _Connection:
         if kind in _CUTS:
             self._drop_before_after(msg, kind)
             return
+        if kind == FaultKind.HANG:
+            await self._hold(fault.delay_ms, forever=True)
         if kind in REFUSAL_KINDS or kind == FaultKind.HANG:
-            await self._hold(fault.delay_ms, forever=kind == FaultKind.HANG)
             self._send_refusal(msg, kind, symbol)
             return
         if kind == FaultKind.SLOW:
