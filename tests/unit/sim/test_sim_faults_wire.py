@@ -13,9 +13,10 @@ import pytest
 from mtgate.domain.enums import Platform
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
+from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
 from mtsim.faults import Fault, FaultKind, RandomFaults
 from mtsim.server import TradeServer
-from mtsim.terminal import SimTerminal
+from mtsim.terminal import SimTerminal, TerminalConfig
 from tests.unit.sim.simdesk import ASK, BID, MakeDesk
 from tests.unit.sim.simwire import WireBridge, wire_session
 
@@ -364,9 +365,6 @@ async def test_restart_redials_through_run(make_desk: MakeDesk) -> None:
 async def _sessions_across_restart(server: TradeServer, login: int) -> int:
     """A terminal dialing through :meth:`SimTerminal.run`: restarted once, it dials again
     and completes a second handshake."""
-    from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
-    from mtsim.terminal import TerminalConfig
-
     key = new_key()
     accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
 
