@@ -507,12 +507,14 @@ class _Connection:
             self._drop_before_after(msg, kind)
             return
         if kind == FaultKind.HANG:
-            await self._hold(fault.delay_ms, forever=True)
+            await self._hold(fault.delay_ms)
         if kind in REFUSAL_KINDS or kind == FaultKind.HANG:
             self._send_refusal(msg, kind, symbol)
             return
-        if kind == FaultKind.SLOW:
-            await self._hold(fault.delay_ms, forever=False)
+        if kind == FaultKind.SLOW and fault.delay_ms > 0:
+            # The trade is at the trade server: like the broker delay, it completes whatever
+            # happens to the session meanwhile.
+            await asyncio.sleep(fault.delay_ms / 1000)
         elif kind == FaultKind.MARKET_CLOSED:
             now = self.t.server.clock.now_ms()
             self.t.server.close_market(symbol, now + max(fault.duration_ms, 1))
@@ -522,7 +524,7 @@ class _Connection:
         liquidity = fault.ratio if kind == FaultKind.PARTIAL_FILL else None
         response = self._outcome(msg, liquidity)
         if kind == FaultKind.LATE_ANSWER:
-            await self._hold(fault.delay_ms, forever=True)
+            await self._hold(fault.delay_ms)
             if self._state != "ready":
                 return
         self._send(response)
@@ -550,11 +552,9 @@ class _Connection:
             self._link.flush()  # the events got out; the answer will not
         self.abort()
 
-    async def _hold(self, delay_ms: int, *, forever: bool) -> None:
-        """Wait ``delay_ms``, or until the connection closes; 0 with ``forever``: until the
-        connection closes (an answer that never comes)."""
-        if delay_ms <= 0 and not forever:
-            return
+    async def _hold(self, delay_ms: int) -> None:
+        """Wait ``delay_ms``, or until the connection closes; 0: until the connection closes
+        (an answer that never comes)."""
         timeout = delay_ms / 1000 if delay_ms > 0 else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._gone.wait(), timeout)
@@ -634,7 +634,11 @@ class _Connection:
         server, plan = self.t.server, self.t.plan
         closures = server.closure_refusals
         try:
-            result = server.handle(self.t.config.login, msg, liquidity=liquidity)
+            login = self.t.config.login
+            if liquidity is None:  # the plain call: tests may wrap ``handle`` to spy on it
+                result = server.handle(login, msg)
+            else:
+                result = server.handle(login, msg, liquidity=liquidity)
         except TradeError as exc:
             if server.closure_refusals > closures:
                 plan.count(FaultKind.MARKET_CLOSED)
