@@ -158,6 +158,32 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# Faults the simulator injects (mtsim.faults), not rules a request can break: the codes a
+# terminal or trade server answers when it is busy, has no price or no link (reference §2,
+# §3.7, §8). ``step`` is where the answer comes from: 1, before any server check (the
+# terminal itself, or its link), 16 at the end, where a dealer's price decision is made.
+PRICE_CHANGED = Rule("price_changed", 16, MT5.PRICE_CHANGED, MT4.PRICE_CHANGED, "§2 135, §3.7")
+OFF_QUOTES = Rule("off_quotes", 16, MT5.PRICE_OFF, MT4.OFF_QUOTES, "§2 136, §3.7, §8")
+CONTEXT_BUSY = Rule("context_busy", 1, 10024, MT4.TRADE_CONTEXT_BUSY, "§2 146; MT5 ⚠ 10024")
+"""MT5 has no single trade context: 10024 TOO_MANY_REQUESTS is the nearest (mtsim.faults)."""
+TOO_MANY_REQUESTS = Rule("too_many_requests", 1, 10024, 141, "§2 141, §3.7 10024")
+TRADE_TIMEOUT = Rule("trade_timeout", 16, MT5.TIMEOUT, MT4.TRADE_TIMEOUT, "§2 128, §3.7 10012")
+FOK_UNFILLED = Rule("fok_unfilled", 16, MT5.REJECT, None, "§3.3 FOK, §8 ⚠")
+"""An FOK order the market cannot fill in full: nothing filled (⚠ code, mtsim.faults)."""
+
+FAULT_RULES: tuple[Rule, ...] = (
+    NO_CONNECTION,
+    CONTEXT_BUSY,
+    TOO_MANY_REQUESTS,
+    MARKET_CLOSED,
+    REQUOTE,
+    PRICE_CHANGED,
+    OFF_QUOTES,
+    TRADE_TIMEOUT,
+    FOK_UNFILLED,
+)
+
+
 def refuse(
     platform: Platform, rule: Rule, message: str, *, bid: float = 0.0, ask: float = 0.0
 ) -> TradeError:

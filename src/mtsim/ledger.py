@@ -82,6 +82,8 @@ class Venue:
     tickets: Tickets
     rng: random.Random
     outbox: list[tuple[int, str, object]] = field(default_factory=list)
+    closures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Market closures injected as faults (:meth:`mtsim.server.TradeServer.close_market`)."""
     mt4: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -227,15 +229,19 @@ def _net(venue: Venue, acct: Account, spec: SymbolSpec, fill: Fill, pos: Positio
     return Filled(record_deal(venue, acct, fill, DealEntry.INOUT, ident, pnl), ident)
 
 
-def market_order_report(fill: Fill, filled: Filled) -> OrderReport:
-    """The MT5 history record of a market order, FILLED at once."""
+def market_order_report(fill: Fill, filled: Filled, requested: float = 0.0) -> OrderReport:
+    """The MT5 history record of a market order, FILLED at once. ``requested`` above the
+    fill's volume: an IOC order filled in part, whose rest was cancelled (reference §3.3):
+    ``volume_current`` keeps the unfilled rest (⚠ the state stays FILLED: the reference does
+    not say which state such an order ends in)."""
+    initial = max(requested, fill.volume)
     return OrderReport(
         ticket=fill.order,
         symbol=fill.symbol,
         type=0 if fill.buy else 1,
         state=int(OrderState.FILLED),
-        volume_initial=fill.volume,
-        volume_current=0.0,
+        volume_initial=initial,
+        volume_current=round(initial - fill.volume, VOLUME_DECIMALS),
         price_open=fill.price,
         time_setup_ms=fill.time_ms,
         magic=fill.magic,

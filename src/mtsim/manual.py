@@ -26,7 +26,7 @@ from mtsim.validation import Checks
 
 def _checks(venue: Venue, platform: Platform) -> Checks:
     config = dataclasses.replace(venue.config, connected=True, trade_allowed=True)
-    return Checks(platform, config)
+    return Checks(platform, config, venue.closures)
 
 
 def market(

@@ -72,7 +72,7 @@ from mtsim.reports import Valuation, account_report, pending_report, position_re
 from mtsim.stopout import stop_out
 from mtsim.symbols import DEFAULT_SYMBOLS
 from mtsim.trading import cancel_order, market_order, modify_order, pending_order
-from mtsim.validation import Checks
+from mtsim.validation import Checks, closed
 from mtsim.watch import expire_due, process_quote
 
 __all__ = [
@@ -161,7 +161,7 @@ class TradeServer:
             Tickets(platform),
             random.Random(cfg.seed),
         )
-        self._checks = Checks(platform, cfg)
+        self._checks = Checks(platform, cfg, self._venue.closures)
         self._accounts: dict[int, Account] = {}
         self._listeners: dict[int, list[EventListener]] = {}
         self.executed: list[ExecutedRequest] = []
@@ -260,15 +260,25 @@ class TradeServer:
 
     # --- requests -------------------------------------------------------------------------
 
-    def handle(self, login: int, request: Request) -> object:
+    def handle(self, login: int, request: Request, *, liquidity: float | None = None) -> object:
         """Execute ``request`` for ``login``; returns its result payload (protocol
         ``RESULT_TYPES``) or raises :class:`TradeError` with the platform's code.
 
+        ``liquidity``: a market order meets a market that fills only this share of its
+        volume (the ``partial_fill`` fault, :func:`mtsim.trading.market_order`).
         ``Subscribe`` belongs to the terminal, not the server: ValueError."""
         acct = self._account(login)
         handler = self._handlers.get(type(request))
         if handler is None:
             raise ValueError(f"{type(request).__name__} is not a trade-server request")
+        if liquidity is not None:
+            if not isinstance(request, MarketOrder):
+                raise ValueError("liquidity applies to market orders only")
+            order, venue, checks = request, self._venue, self._checks
+
+            def handler(acct: Account, _: object) -> object:
+                return market_order(venue, checks, acct, order, liquidity=liquidity)
+
         now = self.clock.now_ms()
         self._expire(now)
         try:
@@ -280,6 +290,30 @@ class TradeServer:
         self.executed.append(ExecutedRequest(now, login, request, result))
         self._flush()
         return result
+
+    # --- injected market closures (mtsim.faults ``market_closed``) -------------------------
+
+    def close_market(self, symbol: str, until_ms: int, *, from_ms: int | None = None) -> None:
+        """Close ``symbol`` from ``from_ms`` (default: the clock's time) until ``until_ms``,
+        server time, as a session table would (reference §8): trade requests on it are
+        refused 132 / 10018 at step 4 and its quotes trigger no pending order nor SL/TP. A
+        later call replaces the window; ``until_ms`` at or before the start reopens it."""
+        spec = self._spec(symbol)
+        start = self.clock.now_ms() if from_ms is None else from_ms
+        if until_ms <= start:
+            self._venue.closures.pop(spec.name, None)
+        else:
+            self._venue.closures[spec.name] = (start, until_ms)
+
+    def position_symbol(self, login: int, ticket: int) -> str:
+        """The symbol of the open position ``ticket`` of ``login``; "" when there is none."""
+        pos = self._account(login).positions.get(ticket)
+        return "" if pos is None else pos.symbol
+
+    @property
+    def closure_refusals(self) -> int:
+        """Trade requests refused so far because of an injected closure (not a session)."""
+        return self._checks.closure_refusals
 
     def _expire(self, now: int) -> None:
         for account in self._accounts.values():
@@ -481,7 +515,8 @@ class TradeServer:
     def _on_quote(self, symbol: str, bid: float, ask: float, time_ms: int) -> None:
         self._expire(time_ms)
         spec = self.symbols.get(symbol)
-        if spec is not None and market_open(self.config.sessions, symbol, time_ms):
+        trading = market_open(self.config.sessions, symbol, time_ms)
+        if spec is not None and trading and not closed(self._venue.closures, symbol, time_ms):
             quote = Quote(bid, ask, time_ms)
             for acct in self._accounts.values():
                 process_quote(self._venue, acct, spec, quote)

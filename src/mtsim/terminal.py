@@ -43,10 +43,24 @@ from mtgate.protocol import messages as m
 from mtgate.protocol.auth import Secret, bridge_proof, ea_proof, new_nonce, proofs_match
 from mtgate.protocol.link import FramedLink
 from mtsim import ea, errors
+from mtsim.faults import (
+    REFUSAL_KINDS,
+    Fault,
+    FaultKind,
+    FaultPlan,
+    RandomFaults,
+    applicable_kinds,
+    refusal,
+)
 from mtsim.server import SyncCursor, TradeError, TradeServer
+from mtsim.trading import DONE_PARTIAL
 
 EA_VERSION = "mtsim-1.0"
 _POSITION_OPS = (m.ModifyPosition, m.ClosePosition, m.CloseBy)
+
+_NO_FAULT = Fault(FaultKind.SLOW)
+"""Stands for "no fault" in :meth:`_Connection._start_trade`: a slow answer 0 ms late."""
+_CUTS = frozenset({FaultKind.DROP_BEFORE, FaultKind.DROP_AFTER, FaultKind.ANSWER_LOST})
 
 SYNC_MIN_INTERVAL_MS = 100
 """A positive ``sync`` interval below this is raised to it (the answer carries the interval
@@ -109,6 +123,8 @@ class TerminalConfig:
     """Announce and honour the "deadline" feature (docs/protocol.md §4.4): ``ping.t_ms`` is
     the EA's monotonic clock, and a trade whose turn comes at or after its ``deadline_ms`` on
     that clock is answered -6 ``deadline_passed``, unexecuted."""
+    random_faults: RandomFaults | None = None
+    """Faults drawn per trade under ``seed`` (:mod:`mtsim.faults`); None: only scripted ones."""
 
 
 class SimTerminal:
@@ -126,6 +142,8 @@ class SimTerminal:
         self._stop = asyncio.Event()
         self._rng = random.Random(config.seed)
         self.faults = TerminalFaults()
+        self.plan = FaultPlan(seed=config.seed, random_faults=config.random_faults)
+        """Scripted and random trade faults, and their counters (:mod:`mtsim.faults`)."""
         self._clock_offset_ms = self._rng.randrange(1_000_000, 4_000_000_000)
         """The EA's monotonic clock (GetTickCount64) counts from the machine's boot, not
         from the bridge's epoch: tests see a clock the bridge must learn, never its own."""
@@ -180,6 +198,39 @@ class SimTerminal:
         if self._conn is not None:
             self._conn.abort()
 
+    async def restart(
+        self,
+        down_s: float,
+        *,
+        while_down: Callable[[TradeServer], object] | None = None,
+        reboot: bool = False,
+    ) -> None:
+        """The terminal process restarts: the connection dies without ``bye`` (queued trades
+        die with it, a trade already at the trade server completes), nothing dials for
+        ``down_s``, then the new EA reconnects as after any drop (a new session, ``seq`` from
+        1). ``while_down(server)`` runs once the connection is gone: the trade server goes on
+        meanwhile (move a price to hit an SL/TP, make a manual trade, ...).
+
+        The EA's clock (GetTickCount64, docs/protocol.md §4.4) is the machine's uptime, so a
+        terminal restart keeps it running on; ``reboot`` models the machine restarting too:
+        the clock starts again from a small uptime. Counted as a ``restart`` fault."""
+        if not 0 <= down_s <= 3_600:
+            raise ValueError(f"down_s {down_s} is outside 0..3600")
+        self.faults.stay_down = True
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
+            await asyncio.wait_for(conn.closed.wait(), 10)
+        self.plan.count(FaultKind.RESTART)
+        if reboot:
+            loop_ms = int(asyncio.get_running_loop().time() * 1000)
+            self._clock_offset_ms = self._rng.randrange(20_000, 120_000) - loop_ms
+        if while_down is not None:
+            while_down(self.server)
+        # The down time is what is simulated here: there is nothing to wait for but time.
+        await asyncio.sleep(down_s)
+        self.faults.stay_down = False
+
     def broker_delay_s(self) -> float:
         lo, hi = self.config.broker_delay_ms
         return (lo if hi <= lo else self._rng.uniform(lo, hi)) / 1000
@@ -205,6 +256,9 @@ class _Connection:
         self._last_frame_s = 0.0
         """Event-loop time the last frame arrived at (any frame counts, §8)."""
         self._sync_task: asyncio.Task[None] | None = None
+        self._gone = asyncio.Event()
+        """Set when the connection closes: ends a held answer (faults ``late_answer``,
+        ``hang``)."""
 
     # --- FrameHandler ------------------------------------------------------------------------
 
@@ -275,6 +329,7 @@ class _Connection:
         # at the trade server completes, and the terminal reconnects only after it has.
         self._trades.clear()
         self.t.connected.clear()
+        self._gone.set()
         worker = self._trade_worker
         if worker is not None and not worker.done():
             worker.add_done_callback(lambda _: self.closed.set())
@@ -414,20 +469,14 @@ class _Connection:
             return
         if faults.drop_after_next_trade:
             faults.drop_after_next_trade = False
-            self._state = "closed"  # the connection is gone: neither answer nor events get out
-            with contextlib.suppress(TradeError):  # refused or not, nothing gets out
-                self.t.server.handle(self.t.config.login, msg)
-            self.abort()
+            self._drop_after(msg)
             return
         if faults.answer_lost_next_trade:
             faults.answer_lost_next_trade = False
-            with contextlib.suppress(TradeError):
-                self.t.server.handle(self.t.config.login, msg)
-            if self._link is not None:
-                self._link.flush()  # the events got out; the answer will not
-            self.abort()
+            self._answer_lost(msg)
             return
-        if not self._trades and self.t.config.broker_delay_ms[1] <= 0:
+        idle = not self._trades and not self.t.plan.armed
+        if idle and self.t.config.broker_delay_ms[1] <= 0:
             self._execute(msg)  # the fast path: the trade context is free and the broker is instant
             return
         self._trades.append(msg)
@@ -445,10 +494,89 @@ class _Connection:
                 return
             if self._past_deadline(msg):
                 continue
-            delay = self.t.broker_delay_s()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._execute(msg, started=True)
+            await self._start_trade(msg)
+
+    async def _start_trade(self, msg: m.Request) -> None:
+        """The trade's turn has come: the fault plan decides here, where a trade server (or
+        the terminal's link to it) would answer (:mod:`mtsim.faults`)."""
+        symbol = self._trade_symbol(msg)
+        kinds = applicable_kinds(msg, symbol, self.t.server.platform)
+        fault = self.t.plan.decide(self.t.ea_clock_ms(), kinds) or _NO_FAULT
+        kind = fault.kind
+        if kind in _CUTS:
+            self._drop_before_after(msg, kind)
+            return
+        if kind == FaultKind.HANG:
+            await self._hold(fault.delay_ms)
+        if kind in REFUSAL_KINDS or kind == FaultKind.HANG:
+            self._send_refusal(msg, kind, symbol)
+            return
+        if kind == FaultKind.SLOW and fault.delay_ms > 0:
+            # The trade is at the trade server: like the broker delay, it completes whatever
+            # happens to the session meanwhile.
+            await asyncio.sleep(fault.delay_ms / 1000)
+        elif kind == FaultKind.MARKET_CLOSED:
+            now = self.t.server.clock.now_ms()
+            self.t.server.close_market(symbol, now + max(fault.duration_ms, 1))
+        delay = self.t.broker_delay_s()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        liquidity = fault.ratio if kind == FaultKind.PARTIAL_FILL else None
+        response = self._outcome(msg, liquidity)
+        if kind == FaultKind.LATE_ANSWER:
+            await self._hold(fault.delay_ms)
+            if self._state != "ready":
+                return
+        self._send(response)
+
+    def _drop_before_after(self, msg: m.Request, kind: FaultKind) -> None:
+        if kind == FaultKind.DROP_BEFORE:
+            self.abort()
+        elif kind == FaultKind.DROP_AFTER:
+            self._drop_after(msg)
+        else:
+            self._answer_lost(msg)
+
+    def _drop_after(self, msg: m.Request) -> None:
+        """Execute ``msg`` with the connection already dead: no answer, no events."""
+        self._state = "closed"
+        with contextlib.suppress(TradeError):  # refused or not, nothing gets out
+            self.t.server.handle(self.t.config.login, msg)
+        self.abort()
+
+    def _answer_lost(self, msg: m.Request) -> None:
+        """Execute ``msg``, push its events, then cut the connection before the answer."""
+        with contextlib.suppress(TradeError):
+            self.t.server.handle(self.t.config.login, msg)
+        if self._link is not None:
+            self._link.flush()  # the events got out; the answer will not
+        self.abort()
+
+    async def _hold(self, delay_ms: int) -> None:
+        """Wait ``delay_ms``, or until the connection closes; 0: until the connection closes
+        (an answer that never comes)."""
+        timeout = delay_ms / 1000 if delay_ms > 0 else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gone.wait(), timeout)
+
+    def _send_refusal(self, msg: m.Request, kind: FaultKind, symbol: str) -> None:
+        """A fault's refusal, nothing executed; price faults carry the current prices."""
+        if self._state != "ready":
+            return
+        bid, ask = 0.0, 0.0
+        if symbol:
+            bid, ask, _ = self.t.server.feed.quote(symbol)
+        exc = refusal(self.t.server.platform, kind, bid=bid, ask=ask)
+        self._send(m.Response(id=msg.id, ok=False, error=_error(exc)))
+
+    def _trade_symbol(self, msg: m.Request) -> str:
+        """The symbol a trade acts on as the EA knows it ("" when it cannot tell)."""
+        symbol = getattr(msg, "symbol", "")
+        if symbol:
+            return symbol if symbol in self.t.server.symbols else ""
+        if isinstance(msg, m.ClosePosition):
+            return self.t.server.position_symbol(self.t.config.login, msg.ticket)
+        return ""
 
     def _alive_for_trade(self) -> bool:
         """§4.3 rule 4, checked before starting each trade: no ``bye`` arrived and the socket
@@ -489,29 +617,46 @@ class _Connection:
         await asyncio.sleep(self.t.config.read_delay_ms / 1000)
         self._execute(msg)
 
-    def _execute(self, msg: m.Request, *, started: bool = False) -> None:
+    def _execute(
+        self, msg: m.Request, *, started: bool = False, liquidity: float | None = None
+    ) -> None:
         if self._state != "ready" and not started:
             return
-        try:
-            result = self.t.server.handle(self.t.config.login, msg)
-        except TradeError as exc:
-            if lookup(self.t.server.platform, exc.code).classification == Classification.OK:
-                # A no-op (MT4 1, MT5 10025) is a success on the wire (docs/protocol.md §4.2).
-                self._respond(msg.id, _no_change(msg, exc, self.t.server.clock.now_ms()))
-                return
-            self._send(m.Response(id=msg.id, ok=False, error=_error(exc)))
-            return
+        self._send(self._outcome(msg, liquidity))
         faults = self.t.faults
-        if isinstance(result, m.TradeResult) and faults.success_as_error_next_trade:
-            faults.success_as_error_next_trade = False
-            name = lookup(self.t.server.platform, result.code).name
-            error = m.Error(code=result.code, name=name, message=result.comment or "done")
-            self._send(m.Response(id=msg.id, ok=False, error=error))
-            return
-        self._respond(msg.id, result)
         if faults.bye_after_next_read and isinstance(msg, m.READ_OPS):
             faults.bye_after_next_read = False
             self.close("EA stopping", code="shutdown")
+
+    def _outcome(self, msg: m.Request, liquidity: float | None) -> m.Response:
+        """Run ``msg`` at the trade server; the answer the EA sends for it. Counts what an
+        injected fault changed (a refusal by an injected closure, a partial fill)."""
+        server, plan = self.t.server, self.t.plan
+        closures = server.closure_refusals
+        try:
+            login = self.t.config.login
+            if liquidity is None:  # the plain call: tests may wrap ``handle`` to spy on it
+                result = server.handle(login, msg)
+            else:
+                result = server.handle(login, msg, liquidity=liquidity)
+        except TradeError as exc:
+            if server.closure_refusals > closures:
+                plan.count(FaultKind.MARKET_CLOSED)
+            if liquidity is not None and exc.code == errors.FOK_UNFILLED.mt5:
+                plan.count(FaultKind.PARTIAL_FILL)
+            if lookup(server.platform, exc.code).classification == Classification.OK:
+                # A no-op (MT4 1, MT5 10025) is a success on the wire (docs/protocol.md §4.2).
+                return _ok(msg.id, _no_change(msg, exc, server.clock.now_ms()))
+            return m.Response(id=msg.id, ok=False, error=_error(exc))
+        if isinstance(result, m.TradeResult) and result.code == DONE_PARTIAL:
+            plan.count(FaultKind.PARTIAL_FILL)
+        faults = self.t.faults
+        if isinstance(result, m.TradeResult) and faults.success_as_error_next_trade:
+            faults.success_as_error_next_trade = False
+            name = lookup(server.platform, result.code).name
+            error = m.Error(code=result.code, name=name, message=result.comment or "done")
+            return m.Response(id=msg.id, ok=False, error=error)
+        return _ok(msg.id, result)
 
     def _failure_result(self) -> m.TradeResult:
         """What a buggy EA answers as a success: a requote, nothing executed."""
@@ -528,7 +673,7 @@ class _Connection:
         )
 
     def _respond(self, req_id: int, result: Any) -> None:
-        self._send(m.Response(id=req_id, ok=True, result=codec.encode_payload(result)))
+        self._send(_ok(req_id, result))
 
     def _refuse(self, req_id: int, code: int, name: str, message: str) -> None:
         """A protocol-level refusal (docs/protocol.md §4.2): nothing was executed."""
@@ -582,6 +727,10 @@ def sync_interval_ms(requested: int) -> int:
     """The interval a ``sync`` request gets: 0 stays 0 (stop), a positive value is raised to
     :data:`SYNC_MIN_INTERVAL_MS`."""
     return max(requested, SYNC_MIN_INTERVAL_MS) if requested > 0 else 0
+
+
+def _ok(req_id: int, result: Any) -> m.Response:
+    return m.Response(id=req_id, ok=True, result=codec.encode_payload(result))
 
 
 def _error(exc: TradeError) -> m.Error:

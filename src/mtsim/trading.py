@@ -13,8 +13,10 @@ requested price must be honoured within the deviation, else a requote (see
 
 from __future__ import annotations
 
+import msgspec
+
 from mtgate.domain.codes import MT5
-from mtgate.domain.enums import DealReason, OrderState, TimeInForce
+from mtgate.domain.enums import DealReason, Filling, OrderState, TimeInForce
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol.messages import (
     CancelOrder,
@@ -25,6 +27,7 @@ from mtgate.protocol.messages import (
 )
 from mtsim import errors
 from mtsim.book import VOLUME_DECIMALS, Account, Pending
+from mtsim.faults import partial_volume
 from mtsim.ledger import (
     Fill,
     Venue,
@@ -39,6 +42,9 @@ from mtsim.prices import Quote
 from mtsim.validation import Checks, instant
 
 _EPS = 1e-9
+DONE_PARTIAL = 10010
+"""MT5 TRADE_RETCODE_DONE_PARTIAL: an IOC order filled in part (reference §3.3, §3.7)."""
+_PARTIAL_COMMENT = "Request executed partially"
 _DONE_COMMENT = "Request executed"
 _PLACED_COMMENT = "Order placed"
 
@@ -189,8 +195,14 @@ def market_order(
     acct: Account,
     req: MarketOrder,
     reason: DealReason = DealReason.EXPERT,
+    liquidity: float | None = None,
 ) -> TradeResult:
-    """Buy or sell at market (TRADE_ACTION_DEAL / MT4 OrderSend OP_BUY, OP_SELL)."""
+    """Buy or sell at market (TRADE_ACTION_DEAL / MT4 OrderSend OP_BUY, OP_SELL).
+
+    ``liquidity`` (MT5 only; the ``partial_fill`` fault of :mod:`mtsim.faults`): the market
+    can fill only this share of the volume, once every check passed. IOC fills that (rounded
+    down to the step, at least one step) and cancels the rest: 10010 with the filled volume;
+    FOK fills nothing (10006 ⚠); RETURN is not modelled and fills in full (reference §3.3)."""
     order_type = checks.order_type(req.order_type, pending=False)
     buy = order_type.is_buy
     checks.terminal()
@@ -201,7 +213,7 @@ def market_order(
     opening = _opening_volume(acct, spec.name, buy, req.volume)
     checks.trade_mode(spec, buy=buy, opening=opening > _EPS)
     checks.order_mode(spec, order_type)
-    checks.filling(spec, order_type, req.filling)
+    filling = checks.filling(spec, order_type, req.filling)
     checks.volume(spec, req.volume)
     volume = round(req.volume, VOLUME_DECIMALS)
     by_price = instant(spec)
@@ -220,7 +232,27 @@ def market_order(
         maybe_requote(venue, checks, spec, quote)
     else:
         price = market_price(venue, spec, buy, quote)
-    return _fill_market(venue, acct, spec, req, buy, volume, price, quote, now, reason)
+    filled = volume
+    if liquidity is not None and not venue.mt4:
+        filled = partial_volume(volume, liquidity, spec.volume_step, spec.volume_min)
+        if filled < volume - _EPS and filling == Filling.FOK:
+            checks.fail(
+                errors.FOK_UNFILLED,
+                f"{spec.name}: only {filled:g} of {volume:g} lots available (FOK)",
+                bid=quote.bid,
+                ask=quote.ask,
+            )
+        if filling != Filling.IOC:
+            filled = volume
+    result = _fill_market(venue, acct, spec, req, buy, filled, price, quote, now, reason, volume)
+    if filled < volume - _EPS:
+        return _partial(result)
+    return result
+
+
+def _partial(result: TradeResult) -> TradeResult:
+    """The answer of an IOC order filled in part: a success with the filled volume."""
+    return msgspec.structs.replace(result, code=DONE_PARTIAL, comment=_PARTIAL_COMMENT)
 
 
 def _fill_market(
@@ -234,9 +266,11 @@ def _fill_market(
     quote: Quote,
     now: int,
     reason: DealReason,
+    requested: float = 0.0,
 ) -> TradeResult:
     """Execute a market order that passed every check (deal ``reason``: EXPERT for the
-    bridge's orders, CLIENT for manual trades), record it, and answer."""
+    bridge's orders, CLIENT for manual trades), record it, and answer. ``volume`` is what
+    fills; ``requested`` (when larger) the request's volume, for the history order."""
     fill = Fill(
         symbol=spec.name,
         buy=buy,
@@ -252,7 +286,7 @@ def _fill_market(
     )
     filled = execute(venue, acct, spec, fill)
     if not venue.mt4:
-        acct.record_order(market_order_report(fill, filled))
+        acct.record_order(market_order_report(fill, filled, requested))
     deal = 0 if venue.mt4 else filled.deal.ticket
     return _result(
         venue,

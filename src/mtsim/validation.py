@@ -55,10 +55,20 @@ _SL_FLAG, _TP_FLAG = int(OrderModeFlag.SL), int(OrderModeFlag.TP)
 class Checks:
     """The validation steps of one server (platform and configuration)."""
 
-    def __init__(self, platform: Platform, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        config: ServerConfig,
+        closures: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.platform = platform
         self.config = config
         self.mt4 = platform == Platform.MT4
+        self.closures = {} if closures is None else closures
+        """Injected market closures (mtsim.faults ``market_closed``): symbol → server-time
+        window ``[from_ms, until_ms)``, shared with the server (its ``Venue``)."""
+        self.closure_refusals = 0
+        """Requests refused by an injected closure (the fault counters read it)."""
 
     def fail(self, rule: Rule, message: str, *, bid: float = 0.0, ask: float = 0.0) -> NoReturn:
         raise errors.refuse(self.platform, rule, message, bid=bid, ask=ask)
@@ -99,7 +109,12 @@ class Checks:
         return spec
 
     def session(self, symbol: str, now_ms: int) -> None:
-        """Step 4: inside a trade session of the symbol (reference §8)."""
+        """Step 4: inside a trade session of the symbol (reference §8), and not inside a
+        closure window injected as a fault (the same answer, 132 / 10018)."""
+        if closed(self.closures, symbol, now_ms):
+            self.closure_refusals += 1
+            until = self.closures[symbol][1]
+            self.fail(errors.MARKET_CLOSED, f"{symbol}: market is closed until {until}")
         if not market_open(self.config.sessions, symbol, now_ms):
             self.fail(errors.MARKET_CLOSED, f"{symbol}: market is closed")
 
@@ -326,6 +341,12 @@ class Checks:
         same_side, _, other_side = _seen(spec, buy, price, recent, 0)
         if not (same_side or other_side):
             self.fail(errors.INVALID_PRICE, f"{spec.name}: price {price} was never quoted")
+
+
+def closed(closures: dict[str, tuple[int, int]], symbol: str, now_ms: int) -> bool:
+    """Whether an injected closure window of ``symbol`` holds ``now_ms`` (server time)."""
+    window = closures.get(symbol)
+    return window is not None and window[0] <= now_ms < window[1]
 
 
 def filling_allowed(spec: SymbolSpec, order_type: OrderType, filling: int) -> bool:

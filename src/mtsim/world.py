@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from mtgate.domain.clock import Clock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.protocol.auth import Secret, new_key
+from mtsim.faults import RandomFaults, merged_counts
 from mtsim.prices import PriceFeed
 from mtsim.server import ServerConfig, TradeServer
 from mtsim.symbols import DEFAULT_SYMBOLS
@@ -51,6 +52,7 @@ class SimWorld:
         configs: Mapping[str, ServerConfig] | None = None,
         broker_delay_ms: tuple[float, float] = (0.0, 0.0),
         read_delay_ms: float = 0.0,
+        random_faults: RandomFaults | None = None,
     ) -> None:
         self.accounts = accounts
         self.servers: dict[str, TradeServer] = {}
@@ -92,8 +94,13 @@ class SimWorld:
                 sync=spec.sync,
                 positions=spec.positions,
                 deadlines=spec.deadlines,
+                random_faults=random_faults,
             )
             self.terminals[spec.terminal_id] = SimTerminal(server, config)
+
+    def faults_by_kind(self) -> dict[str, int]:
+        """Faults injected so far by every terminal, by kind (mtsim.faults)."""
+        return merged_counts(t.plan for t in self.terminals.values())
 
     def keys(self) -> dict[str, Secret]:
         return {spec.terminal_id: spec.key for spec in self.accounts}
