@@ -136,6 +136,9 @@ def chaos(
     details: Annotated[
         Path | None, typer.Option(help="write every finding and the run's notes here (JSON)")
     ] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="keep the journal in this SQLite file (default: temporary)")
+    ] = None,
 ) -> None:
     """Random orders, position changes, failovers and faults (terminal kills, bridge
     restarts, ...) against simulated terminals, then the journal checked against the
@@ -144,7 +147,7 @@ def chaos(
 
     logs.configure(level="CRITICAL")
     _use_uvloop()
-    figures, verdict, notes = run(orders, seed)
+    figures, verdict, notes = run(orders, seed, db=db)
     _print_chaos(figures, not_injected(notes), verdict.findings[:20])
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
@@ -168,6 +171,8 @@ def chaos(
                     "skipped_operations": notes.skipped_operations,
                     "bridge_restarts": notes.bridge_restarts,
                     "settle_s": round(notes.settle_s, 1),
+                    "returns": notes.returns,
+                    "failovers": notes.failovers,
                 },
                 indent=2,
             )

@@ -48,6 +48,9 @@ class RunFigures:
     failovers: int = 0
     bridge_restarts: int = 0
     ready_after_return_ms: list[float] = field(default_factory=list)
+    returns: list[tuple[str, float, str]] = field(default_factory=list)
+    """(terminal, ms from its reconnect start to READY, "frozen" when the sample is left
+    out because the terminal was hung meanwhile) of each return measured."""
     settle_s: float = 0.0
     wall_s: float = 0.0
 
@@ -200,22 +203,31 @@ class ChaosDriver:
 
     async def _measure_return(self, terminal: str, before: object) -> None:
         """From the terminal's first connection after its return (its reconnect start) to
-        the bridge's ``ready_since_ns`` of that terminal's session."""
+        the bridge's ``ready_since_ns`` of that terminal's session. A terminal frozen
+        meanwhile (a hang armed while it was away: it ignores the handshake until the bridge
+        gives up) gives no sample: that time is the freeze's, not the return's."""
         t = self.world.terminals[terminal]
         limit = time.perf_counter_ns() + 20_000_000_000
+        frozen = t.faults.frozen
         while t.connection is before and time.perf_counter_ns() < limit:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         start_ns = time.perf_counter_ns()
         while time.perf_counter_ns() < limit:
+            frozen = frozen or t.faults.frozen
             session = self.bridge.registry.ready_session(terminal)
             if session is not None and session.ready_since_ns >= start_ns - 2_000_000:
-                ready_ms = (session.ready_since_ns - start_ns) / 1e6
-                self.figures.ready_after_return_ms.append(max(0.0, ready_ms))
+                self._sample(terminal, (session.ready_since_ns - start_ns) / 1e6, frozen)
                 return
             if t.faults.stay_down:
                 return  # killed again before it was back: no sample
             await asyncio.sleep(0.002)
-        self.figures.ready_after_return_ms.append((time.perf_counter_ns() - start_ns) / 1e6)
+        self._sample(terminal, (time.perf_counter_ns() - start_ns) / 1e6, frozen)
+
+    def _sample(self, terminal: str, ms: float, frozen: bool) -> None:
+        ms = max(0.0, ms)
+        self.figures.returns.append((terminal, round(ms, 1), "frozen" if frozen else ""))
+        if not frozen:
+            self.figures.ready_after_return_ms.append(ms)
 
     # --- settle and ground truth -------------------------------------------------------------
 
@@ -258,10 +270,15 @@ def _segments(plan: tuple[Step, ...]) -> list[tuple[dict[int, list[Step]], Fault
 
 
 async def run_chaos(
-    plan: tuple[Step, ...], seed: int, *, on_step: Callable[[], None] | None = None
+    plan: tuple[Step, ...],
+    seed: int,
+    *,
+    on_step: Callable[[], None] | None = None,
+    db: Path | None = None,
 ) -> tuple[Verdict, RunFigures, Truth]:
+    """Drive ``plan`` on a journal at ``db`` (default: a temporary file, removed after)."""
     with tempfile.TemporaryDirectory(prefix="mtgate-chaos-") as tmp:
-        driver = ChaosDriver(plan, seed, Path(tmp) / "journal.db", on_step=on_step)
+        driver = ChaosDriver(plan, seed, db or Path(tmp) / "journal.db", on_step=on_step)
         verdict = await driver.run()
         assert driver.last_truth is not None
         return verdict, driver.figures, driver.last_truth

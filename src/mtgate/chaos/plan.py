@@ -124,7 +124,7 @@ Step = Op | Fault
 
 # Relative weights of the fault kinds; a bridge restart is rare (every terminal reconnects).
 FAULT_WEIGHTS: dict[FaultKind, float] = {k: 1.0 for k in FaultKind} | {
-    FaultKind.BRIDGE_RESTART: 0.15,
+    FaultKind.BRIDGE_RESTART: 0.2,
     FaultKind.TERMINAL_RESTART: 1.5,
     FaultKind.DROP_BEFORE_EXECUTION: 1.5,
     FaultKind.DROP_AFTER_EXECUTION: 1.5,
@@ -142,7 +142,8 @@ OP_WEIGHTS: dict[OpKind, float] = {
 @dataclass(frozen=True, slots=True)
 class PlanOptions:
     fault_rate: float = 0.12
-    """Chance of a fault before each operation."""
+    """Chance of a fault before each operation (besides, a run of 20 or more operations
+    restarts the bridge halfway)."""
     mean_pause_ms: int = 60
     accounts: tuple[ChaosAccount, ...] = ACCOUNTS
 
@@ -163,6 +164,9 @@ def make_plan(orders: int, seed: int, options: PlanOptions | None = None) -> tup
     op_kinds, op_weights = list(OP_WEIGHTS), list(OP_WEIGHTS.values())
     fault_kinds, fault_weights = list(FAULT_WEIGHTS), list(FAULT_WEIGHTS.values())
     for i in range(orders):
+        if i == orders // 2 and orders >= 20:
+            # Every run restarts the bridge at least once, halfway.
+            steps.append(Fault(len(steps), None, FaultKind.BRIDGE_RESTART, 0))
         account = rng.randrange(len(opts.accounts))
         if rng.random() < opts.fault_rate:
             kind = rng.choices(fault_kinds, fault_weights)[0]

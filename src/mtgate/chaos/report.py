@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from mtgate.chaos.driver import RunFigures, run_chaos
@@ -64,22 +65,27 @@ def not_injected(run: RunFigures) -> list[str]:
 
 
 async def _run(
-    plan: tuple[Step, ...], seed: int, progress: bool
+    plan: tuple[Step, ...], seed: int, progress: bool, db: Path | None
 ) -> tuple[Verdict, RunFigures, Truth]:
     if not progress:
-        return await run_chaos(plan, seed)
+        return await run_chaos(plan, seed, db=db)
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
         task = bar.add_task(f"chaos seed {seed}", total=len(plan))
-        return await run_chaos(plan, seed, on_step=lambda: bar.advance(task))
+        return await run_chaos(plan, seed, on_step=lambda: bar.advance(task), db=db)
 
 
 def run(
-    orders: int, seed: int, *, progress: bool | None = None, options: PlanOptions | None = None
+    orders: int,
+    seed: int,
+    *,
+    progress: bool | None = None,
+    options: PlanOptions | None = None,
+    db: Path | None = None,
 ) -> tuple[dict[str, Any], Verdict, RunFigures]:
     """Plan, drive and judge one run; the JSON figures, the verdict and the run's figures."""
     plan = make_plan(orders, seed, options)
     show = sys.stdout.isatty() if progress is None else progress
-    verdict, run_figures, truth = asyncio.run(_run(plan, seed, show))
+    verdict, run_figures, truth = asyncio.run(_run(plan, seed, show, db))
     return figures(plan, verdict, run_figures, truth), verdict, run_figures

@@ -5,7 +5,9 @@ truth. Pure: fed plain values, so each counter is tested with constructed cases.
   comment ``mg:<id>.<n>`` counts as the same intent.
 - **lost**: intents without a final status (no record and no answer, or still NEW), final
   statuses the servers contradict (FILLED/PLACED/CANCELLED/EXPIRED with nothing executed,
-  REJECTED/NOT_FOUND with an execution), and executions no intent accounts for.
+  REJECTED/NOT_FOUND with an execution), and executions no intent accounts for. A close
+  the terminal answered "position already closed" (MT5 10036) is FILLED with no fill and
+  no execution by design; it is consistent only while that position is not open.
 - **unknown_unresolved**: intents still SUBMITTED or UNKNOWN.
 - **mismatches**: what the journal says of an executed order (ticket, volume, price, SL/TP,
   whether a pending order is still placed) or the bridge's synced positions (tickets,
@@ -134,8 +136,14 @@ def compare(truth: Truth) -> Verdict:
     subjects = {i.client_order_id: i for i in truth.intents}
     for cid, record in journal.items():
         subjects.setdefault(cid, Intent(cid, record.account, None))
+    open_tickets = {
+        (account, p.ticket) for account, ps in truth.server_positions.items() for p in ps
+    }
     for cid, intent in subjects.items():
-        _judge(verdict, intent, journal.get(cid), by_intent.get(cid, []))
+        record = journal.get(cid)
+        if record is not None and _nothing_to_close(record, open_tickets):
+            continue
+        _judge(verdict, intent, record, by_intent.get(cid, []))
     _positions(verdict, truth)
     return verdict
 
@@ -169,6 +177,19 @@ def _attribute(
             continue
         out[intent_of(cid, known)].append(ex)
     return out
+
+
+def _nothing_to_close(record: JournalOrder, open_tickets: set[tuple[str, int]]) -> bool:
+    """A close answered "position already closed" (MT5 10036) is done with nothing traded
+    (docs/protocol.md §5.2): FILLED without a fill, and consistent as long as the position
+    is indeed not open on the server."""
+    return (
+        record.action != "open"
+        and record.status == S.FILLED
+        and record.fill_volume is None
+        and record.position_ticket is not None
+        and (record.account, record.position_ticket) not in open_tickets
+    )
 
 
 def _judge(
