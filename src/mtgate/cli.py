@@ -1,4 +1,4 @@
-"""`mtgate serve | demo | sim | bench | rejections`."""
+"""`mtgate serve | demo | sim | bench | chaos | rejections`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -123,6 +124,87 @@ def bench(
     _print_bench(figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@app.command()
+def chaos(
+    orders: Annotated[
+        int, typer.Option(help="operations to drive (orders, position changes)")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the plan: operations and faults")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    details: Annotated[
+        Path | None, typer.Option(help="write every finding and the run's notes here (JSON)")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="keep the journal in this SQLite file (default: temporary)")
+    ] = None,
+) -> None:
+    """Random orders, position changes, failovers and faults (terminal kills, bridge
+    restarts, ...) against simulated terminals, then the journal checked against the
+    simulator's ground truth. Exit 1 when any duplicate, lost, unresolved or mismatch."""
+    from mtgate.chaos.report import not_injected, run
+
+    logs.configure(level="CRITICAL")
+    _use_uvloop()
+    figures, verdict, notes = run(orders, seed, db=db)
+    _print_chaos(figures, not_injected(notes), verdict.findings[:20])
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    if details is not None:
+        details.write_text(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "findings": [
+                        {
+                            "counter": f.counter,
+                            "account": f.account,
+                            "subject": f.subject,
+                            "journal": f.journal,
+                            "server": f.server,
+                        }
+                        for f in verdict.findings
+                    ],
+                    "not_injected": not_injected(notes),
+                    "op_errors": notes.op_errors,
+                    "skipped_operations": notes.skipped_operations,
+                    "bridge_restarts": notes.bridge_restarts,
+                    "settle_s": round(notes.settle_s, 1),
+                    "returns": notes.returns,
+                    "failovers": notes.failovers,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    raise typer.Exit(0 if verdict.clean else 1)
+
+
+def _print_chaos(
+    figures: dict[str, object], skipped: list[str], findings: Sequence[object]
+) -> None:
+    console = Console()
+    table = Table(title=f"mtgate chaos: {figures['orders']} operations, {figures['wall_s']} s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name in (
+        "faults_injected",
+        "duplicates",
+        "lost",
+        "unknown_unresolved",
+        "mismatches",
+        "retries",
+        "failovers",
+        "ready_after_return_ms",
+    ):
+        table.add_row(name, str(figures[name]))
+    console.print(table)
+    console.print(f"faults by kind: {figures['faults_by_kind']}")
+    if skipped:
+        console.print(f"not injected (not in the simulator yet): {', '.join(skipped)}")
+    for finding in findings:
+        console.print(f"finding: {finding}")
 
 
 @app.command()

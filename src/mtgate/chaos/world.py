@@ -1,0 +1,76 @@
+"""The chaos run's world: simulated accounts and terminals, and the bridge built on a journal
+file (again, after a restart), on one clock.
+
+One clock for both sides: server time starts on a Wednesday at 10:00 and runs at real speed
+(:class:`mtsim.clock.ServerClock`), and the bridge reads the same clock, so the journal's
+times, the trade servers' history and the deadlines agree while timeouts, heartbeats and
+reconnects take real time, as in the bench.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtgate.bridge import Bridge
+from mtgate.chaos.plan import ChaosAccount
+from mtgate.domain.clock import Clock
+from mtgate.domain.enums import Platform
+from mtgate.sessions.routing import RoutingPolicy
+from mtgate.sessions.session import SessionSettings, grants_for
+from mtgate.store.journal import open_journal
+from mtgate.sync.synchronizer import SyncSettings
+from mtsim.server import ServerConfig
+from mtsim.symbols import instant_execution
+from mtsim.world import AccountSpec, SimWorld
+
+START_MS = 1_767_780_000_000
+"""Wednesday 7 January 2026, 10:00 server time."""
+
+SETTINGS = SessionSettings(
+    heartbeat_ms=250, request_timeout_s=1.0, read_timeout_s=1.0, max_trade_call_s=1.5
+)
+SYNC = SyncSettings(interval_ms=250)
+FAILBACK_S = 1.0
+FAILOVER_WAIT_S = 4.0
+
+
+def account_id(spec: ChaosAccount) -> str:
+    return f"{spec.login}@{spec.server}"
+
+
+def build_world(accounts: tuple[ChaosAccount, ...], clock: Clock, seed: int) -> SimWorld:
+    specs = [
+        AccountSpec(tid, a.login, a.server, a.platform, a.margin_mode, balance=10_000_000.0)
+        for a in accounts
+        for tid in a.terminals
+    ]
+    servers = {a.server for a in accounts}
+    configs = {name: ServerConfig(seed=seed) for name in servers}
+    world = SimWorld(specs, clock=clock, seed=seed, configs=configs)
+    for server in world.servers.values():
+        if server.platform == Platform.MT4:
+            # MT4 brokers commonly run instant execution: the one mode that requotes.
+            for name, spec in list(server.symbols.items()):
+                server.symbols[name] = instant_execution(spec)
+    return world
+
+
+def priorities(accounts: tuple[ChaosAccount, ...]) -> dict[str, int]:
+    return {tid: rank + 1 for a in accounts for rank, tid in enumerate(a.terminals)}
+
+
+def build_bridge(
+    world: SimWorld, db: Path, clock: Clock, accounts: tuple[ChaosAccount, ...], port: int = 0
+) -> Bridge:
+    url = f"sqlite:///{db}"
+    return Bridge(
+        terminals=grants_for(world.bindings(), priorities(accounts)),
+        journal=open_journal(url),
+        port=port,
+        settings=SETTINGS,
+        clock=clock,
+        store_url=url,
+        sync=SYNC,
+        failover_wait_s=FAILOVER_WAIT_S,
+        routing=RoutingPolicy(failback_after_s=FAILBACK_S),
+    )

@@ -1,0 +1,47 @@
+"""A short seeded chaos run: orders, position changes, failovers and faults against the
+simulator, with nothing duplicated, lost, left in doubt or out of step with the servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mtgate.chaos.driver import run_chaos
+from mtgate.chaos.plan import PlanOptions, make_plan
+from mtgate.chaos.report import KEYS, figures
+from mtgate.chaos.truth import compare
+
+
+async def test_a_short_seeded_chaos_run_counts_nothing(tmp_path: Path) -> None:
+    plan = make_plan(60, 2026, PlanOptions(fault_rate=0.25))
+    verdict, run, truth = await run_chaos(plan, 2026, db=tmp_path / "chaos.db")
+    report = figures(plan, verdict, run, truth)
+    assert verdict.findings == []
+    assert compare(truth).clean  # the truth kept is the one judged
+    assert report["duplicates"] == report["lost"] == 0
+    assert report["unknown_unresolved"] == report["mismatches"] == 0
+    injected = {k for k, n in report["faults_by_kind"].items() if n}
+    assert len(injected) >= 5, injected
+    assert "bridge_restart" in injected or run.bridge_restarts == 0
+    assert report["orders"] == 60 and run.op_errors == []
+
+
+def test_the_cli_writes_exactly_the_report_keys(tmp_path: Path) -> None:
+    out = tmp_path / "chaos.json"
+    args = ["chaos", "--orders", "40", "--seed", "5", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "mtgate.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert tuple(report) == KEYS
+    assert set(report["ready_after_return_ms"]) == {"p50", "p99"}
+    assert report["orders"] == 40
+    assert report["duplicates"] == report["lost"] == 0
+    assert report["unknown_unresolved"] == report["mismatches"] == 0
