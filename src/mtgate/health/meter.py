@@ -7,10 +7,15 @@ when it samples.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mtgate.domain.codes import Classification, lookup
 from mtgate.domain.enums import Platform
 from mtgate.health.settings import HealthSettings
 from mtgate.health.windows import FlapDetector, LatencyWindow, OutcomeWindow
+
+if TYPE_CHECKING:
+    from mtgate.sessions.session import AccountKey
 
 _SECOND_NS = 1_000_000_000
 _REFUSED = frozenset({Classification.REJECTED, Classification.RETRYABLE})
@@ -22,7 +27,7 @@ OUTCOMES_KEPT = 100_000
 class TerminalMeter:
     """Request latencies, trade outcomes and disconnects of one terminal id."""
 
-    __slots__ = ("closes", "latencies", "outcomes", "platform", "trade_latencies")
+    __slots__ = ("account", "closes", "latencies", "outcomes", "platform", "trade_latencies")
 
     def __init__(self, settings: HealthSettings) -> None:
         latency_ns = int(settings.latency_window_s * _SECOND_NS)
@@ -36,6 +41,8 @@ class TerminalMeter:
         )
         self.platform: Platform | None = None
         """The platform of the terminal's latest session (how its error codes read)."""
+        self.account: AccountKey | None = None
+        """The account of the terminal's latest session."""
 
     def answered(self, trade: bool, now_ns: int, latency_ns: int, error_code: int | None) -> None:
         """A request was answered ``latency_ns`` after it was sent; ``error_code`` is the
