@@ -7,7 +7,7 @@ async with Bridge.from_config(config) as bridge:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +32,9 @@ from mtgate.execution.requests import (
 )
 from mtgate.execution.service import ExecutionService, account_key
 from mtgate.execution.tracker import Tracker
+from mtgate.health.alerts import AccountHealth, Alert, TerminalHealth
+from mtgate.health.monitor import AlertListener, HealthMonitor
+from mtgate.health.settings import HealthSettings
 from mtgate.positions.requests import (
     BulkCloseRequest,
     BulkItem,
@@ -76,13 +79,15 @@ class Bridge:
         handshake_limits: HandshakeLimits | None = None,
         routing: RoutingPolicy | None = None,
         retry: RetryPolicy | None = None,
+        health: HealthSettings | None = None,
     ) -> None:
         """``terminals``: each terminal id's key and the accounts it may serve.
         ``store_url``: where positions, deals and account states are kept (usually the
         journal's URL); without it there is no account synchronization and no trailing stop.
         ``magic``: the magic number of orders placed without one. ``failover_wait_s``: how
         long a new order waits for unknown orders of its account carried by another terminal
-        to be resolved (DESIGN §4)."""
+        to be resolved (DESIGN §4). ``health``: connection-quality sampling and alert
+        limits (docs/operations.md, "Connection health and alerts")."""
         if not 0 < magic <= 2**31 - 1:
             raise ValueError(f"magic must be in 1..2147483647, got {magic}")
         self._grants = dict(terminals)
@@ -106,6 +111,9 @@ class Bridge:
         self._service: ExecutionService | None = None
         self._tracker: Tracker | None = None
         self._overrides: Overrides | None = None
+        self._health_settings = health or HealthSettings()
+        self._health: HealthMonitor | None = None
+        self._alert_listeners: list[AlertListener] = []
         self.address: tuple[str, int] | None = None
 
     @classmethod
@@ -141,6 +149,7 @@ class Bridge:
                 s.interval_ms, s.margin_history_interval_ms, s.account_state_interval_ms
             ),
             store_flush_interval_s=s.store_flush_interval_ms / 1000,
+            health=config.health.settings(),
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -156,6 +165,7 @@ class Bridge:
             settings=self._settings,
             limits=self._limits,
             routing=self._routing,
+            health=self._health_settings,
         )
         self._tracker.attach(self._registry)
         self._service = ExecutionService(
@@ -182,10 +192,22 @@ class Bridge:
             await self._trailing.load()
             self._tracker.tick_listeners.append(self._trailing.on_tick)
             self._sync.subscribe(self._trailing.on_sync)
+        self._health = HealthMonitor(
+            self._registry,
+            self._journal,
+            self._clock,
+            self._health_settings,
+            sync=self._sync,
+            listeners=self._alert_listeners,
+        )
+        if self._health_settings.enabled:
+            self._health.start()
         self.address = await self._registry.listen(self._host, self._port)
         return self.address
 
     async def stop(self) -> None:
+        if self._health is not None:
+            await self._health.close()  # first: the shutdown's disconnects are not alerts
         if self._registry is not None:
             await self._registry.close()
         if self._tracker is not None:
@@ -435,6 +457,37 @@ class Bridge:
         return None if view is None or view.snapshot is None else view.snapshot.account
 
     # --- terminal pool ------------------------------------------------------------------------
+
+    # --- connection health (docs/operations.md, "Connection health and alerts") ---------------
+
+    @property
+    def health(self) -> HealthMonitor:
+        if self._health is None:
+            raise RuntimeError("the bridge is not started")
+        return self._health
+
+    def health_metrics(self) -> list[TerminalHealth]:
+        """Every configured terminal's figures at the latest health sample (empty before the
+        first): state, heartbeat RTT, request latency p50/p99, trade p99, disconnects, flaps,
+        the account's snapshot age."""
+        return list(self.health.terminals)
+
+    def account_health(self) -> list[AccountHealth]:
+        """Every configured account's figures at the latest health sample: ready terminals,
+        snapshot age, trade answers and refusals in the rejection window."""
+        return list(self.health.accounts)
+
+    def on_alert(self, listener: AlertListener) -> Callable[[], None]:
+        """Call ``listener(alert)`` for every alert raised and cleared (it may subscribe
+        before :meth:`start`); returns a function that unsubscribes it. It runs in the
+        monitor's task and must not block; one that raises is logged, and the others and
+        the monitor go on."""
+        self._alert_listeners.append(listener)
+        return lambda: self._alert_listeners.remove(listener)
+
+    def active_alerts(self) -> list[Alert]:
+        """The alerts raised and not cleared yet."""
+        return self.health.active_alerts()
 
     def terminals(self) -> list[TerminalStatus]:
         """Every configured terminal: state, priority, drained, the accounts it is active for."""

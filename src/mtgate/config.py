@@ -16,6 +16,7 @@ from mtgate.domain.enums import Platform
 from mtgate.domain.limits import INT32_MAX
 from mtgate.domain.orders import ATTEMPT_MAX
 from mtgate.domain.retry import DEFAULT_STRATEGIES, RetryPolicy, Strategy, strategy_allowed
+from mtgate.health.settings import BOUNDS, HealthSettings
 from mtgate.protocol.auth import MIN_KEY_BYTES, Secret
 from mtgate.sessions.session import AccountKey, TerminalGrant
 
@@ -69,6 +70,32 @@ class SyncSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     margin_history_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     account_state_interval_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
     store_flush_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 1000
+
+
+def _bounds(name: str) -> msgspec.Meta:
+    """The bounds :class:`HealthSettings` holds ``name`` to, as the file's validation."""
+    low, high = BOUNDS[name]
+    return msgspec.Meta(ge=low, le=high)
+
+
+class HealthSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Connection health and alerts (docs/operations.md): the fields of :class:`HealthSettings`."""
+
+    enabled: bool = True
+    interval_ms: Annotated[int, _bounds("interval_ms")] = 5000
+    latency_window_s: Annotated[float, _bounds("latency_window_s")] = 300.0
+    latency_samples: Annotated[int, _bounds("latency_samples")] = 1024
+    max_execution_latency_ms: Annotated[float, _bounds("max_execution_latency_ms")] = 100.0
+    flap_disconnects: Annotated[int, _bounds("flap_disconnects")] = 3
+    flap_window_s: Annotated[float, _bounds("flap_window_s")] = 300.0
+    down_after_ms: Annotated[int, _bounds("down_after_ms")] = 10_000
+    stale_after_intervals: Annotated[int, _bounds("stale_after_intervals")] = 3
+    max_rejection_rate_pct: Annotated[float, _bounds("max_rejection_rate_pct")] = 20.0
+    rejection_window_s: Annotated[float, _bounds("rejection_window_s")] = 300.0
+    rejection_min_trades: Annotated[int, _bounds("rejection_min_trades")] = 5
+
+    def settings(self) -> HealthSettings:
+        return HealthSettings(**msgspec.structs.asdict(self))
 
 
 class LogSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -180,6 +207,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bridge: BridgeSection = BridgeSection()
     store: StoreSection = StoreSection()
     sync: SyncSection = SyncSection()
+    health: HealthSection = HealthSection()
     log: LogSection = LogSection()
     retry: RetrySection = RetrySection()
     terminals: list[TerminalEntry] = []
@@ -198,6 +226,7 @@ _SECTIONS = {
     "bridge": BridgeSection,
     "store": StoreSection,
     "sync": SyncSection,
+    "health": HealthSection,
     "log": LogSection,
     "retry": RetrySection,
 }

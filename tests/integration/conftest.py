@@ -11,6 +11,7 @@ import pytest
 from mtgate.bridge import Bridge
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
+from mtgate.health.settings import HealthSettings
 from mtgate.sessions.registry import HandshakeLimits
 from mtgate.sessions.routing import RoutingPolicy
 from mtgate.sessions.session import AccountKey, SessionSettings, grants_for
@@ -107,6 +108,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         failover_wait_s: float = 5.0,
         priorities: dict[str, int] | None = None,
         routing: RoutingPolicy | None = None,
+        health: HealthSettings | None = None,
+        journal_url: str | None = None,
     ) -> Harness:
         clock = ManualClock(START_MS)
         configs = configs or {
@@ -123,13 +126,14 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         db = db or tmp_path / f"journal{len(made)}.db"
         bridge = Bridge(
             terminals=grants_for(world.bindings(), priorities),
-            journal=open_journal(f"sqlite:///{db}"),
+            journal=open_journal(journal_url or f"sqlite:///{db}"),
             settings=settings or SessionSettings(heartbeat_ms=200),
             store_url=f"sqlite:///{db}",
             sync=sync or SyncSettings(interval_ms=200),
             handshake_limits=handshake_limits,
             failover_wait_s=failover_wait_s,
             routing=routing,
+            health=health,
         )
         harness = Harness(world, bridge, clock, db)
         made.append(harness)

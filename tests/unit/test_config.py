@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from mtgate.config import ConfigError, load
+from mtgate.config import ConfigError, HealthSection, load
+from mtgate.health.settings import BOUNDS, HealthSettings
 from mtgate.protocol.auth import Secret
 from mtgate.sessions.session import AccountKey
 
@@ -129,3 +131,37 @@ def test_f1_a_terminal_is_bound_to_its_accounts(tmp_path: Path) -> None:
     grants = load(path, env={}).grants()
     assert grants["a"].accounts == {AccountKey(1001, "Sim-MT5")}
     assert grants["b"].accounts == {AccountKey(7, "X"), AccountKey(8, "X")}
+
+
+def test_health_section_and_its_environment_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "[health]\ninterval_ms = 1000\nmax_execution_latency_ms = 50.0\n")
+    config = load(path, env={"MTGATE_HEALTH_FLAP_DISCONNECTS": "5"})
+    settings = config.health.settings()
+    assert (settings.interval_ms, settings.max_execution_latency_ms) == (1000, 50.0)
+    assert settings.flap_disconnects == 5
+    assert load(None, env={}).health.settings() == HealthSettings()
+
+
+def test_health_section_has_the_settings_fields_and_bounds() -> None:
+    fields = [f.name for f in dataclasses.fields(HealthSettings)]
+    assert list(HealthSection.__struct_fields__) == fields
+    assert set(BOUNDS) <= set(fields)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("interval_ms", 99),
+        ("interval_ms", 3_600_001),
+        ("max_rejection_rate_pct", 101),
+        ("flap_disconnects", 1),
+        ("stale_after_intervals", 1),
+        ("latency_samples", 10),
+        ("nonsense", 1),
+    ],
+)
+def test_bad_health_values_name_the_key(tmp_path: Path, key: str, value: int) -> None:
+    path = write(tmp_path, f"[health]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as raised:
+        load(path, env={})
+    assert key in str(raised.value) and str(path) in str(raised.value)

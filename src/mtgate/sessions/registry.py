@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.enums import Platform
+from mtgate.health.meter import TerminalMeter
+from mtgate.health.settings import HealthSettings
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
 from mtgate.sessions.routing import Router, RoutingPolicy, Switch
@@ -101,8 +103,12 @@ class TerminalRegistry:
         settings: SessionSettings | None = None,
         limits: HandshakeLimits | None = None,
         routing: RoutingPolicy | None = None,
+        health: HealthSettings | None = None,
     ) -> None:
         self._grants = dict(grants)
+        health = health or HealthSettings()
+        self.meters = {tid: TerminalMeter(health) for tid in self._grants}
+        """Each configured terminal's measurements (mtgate.health): they outlive its sessions."""
         self.router = Router(
             {tid: g.priority for tid, g in self._grants.items()},
             routing or RoutingPolicy(),
@@ -178,6 +184,9 @@ class TerminalRegistry:
             # before the bridge noticed its previous connection died.
             return f"terminal {tid!r} already has a live session"
         self._by_terminal[tid] = session
+        meter = self.meters[tid]
+        meter.platform, meter.account = session.identity.platform, session.identity.account
+        session.meter = meter
         self._by_account.setdefault(session.identity.account, []).append(session)
         self._platforms[session.identity.account] = session.identity.platform
         return None
@@ -218,6 +227,9 @@ class TerminalRegistry:
         peers = self._by_account.get(session.identity.account, [])
         if session in peers:
             peers.remove(session)
+        meter = self.meters.get(session.identity.terminal_id)
+        if meter is not None:
+            meter.disconnected(self._clock.monotonic_ns())
         log.info("terminal disconnected", terminal=session.terminal_id, reason=reason)
         self._observer.on_closed(session, reason)
         self._spawn(self._notify(), "notify")
@@ -287,6 +299,14 @@ class TerminalRegistry:
                 listener(switch)
             except Exception as exc:  # one listener's bug must not stop the others
                 log.error("switch listener failed", error=repr(exc))
+
+    def session(self, terminal_id: str) -> TerminalSession | None:
+        """The terminal's live session (in any state), if it has one."""
+        return self._by_terminal.get(terminal_id)
+
+    def grants(self) -> Mapping[str, TerminalGrant]:
+        """Every configured terminal's grant, by id."""
+        return self._grants
 
     def ready_session(self, terminal_id: str) -> TerminalSession | None:
         session = self._by_terminal.get(terminal_id)

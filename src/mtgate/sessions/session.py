@@ -18,6 +18,7 @@ from mtgate.domain.clock import Clock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.limits import INT64_MAX, SERVER_MAX
 from mtgate.domain.symbols import SymbolSpec
+from mtgate.health.meter import TerminalMeter
 from mtgate.protocol import auth, codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
@@ -154,7 +155,8 @@ class SessionHost(Protocol):
     def session_closed(self, session: TerminalSession, reason: str) -> None: ...
 
 
-_Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle]
+_Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle, int]
+"""A request in flight: its future, its type, its deadline's timer, when it was sent (ns)."""
 
 _SECOND_NS = 1_000_000_000
 _EXPIRED_KEPT = 1024
@@ -206,6 +208,9 @@ class TerminalSession:
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.rtt_ms: float | None = None
+        self.meter: TerminalMeter | None = None
+        """Where this terminal's answered requests are measured (the registry's meter of the
+        terminal id, set when the session is claimed; mtgate.health)."""
         self._trades_in_flight = 0
         self._trade_ids: dict[asyncio.Future[Any], int] = {}
         self._after_cancel: dict[int, asyncio.Future[Any]] = {}
@@ -233,6 +238,11 @@ class TerminalSession:
     @property
     def peer(self) -> str:
         return self._link.peer if self._link else "?"
+
+    @property
+    def last_rx_ns(self) -> int:
+        """Monotonic time the last frame arrived from the terminal."""
+        return self._last_rx_ns
 
     # --- FrameHandler ------------------------------------------------------------------------
 
@@ -401,8 +411,12 @@ class TerminalSession:
             else:
                 self._host.session_late_response(self, op, msg)
             return
-        future, op, timer = pending
+        future, op, timer, sent_ns = pending
         timer.cancel()
+        if self.meter is not None:
+            now_ns = self._clock.monotonic_ns()
+            code = None if msg.ok else (msg.error.code if msg.error else -4)
+            self.meter.answered(op in _TRADE_OPS, now_ns, now_ns - sent_ns, code)
         if future.done():
             return
         if msg.ok:
@@ -514,8 +528,8 @@ class TerminalSession:
             raise SessionClosed(f"session {self.terminal_id} is {self.state.value}", sent=False)
         timeout = timeout_s if timeout_s is not None else self.settings.request_timeout_s
         op = type(msg)
+        now_ns = self._clock.monotonic_ns()
         if op in _TRADE_OPS:
-            now_ns = self._clock.monotonic_ns()
             if deadline_ns is None:
                 deadline_ns = now_ns + int(timeout * 1e9)
             timeout = max(0.0, (deadline_ns - now_ns) / 1e9)
@@ -526,7 +540,7 @@ class TerminalSession:
         frame = codec.encode(msg)  # before anything is registered: a refused frame leaks nothing
         future: asyncio.Future[Any] = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
-        self._pending[req_id] = (future, op, timer)
+        self._pending[req_id] = (future, op, timer, now_ns)
         if op in _TRADE_OPS:
             self._trades_in_flight += 1
             self._trade_ids[future] = req_id
@@ -542,7 +556,7 @@ class TerminalSession:
             # outcome, so it gets a future of its own (answer_after_cancel), and the trade
             # still counts as in flight.
             again: asyncio.Future[Any] = self._loop.create_future()
-            self._pending[req_id] = (again, pending[1], pending[2])
+            self._pending[req_id] = (again, *pending[1:])
             self._trade_ids[again] = req_id
             again.add_done_callback(self._trade_done)
             self._after_cancel[req_id] = again
@@ -559,7 +573,10 @@ class TerminalSession:
         pending = self._pending.pop(req_id, None)
         if pending is None:
             return
-        future, op, _ = pending
+        future, op, _, sent_ns = pending
+        if self.meter is not None:
+            now_ns = self._clock.monotonic_ns()
+            self.meter.timed_out(op in _TRADE_OPS, now_ns, now_ns - sent_ns)
         self._expired[req_id] = op
         if len(self._expired) > _EXPIRED_KEPT:  # remember the newest few for late answers
             del self._expired[next(iter(self._expired))]
@@ -618,7 +635,7 @@ class TerminalSession:
         if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
             self._heartbeat.cancel()
         pending, self._pending = self._pending, {}
-        for future, _, timer in pending.values():
+        for future, _, timer, _ in pending.values():
             timer.cancel()
             if not future.done():
                 future.set_exception(SessionClosed(reason, sent=True))

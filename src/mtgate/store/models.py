@@ -183,6 +183,14 @@ class BridgeHealthMetric(Base):
     rejection_rate: Mapped[float | None] = mapped_column(Double)
     sync_delay_ms: Mapped[float | None] = mapped_column(Double)
     recorded_at: Mapped[datetime] = mapped_column(_TS)
+    # Migration 0009: the health monitor's connection-quality figures (docs/schema.md).
+    heartbeat_rtt_ms: Mapped[float | None] = mapped_column(Double)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Double)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Double)
+    disconnects: Mapped[int | None] = mapped_column(Integer)
+    flaps: Mapped[int | None] = mapped_column(Integer)
+    snapshot_age_ms: Mapped[float | None] = mapped_column(Double)
+    ready: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         Index("ix_bridge_health_metrics_terminal_time", "terminal_id", "recorded_at"),

@@ -119,6 +119,13 @@ HEALTH_COLUMNS = (
     "rejection_rate",
     "sync_delay_ms",
     "recorded_at",
+    "heartbeat_rtt_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "disconnects",
+    "flaps",
+    "snapshot_age_ms",
+    "ready",
 )
 
 # Bind names of the UPDATE's WHERE clause; prefixed so they never collide with a SET column.
@@ -383,6 +390,13 @@ def health_row(sample: HealthSample, metric_id: Any, ts: TsOut) -> tuple[Any, ..
         sample.rejection_rate,
         sample.sync_delay_ms,
         ts(sample.recorded_at_ms),
+        sample.heartbeat_rtt_ms,
+        sample.latency_p50_ms,
+        sample.latency_p99_ms,
+        sample.disconnects,
+        sample.flaps,
+        sample.snapshot_age_ms,
+        sample.ready,
     )
 
 

@@ -25,7 +25,8 @@ class OrderEvent:
 
 @dataclass(frozen=True, slots=True)
 class HealthSample:
-    """One health sample of a terminal session (a row of ``bridge_health_metrics``).
+    """One health sample of a configured terminal (a row of ``bridge_health_metrics``),
+    connected or not (``connection_status`` ``disconnected``).
 
     ``rejection_rate`` is the percentage (0-100) of trade requests rejected over the sampling
     window, as the seed's ``DECIMAL(5,2)`` held it. Times are epoch ms; latencies keep
@@ -41,6 +42,18 @@ class HealthSample:
     execution_latency_ms: float | None = None
     rejection_rate: float | None = None
     sync_delay_ms: float | None = None
+    heartbeat_rtt_ms: float | None = None
+    """Round trip of the bridge's last answered ``ping`` (migration 0009, as below)."""
+    latency_p50_ms: float | None = None
+    """Median send-to-answer time of the terminal's requests over the recent window."""
+    latency_p99_ms: float | None = None
+    disconnects: int | None = None
+    """Sessions of this terminal that closed since the bridge started."""
+    flaps: int | None = None
+    """Of those, how many closed within the flap window (what the flapping alert compares)."""
+    snapshot_age_ms: float | None = None
+    """Time since the account's last snapshot (None: not synced)."""
+    ready: bool | None = None
 
 
 QuarantineKind = Literal["intent", "write"]

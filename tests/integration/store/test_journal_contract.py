@@ -299,6 +299,13 @@ async def test_record_health(journal: Journal, backend: Backend) -> None:
         execution_latency_ms=0.35,
         rejection_rate=1.5,
         sync_delay_ms=12.25,
+        heartbeat_rtt_ms=0.75,
+        latency_p50_ms=1.25,
+        latency_p99_ms=40.5,
+        disconnects=3,
+        flaps=2,
+        snapshot_age_ms=950.0,
+        ready=True,
     )
     await journal.record_health(sample)
     await journal.record_health(HealthSample("term-2", "disconnected", T0 + 2000))
@@ -321,7 +328,19 @@ async def test_record_health(journal: Journal, backend: Backend) -> None:
         1.5,
         12.25,
     )
+    assert (first["heartbeat_rtt_ms"], first["latency_p50_ms"], first["latency_p99_ms"]) == (
+        0.75,
+        1.25,
+        40.5,
+    )
+    assert (first["disconnects"], first["flaps"], first["snapshot_age_ms"]) == (3, 2, 950.0)
+    assert first["ready"] is True
     assert found[1]["last_heartbeat"] is None
+    assert (found[1]["ready"], found[1]["disconnects"], found[1]["latency_p99_ms"]) == (
+        None,
+        None,
+        None,
+    )
     assert isinstance(first["metric_id"], uuid.UUID)
 
 
