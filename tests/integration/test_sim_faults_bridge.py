@@ -1,7 +1,6 @@
 """The bridge meets the simulator's injected faults over real sockets (mtsim.faults).
 
-Only what the bridge does with a fault's answer today is pinned here; how it should handle
-each fault is the bridge's own work. A partial IOC fill (MT5 10010 DONE_PARTIAL, reference
+The bridge's retries of each fault are in test_retries.py. A partial IOC fill (MT5 10010 DONE_PARTIAL, reference
 §3.3, §3.7) is a success whose ``volume`` is the filled volume (docs/protocol.md §5).
 """
 
@@ -38,8 +37,11 @@ async def test_a_partial_fill_is_recorded_with_the_filled_volume(harness: Harnes
     [position] = harness.server(MT5H).positions(harness.world.terminals[MT5H].config.login)
     assert position.volume == 0.1
     assert result.status == OrderStatus.FILLED
-    assert (result.volume, result.fill_volume) == (0.2, 0.1)
+    assert (result.volume, result.fill_volume, result.unfilled_volume) == (0.2, 0.1, 0.1)
     stored = await harness.bridge.journal.get("partial-1")
     assert stored is not None
     assert (stored.volume, stored.fill_volume) == (0.2, 0.1)
     assert harness.terminal(MT5H).plan.faults_by_kind() == {"partial_fill": 1}
+    fill = (await harness.bridge.journal.events("partial-1"))[-1]
+    assert fill.to_status == OrderStatus.FILLED
+    assert "partial fill (10010): 0.1 of 0.2 lots, 0.1 not filled and cancelled" in fill.detail

@@ -12,7 +12,14 @@ from typing import Any
 from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.codes import Classification
-from mtgate.domain.orders import TERMINAL, InvalidTransition, OrderStatus, Trigger, transition
+from mtgate.domain.orders import (
+    TERMINAL,
+    InvalidTransition,
+    OrderAction,
+    OrderStatus,
+    Trigger,
+    transition,
+)
 from mtgate.domain.records import OrderRecord
 from mtgate.execution.requests import ORDER_TYPE_NAMES, InvalidRequest, OrderError, OrderResult
 from mtgate.sessions.session import AccountKey, TerminalSession
@@ -239,6 +246,7 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
         requested_price=record.requested_price,
         fill_price=record.fill_price,
         fill_volume=record.fill_volume,
+        unfilled_volume=unfilled_volume(record),
         slippage_points=record.slippage_points,
         sl=record.stop_loss,
         tp=record.take_profit,
@@ -248,6 +256,15 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
         remainder_ticket=record.remainder_ticket,
         error=error,
     )
+
+
+def unfilled_volume(record: OrderRecord) -> float | None:
+    """Lots of a filled opening order that the market did not fill (an IOC partial fill,
+    MT5 10010): requested minus filled; None when it filled in full or is not filled."""
+    if record.fill_volume is None or record.action != OrderAction.OPEN:
+        return None
+    rest = round(record.volume - record.fill_volume, 8)
+    return rest if rest > 1e-9 else None
 
 
 def _journalled_rejection(record: OrderRecord) -> OrderError:

@@ -246,6 +246,8 @@ class OrderResult(msgspec.Struct, frozen=True, omit_defaults=True):
     requested_price: float | None = None
     fill_price: float | None = None
     fill_volume: float | None = None
+    unfilled_volume: float | None = None
+    """A partial fill (MT5 IOC, 10010): the lots not filled, cancelled by the server."""
     slippage_points: float | None = None
     sl: float | None = None
     tp: float | None = None

@@ -23,7 +23,7 @@ from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderAction, OrderStatus, Trigger, client_id_from_comment
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import margin_required, pending_frozen
-from mtgate.execution.book import OrderBook
+from mtgate.execution.book import OrderBook, unfilled_volume
 from mtgate.execution.matching import lookup_request
 from mtgate.execution.resolution import Resolver
 from mtgate.execution.validation import Market, OrderIntent, Refusal, prevalidate
@@ -91,7 +91,16 @@ class Tracker:
             result.deal,
             self.book.carrier.get(record.client_order_id),
         )
-        await self.book.move(record, Trigger.FILL, f"filled at {result.price} as #{result.order}")
+        detail = f"filled at {result.price} as #{result.order}"
+        unfilled = unfilled_volume(record)
+        if unfilled:
+            # MT5 IOC (10010 DONE_PARTIAL): the market filled part; the rest was cancelled
+            # by the server, not left working (reference §3.3). The order is done.
+            detail += (
+                f"; partial fill ({result.code}): {record.fill_volume} of {record.volume} "
+                f"lots, {unfilled} not filled and cancelled"
+            )
+        await self.book.move(record, Trigger.FILL, detail)
 
     def fill_fields(
         self,
@@ -122,8 +131,9 @@ class Tracker:
         self._refresh_account_soon(session)
         account, spec = session.view.account, session.view.symbols[record.symbol]
         assert account is not None
+        volume = record.fill_volume or record.volume  # a partial fill holds what it filled
         try:
-            need = margin_required(spec, record.volume, price, account.leverage, account.currency)
+            need = margin_required(spec, volume, price, account.leverage, account.currency)
         except (ValueError, ArithmeticError):
             return  # a calculation mode or currency the estimate does not cover: await the report
         session.view.account = _with_margin_used(account, need)
