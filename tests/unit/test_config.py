@@ -165,3 +165,46 @@ def test_bad_health_values_name_the_key(tmp_path: Path, key: str, value: int) ->
     with pytest.raises(ConfigError) as raised:
         load(path, env={})
     assert key in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_retry_section_overrides_codes_over_the_defaults(tmp_path: Path) -> None:
+    from mtgate.domain.enums import Platform
+    from mtgate.domain.retry import Strategy
+
+    path = write(
+        tmp_path,
+        '[retry]\nmax_attempts = 3\n[retry.codes]\n"mt4:146" = "none"\n"mt5:10006" = "backoff"\n',
+    )
+    policy = load(path, env={"MTGATE_RETRY_MAX_AGE_S": "5"}).retry.policy()
+    assert (policy.max_attempts, policy.max_age_s) == (3, 5.0)
+    assert policy.strategy(Platform.MT4, 146) is Strategy.NONE
+    assert policy.strategy(Platform.MT5, 10006) is Strategy.BACKOFF
+    assert policy.strategy(Platform.MT5, 10004) is Strategy.FRESH_PRICE  # default kept
+
+
+@pytest.mark.parametrize(
+    ("codes", "named"),
+    [
+        ('"mt5:10012" = "backoff"', "the order may have executed"),  # outcome unknown
+        ('"mt5:10009" = "backoff"', "the order may have executed"),  # success
+        ('"mt5:99999" = "backoff"', "not in the registry"),
+        ('"mt6:138" = "none"', "expected mt4:<code> or mt5:<code>"),
+        ('"mt4:138" = "sometimes"', "is not one of"),
+    ],
+)
+def test_bad_retry_codes_name_the_entry_and_the_file(
+    tmp_path: Path, codes: str, named: str
+) -> None:
+    path = write(tmp_path, f"[retry.codes]\n{codes}\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    assert named in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[retry]\nmax_attempts = 100\n", "[retry]\nbackoff_base_ms = 500\nbackoff_cap_ms = 100\n"],
+)
+def test_bad_retry_values_are_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load(write(tmp_path, text), env={})

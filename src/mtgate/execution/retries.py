@@ -334,6 +334,8 @@ class OrderRetries:
 
     async def _not_found(self, record: OrderRecord, why: str) -> OrderResult:
         book = self.runner.book
+        if record.status is OrderStatus.SUBMITTED:  # journalled, then never sent
+            await book.move(record, Trigger.LOSE, f"attempt {record.retry_count + 1} not sent")
         if book.can(record, Trigger.PROVE_ABSENT):
             await book.move(record, Trigger.PROVE_ABSENT, f"proven absent; not retried: {why}")
         book.forget_finished(record)
