@@ -173,3 +173,24 @@ async def test_a_client_id_that_looks_like_an_attempt_is_refused(harness: Harnes
     with pytest.raises(InvalidRequest) as raised:
         await _buy(harness, MT5H, "order.2")
     assert raised.value.field == "client_order_id"
+
+
+async def test_a_late_answer_after_execution_ends_filled_with_no_second_order(
+    make_harness: HarnessFactory,
+) -> None:
+    """The trade executes at once but its answer is held past the bridge's timeout: the
+    events or the lookup prove the fill, and no second attempt is made."""
+    harness = await make_harness(settings=SessionSettings(heartbeat_ms=200, request_timeout_s=0.3))
+    harness.terminal(MT5H).plan.script(Fault(FaultKind.LATE_ANSWER, delay_ms=0))
+    r = await _buy(harness, MT5H, "late-1")
+    assert (r.status, r.attempts) == (OrderStatus.FILLED, ())
+    assert len(_positions(harness, MT5H, "late-1")) == 1
+    assert harness.trades_seen(MT5H) == 1
+
+
+async def test_a_slow_response_within_the_timeout_is_one_attempt(harness: Harness) -> None:
+    harness.terminal(MT5H).plan.script(Fault(FaultKind.SLOW, delay_ms=150))
+    r = await _buy(harness, MT5H, "slow-ok")
+    assert (r.status, r.attempts) == (OrderStatus.FILLED, ())
+    assert r.execution_time_ms is not None and r.execution_time_ms >= 150
+    assert harness.terminal(MT5H).plan.faults_by_kind() == {"slow": 1}
