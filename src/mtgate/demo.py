@@ -25,6 +25,7 @@ from mtgate.sessions.session import AccountKey, grants_for
 from mtgate.store.journal import open_journal
 from mtgate.sync.synchronizer import SyncSettings
 from mtsim.clock import ServerClock
+from mtsim.faults import Fault, FaultKind
 from mtsim.server import ServerConfig, Session
 from mtsim.world import AccountSpec, SimWorld
 
@@ -171,6 +172,17 @@ class Demo:
         found = await self.bridge.get_order(self.acct(MT4), ticket=first.ticket)
         assert found is not None
         self.record(f"query by ticket #{first.ticket}", OrderStatus.FILLED, found)
+
+        # The simulated server requotes the next market order: the bridge tries it again at
+        # once on the fresh price, as a second attempt (docs/operations.md, "Retries").
+        self.world.terminals[MT5H].plan.script(Fault(FaultKind.REQUOTE))
+        requoted = await self.bridge.place_market_order(
+            account=self.acct(MT5H), symbol="EURUSD", side="buy", volume=0.10, magic=4242
+        )
+        steps = " → ".join(
+            f"{a.outcome}{f' {a.code}' if a.code else ''}" for a in requoted.attempts
+        )
+        self.record(f"requoted, retried: {steps}", OrderStatus.FILLED, requoted)
 
         await self.market("refused: volume step", MT4, "EURUSD", "buy", 0.015, OrderStatus.REJECTED)
         await self.market(
