@@ -19,7 +19,12 @@ async def _stuck(h: Harness, cid: str) -> None:
     faults.drop_before_next_trade = True
     faults.stay_down = True
     r = await h.bridge.place_market_order(
-        account=h.account(MT5H), symbol="EURUSD", side="buy", volume=0.1, client_order_id=cid
+        account=h.account(MT5H),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id=cid,
+        retry={"enabled": False},  # its caller does not wait for a proof of absence
     )
     assert r.status == OrderStatus.UNKNOWN
 

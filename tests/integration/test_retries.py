@@ -14,7 +14,7 @@ from mtgate.execution.requests import OrderResult
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import SessionSettings
 from mtsim.faults import Fault, FaultKind
-from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory
+from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
 
 
 def _positions(h: Harness, tid: str, cid: str) -> list[m.PositionReport]:
@@ -194,3 +194,39 @@ async def test_a_slow_response_within_the_timeout_is_one_attempt(harness: Harnes
     assert (r.status, r.attempts) == (OrderStatus.FILLED, ())
     assert r.execution_time_ms is not None and r.execution_time_ms >= 150
     assert harness.terminal(MT5H).plan.faults_by_kind() == {"slow": 1}
+
+
+async def test_an_order_between_attempts_is_left_to_its_sender(harness: Harness) -> None:
+    """Review finding: during a retry's wait the terminal drops and comes back; its
+    reconciliation must not prove the order absent (NOT_FOUND) while the next attempt is
+    about to be sent: the order ends with attempt 2's fill, journal and server agreeing."""
+    terminal = harness.terminal(MT5H)
+    terminal.plan.script(Fault(FaultKind.MARKET_CLOSED, duration_ms=1500))
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, terminal.drop)  # reconnects at once, reconciles while we wait
+    loop.call_later(0.6, harness.clock.advance, 2000)  # the market opens again
+    r = await _buy(harness, MT5H, "mc-drop", retry={"market_closed_wait_s": 20})
+    assert r.status == OrderStatus.FILLED
+    assert len(_positions(harness, MT5H, "mc-drop")) == 1
+    trail = await harness.bridge.journal.events("mc-drop")
+    assert OrderStatus.NOT_FOUND not in {e.to_status for e in trail}
+    stored = await harness.bridge.journal.get("mc-drop")
+    assert stored is not None and stored.status == OrderStatus.FILLED
+    assert "mc-drop" not in harness.bridge.service.book.retrying
+
+
+async def test_an_outcome_unknown_code_is_resolved_not_retried(harness: Harness) -> None:
+    """Review finding: 10012 TIMEOUT came back from the trade call, and the server may still
+    execute it (reference §3.7 VF): the order is resolved, never sent again."""
+    harness.terminal(MT5H).plan.script(Fault(FaultKind.HANG, delay_ms=50))
+    r = await _buy(harness, MT5H, "vf-1")
+    assert (r.status, r.attempts) == (OrderStatus.UNKNOWN, ())
+    assert r.error is not None and r.error.code == 10012
+
+    async def settled() -> bool:
+        found = await harness.bridge.get_order(harness.account(MT5H), client_order_id="vf-1")
+        return found is not None and found.status == OrderStatus.NOT_FOUND
+
+    await eventually(settled)
+    assert _positions(harness, MT5H, "vf-1") == []
+    assert harness.trades_seen(MT5H) == 0

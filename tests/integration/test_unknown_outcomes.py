@@ -245,6 +245,7 @@ async def test_a_standby_cannot_prove_absence_while_the_carrier_is_away(
             side="buy",
             volume=0.1,
             client_order_id="witness",
+            retry={"enabled": False},  # the caller does not wait for the proof
         )
         assert (r.terminal_id, r.status) == ("primary", OrderStatus.UNKNOWN)
         await asyncio.sleep(0.5)  # lookups run on the standby meanwhile, and find nothing

@@ -165,3 +165,18 @@ def test_defaults_name_only_listed_codes() -> None:
         if code >= 0:
             table = MT4_CODES if platform is Platform.MT4 else MT5_CODES
             assert code in table
+
+
+def test_codes_the_reference_says_to_wait_for_are_not_retried_at_once() -> None:
+    assert _decide(6, Platform.MT4, jitter=0.0).delay_s == 5.0
+    assert _decide(136, Platform.MT4, jitter=0.0).delay_s == 5.0
+    assert _decide(10021, jitter=0.0).delay_s == 1.0
+    # "Server busy: minutes" is past the default max_age_s: no retry at all.
+    assert _decide(4, Platform.MT4).step is Step.STOP
+
+
+def test_a_closed_market_is_waited_for_past_max_attempts_but_not_past_the_wait() -> None:
+    opted = RetryOptions(market_closed_wait_s=300)
+    late = _decide(10018, options=opted, attempt=20, jitter=0.999, age_s=100.0)
+    assert late.step is Step.RESEND and 1.0 <= late.delay_s <= r.MARKET_CLOSED_STEP_CAP_S
+    assert _decide(10018, options=opted, attempt=99).step is Step.STOP  # the suffix's limit

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from mtgate.domain.codes import MT4, MT5, PROTOCOL_CODES, Classification, lookup
 from mtgate.domain.enums import Platform
+from mtgate.domain.orders import ATTEMPT_MAX
 
 
 class Strategy(enum.StrEnum):
@@ -71,6 +72,18 @@ DEFAULT_STRATEGIES: Mapping[tuple[Platform, int], Strategy] = {
     **{(p, c): S.BACKOFF for p in Platform for c in (-3, -6)},
 }
 """The strategy of each code that has one; every other code is ``none``."""
+
+MIN_DELAY_S: Mapping[tuple[Platform, int], float] = {
+    (Platform.MT4, 4): 60.0,  # server busy: "RL (minutes)", reference §2
+    (Platform.MT4, 6): 5.0,  # no connection: "RL (after reconnect, >= 5 s)"
+    (Platform.MT4, 136): 5.0,  # off quotes: "RP (after about 5 s)"
+    (Platform.MT5, 10021): 1.0,  # no quotes: "RP (short wait)", reference §3.7
+}
+"""The least a code's retry waits, where the reference says so. With the default
+``max_age_s`` a wait of minutes means no retry: the order is stale by then."""
+
+MARKET_CLOSED_STEP_CAP_S = 30.0
+"""A market-closed retry waits at least a second, doubling to this, until the caller's wait."""
 
 OPT_IN: frozenset[Strategy] = frozenset(
     {S.MARKET_CLOSED, S.REDUCE_VOLUME, S.ROUND_VOLUME, S.NEXT_FILLING}
@@ -183,8 +196,8 @@ def decide(
         return stop("no retry for this code")
     if not (policy.enabled and options.enabled):
         return stop("retries are off")
-    if attempt >= policy.max_attempts:
-        return stop(f"{policy.max_attempts} attempts made")
+    if attempt >= (ATTEMPT_MAX if strategy is S.MARKET_CLOSED else policy.max_attempts):
+        return stop(f"{attempt} attempts made")
     if strategy in OPT_IN and not _opted_in(strategy, options):
         return stop(f"{strategy.value} was not asked for")
     if strategy is S.FRESH_PRICE:
@@ -192,8 +205,11 @@ def decide(
             return stop(f"{policy.fresh_price_attempts} fresh-price retries made")
         delay_s = 0.0
     elif strategy is S.MARKET_CLOSED:
+        # Until the session opens (reference §2 / §3.7 "RL (next session)"): not bounded by
+        # max_attempts nor max_age_s, but by the wait the caller asked for.
         wait_s = min(options.market_closed_wait_s, policy.market_closed_cap_s)
-        delay_s = backoff_delay_s(policy, attempt, jitter, floor_s=1.0)
+        step_s = min(MARKET_CLOSED_STEP_CAP_S, float(1 << min(attempt - 1, 5)))
+        delay_s = max(1.0, jitter * step_s)
         if age_s + delay_s > wait_s:
             return stop(f"the market stayed closed for the {wait_s:g} s asked for")
         return Decision(Step.RESEND, strategy, delay_s)
@@ -201,6 +217,7 @@ def decide(
         delay_s = backoff_delay_s(policy, attempt, jitter)
     else:
         delay_s = 0.0
+    delay_s = max(delay_s, MIN_DELAY_S.get((platform, code), 0.0))
     if age_s + delay_s > policy.max_age_s:
         return stop(f"the order is older than {policy.max_age_s:g} s")
     return Decision(Step.RESEND, strategy, delay_s)

@@ -42,6 +42,9 @@ class OrderBook:
         self.carrier: dict[str, TerminalSession] = {}
         """The session that carried an order's last trade request (absence proofs need it)."""
         self.deferred: dict[str, list[tuple[str, Any]]] = {}
+        self.retrying: set[str] = set()
+        """Orders between two attempts (mtgate.execution.retries): their sender decides what
+        comes next, so nothing else looks them up, proves them absent or overrides them."""
         self.absence_waiters: dict[str, asyncio.Future[Any]] = {}
         """Orders whose sender retries them once proven absent (mtgate.execution.retries):
         resolution hands the proof (the session that made it) to the waiter instead of
@@ -131,6 +134,11 @@ class OrderBook:
             key = (AccountKey(record.account_login, record.account_server), record.mt_order_id)
             self._by_ticket[key] = record
 
+    def busy(self, client_order_id: str) -> bool:
+        """Whether the order's own sender settles it: its answer is awaited or being applied,
+        or it is between two attempts."""
+        return client_order_id in self.deferred or client_order_id in self.retrying
+
     def forget_finished(self, record: OrderRecord) -> None:
         """Drop a finished order from memory; the journal keeps it."""
         if record.status in _ACTIVE:
@@ -205,6 +213,8 @@ class OrderBook:
         be tried again) stays. Raises what the journal raises; the caller restores the
         record's fields then (nothing was written)."""
         previous = record.status
+        if previous not in IN_DOUBT:  # settled meanwhile: never send another attempt
+            raise InvalidTransition(previous, Trigger.RETRY)
         trigger = Trigger.RETRY if previous is OrderStatus.UNKNOWN else None
         if trigger is not None:
             record.status = transition(previous, trigger)

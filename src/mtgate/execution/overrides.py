@@ -276,6 +276,8 @@ class Overrides:
             )
         if cid in self.book.deferred:
             raise OverrideRefused(cid, status, "its answer is awaited or being applied right now")
+        if cid in self.book.retrying:
+            raise OverrideRefused(cid, status, "its next attempt is being prepared right now")
         carrier = self.book.carrier.get(cid)
         live = carrier is not None and carrier.state is not SessionState.CLOSED
         if status is OrderStatus.SUBMITTED and carrier is not None and live:

@@ -60,6 +60,8 @@ class Resolver:
         return at_ms >= settle_ms
 
     def resolve_later(self, record: OrderRecord) -> None:
+        if record.client_order_id in self.book.retrying:
+            return  # between two attempts: its sender decides (mtgate.execution.retries)
         if record.client_order_id not in self.resolving:
             self.resolving.add(record.client_order_id)
             self.t.spawn(self._resolve(record), f"resolve:{record.client_order_id}")
@@ -267,8 +269,9 @@ class Resolver:
             await self.book.note(
                 record, f"{why}: proven absent (looked up on {session.terminal_id})"
             )
-            waiter.set_result(session)
-            return True
+            if not waiter.done():  # its sender may have stopped waiting during the note
+                waiter.set_result(session)
+                return True
         # Another lookup of the same order may have settled it while the journal wrote.
         if self.book.can(record, Trigger.PROVE_ABSENT):
             await self.book.move(

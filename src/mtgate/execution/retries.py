@@ -34,6 +34,7 @@ from mtgate.domain import retry as rules
 from mtgate.domain.orders import ATTEMPT_MAX, OrderStatus, Trigger, comment_for
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.retry import Decision, RetryOptions, RetryPolicy, Step, Strategy
+from mtgate.domain.symbols import SymbolSpec
 from mtgate.execution.answers import REJECTION_NAME_MAX, REJECTION_REASON_MAX
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.requests import AttemptReport, OrderError, OrderResult
@@ -76,6 +77,7 @@ class OrderRetries:
         self.fresh_price_retries = 0
         self.deadline_ns = 0
         """The deadline of the attempt journalled last (monotonic ns), for its frame."""
+        self._ending = False
         self.reference_price = record.requested_price
         self.deviation_points = record.deviation_points or 0
         self._placed_ns = runner.book.clock.monotonic_ns()
@@ -102,6 +104,7 @@ class OrderRetries:
         if decision.strategy is Strategy.FRESH_PRICE and record.order_type.is_pending:
             return False  # a pending order's price is the caller's level, not a quote
         self.pending = _Pending(decision, rejected=exc)
+        self.runner.book.retrying.add(record.client_order_id)
         return True
 
     def on_unknown(self, record: OrderRecord, error: OrderError) -> bool:
@@ -119,6 +122,7 @@ class OrderRetries:
         self.runner.book.absence_waiters[record.client_order_id] = waiter
         decision = Decision(Step.RESEND, Strategy.BACKOFF, 0.0, "proven absent")
         self.pending = _Pending(decision, error=error, waiter=waiter)
+        self.runner.book.retrying.add(record.client_order_id)
         return True
 
     # --- the next attempt ----------------------------------------------------------------------
@@ -130,6 +134,20 @@ class OrderRetries:
         when none follows (the pending outcome applied)."""
         pending, self.pending = self.pending, None
         assert pending is not None
+        try:
+            return await self._next(record, session, msg, result, pending)
+        finally:
+            if not self._ending:
+                self.runner.book.retrying.discard(record.client_order_id)
+
+    async def _next(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        msg: m.Request,
+        result: OrderResult,
+        pending: _Pending,
+    ) -> tuple[TerminalSession, m.Request] | OrderResult:
         if pending.waiter is not None:
             proven = await self._await_absence(record, pending, result)
             if isinstance(proven, OrderResult):
@@ -143,7 +161,8 @@ class OrderRetries:
                 await asyncio.sleep(pending.decision.delay_s)
             built = await self._build(record, session, msg, pending)
         except asyncio.CancelledError:
-            self.runner.spawn(self._end(record, pending, "the caller was cancelled"), record)
+            self._ending = True  # still between attempts until the spawned end has run
+            self.runner.spawn(self._end_later(record, pending, "the caller was cancelled"), record)
             raise
         except Exception as exc:  # a read that failed: no attempt, the last outcome stands
             built = f"the next attempt could not be prepared: {exc}"
@@ -165,8 +184,11 @@ class OrderRetries:
             await asyncio.wait([waiter], timeout=self.policy.absence_wait_s)
         except asyncio.CancelledError:
             self._drop_waiter(cid, waiter)
-            if waiter.done() and waiter.result() is not None:  # handed over: end it absent
-                self.runner.spawn(self._not_found(record, "the caller was cancelled"), record)
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self._ending = True  # handed over: end it absent, still between attempts
+                self.runner.spawn(self._end_later(record, None, "the caller was cancelled"), record)
+            else:
+                waiter.cancel()  # not handed over: the resolution ends it itself
             raise
         self._drop_waiter(cid, waiter)
         if not waiter.done():
@@ -193,23 +215,28 @@ class OrderRetries:
         account = AccountKey(record.account_login, record.account_server)
         target: TerminalSession | NotRoutable | None
         if strategy is Strategy.ALTERNATIVE:
-            target = self.runner.alternative(account, record.terminal_id)
-            if target is None:
+            other = self.runner.alternative(account, record.terminal_id)
+            if other is None:
                 return "no other ready terminal of the account"
+            # Through the failover gate: orders of the account in doubt there come first.
+            target = await self.runner.route(account, other, ignoring=record.client_order_id)
+            if isinstance(target, NotRoutable):
+                return f"not routable: {target}"
         else:
             target = await self.runner.route(account, ignoring=record.client_order_id)
             if isinstance(target, NotRoutable):
                 return f"not routable: {target}"
         if target.state != SessionState.READY:
             return f"terminal {target.terminal_id} is {target.state.value}"
+        saved = _Saved.of(record)
         changes = await self._changes(record, target, msg, strategy)
         if isinstance(changes, str):
+            saved.restore(record)  # the last attempt's outcome stands, as it was sent
             return changes
         attempt = record.retry_count + 2
         frame = msgspec.structs.replace(
             msg, id=0, comment=comment_for(record.client_order_id, attempt), **changes
         )
-        saved = _Saved.of(record)
         try:
             await self._journal(record, target, frame, attempt, strategy, pending)
         except Exception as exc:  # not journalled, so not sent: the last outcome stands
@@ -227,25 +254,47 @@ class OrderRetries:
     async def _changes(
         self, record: OrderRecord, session: TerminalSession, msg: m.Request, strategy: Strategy
     ) -> dict[str, Any] | str:
-        """The frame's fields the strategy changes, or why it cannot."""
+        """The frame's fields the strategy changes, or why it cannot. Every retry of a market
+        order is priced afresh within the band the caller allowed (not only after a price
+        refusal: a market that reopened, or a terminal that came back, may be far away)."""
         spec = session.view.symbols.get(record.symbol)
-        if strategy is Strategy.FRESH_PRICE:
-            if spec is None:
-                return f"{record.symbol}: the symbol's point is not known"
-            tick: m.Tick = await session.request(
-                m.GetTick(id=0, symbol=record.symbol), session.settings.read_timeout_s
+        changes: dict[str, Any] = {}
+        if not record.order_type.is_pending:
+            band = await self._price_band(record, session, spec)
+            if isinstance(band, str):
+                return band
+            changes.update(band)
+        other = self._strategy_changes(record, msg, strategy, spec)
+        if isinstance(other, str):
+            return other
+        changes.update(other)
+        return changes
+
+    async def _price_band(
+        self, record: OrderRecord, session: TerminalSession, spec: SymbolSpec | None
+    ) -> dict[str, Any] | str:
+        if spec is None:
+            return f"{record.symbol}: the symbol's point is not known"
+        tick: m.Tick = await session.request(
+            m.GetTick(id=0, symbol=record.symbol), session.settings.read_timeout_s
+        )
+        fresh = tick.ask if record.order_type.is_buy else tick.bid
+        if self.reference_price is None:  # no price was known at placement: from now on
+            self.reference_price = fresh
+        terms = rules.fresh_price_terms(
+            self.reference_price, fresh, self.deviation_points, spec.point
+        )
+        if terms is None:
+            return (
+                f"the price moved to {fresh} beyond the {self.deviation_points} points "
+                f"allowed from {self.reference_price}"
             )
-            fresh = tick.ask if record.order_type.is_buy else tick.bid
-            terms = rules.fresh_price_terms(
-                self.reference_price, fresh, self.deviation_points, spec.point
-            )
-            if terms is None:
-                return (
-                    f"the price moved to {fresh} beyond the {self.deviation_points} points "
-                    f"allowed from {self.reference_price}"
-                )
-            record.deviation_points = terms.deviation_points
-            return {"price": terms.price, "deviation": terms.deviation_points}
+        record.deviation_points = terms.deviation_points
+        return {"price": terms.price, "deviation": terms.deviation_points}
+
+    def _strategy_changes(
+        self, record: OrderRecord, msg: m.Request, strategy: Strategy, spec: SymbolSpec | None
+    ) -> dict[str, Any] | str:
         if strategy in (Strategy.REDUCE_VOLUME, Strategy.ROUND_VOLUME):
             if spec is None:
                 return f"{record.symbol}: the symbol's volume step is not known"
@@ -310,6 +359,17 @@ class OrderRetries:
         await book.attempt(record, detail)
 
     # --- ending without a further attempt ------------------------------------------------------
+
+    async def _end_later(self, record: OrderRecord, pending: _Pending | None, why: str) -> None:
+        """:meth:`_end` in the background (its caller is gone), then the order is no longer
+        between attempts."""
+        try:
+            if pending is None:
+                await self._not_found(record, why)
+            else:
+                await self._end(record, pending, why)
+        finally:
+            self.runner.book.retrying.discard(record.client_order_id)
 
     async def _end(self, record: OrderRecord, pending: _Pending, why: str) -> OrderResult:
         """No further attempt: the pending outcome becomes the order's."""

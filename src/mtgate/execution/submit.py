@@ -113,6 +113,8 @@ class Submitter:
         deadline_ns = clock.monotonic_ns() + int(timeout_ms * 1_000_000)
         if session.ea_deadline_ms(deadline_ns) > 0:
             record.deadline_at_ms = clock.now_ms() + int(timeout_ms) + 1
+        else:  # not told to this terminal: an earlier attempt's deadline proves nothing now
+            record.deadline_at_ms = None
         return deadline_ns
 
     async def _conclude_later(
@@ -299,8 +301,9 @@ class Submitter:
                 name=exc.name,
                 classification=Classification.UNKNOWN,
             )
-            if retries is not None:
-                retries.on_unknown(record, lost)
+            # No retry after absence here: the trade call returned, and the server or its
+            # dealer may still execute it (reference §2: 128, 142, 143 verify first, then
+            # wait); only a lost answer's attempt is retried once proven absent.
             return lost
         await self.book.move(record, trigger, f"{exc.code} {exc.name}: {exc.message}")
         log.info(
@@ -346,6 +349,10 @@ class Submitter:
             # resolution to prove an order absent instead of guessing.
             session.close(f"trade request timed out ({exc})", code="trade_timeout")
         self.tracker.resolve_later(record)
-        if retries is not None:
+        if retries is not None and isinstance(exc, RequestTimeout | SessionClosed):
+            # The answer never came: once the carrier's later session (or the deadline)
+            # proves the trade absent, it never ran. An answer that came but could not be
+            # trusted (malformed, or contradicting its code) ended a trade call whose server
+            # side may still execute it: resolved, not retried.
             retries.on_unknown(record, error)
         return error

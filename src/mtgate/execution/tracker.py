@@ -302,7 +302,7 @@ class Tracker:
         """Events were missed: re-read every unfinished order of the account."""
         assert session.identity is not None
         for record in self.book.active(session.identity.account):
-            if record.client_order_id not in self.book.deferred:  # its own answer settles it
+            if not self.book.busy(record.client_order_id):  # its own sender settles it
                 self.refresh_later(record)
 
     def on_late_response(
@@ -318,7 +318,7 @@ class Tracker:
         """The terminal reported something of ``client_order_id`` (a snapshot change): if the
         journal holds it unknown or placed, look it up again (the terminal decides)."""
         record = self.book.get(client_order_id)
-        if record is None or client_order_id in self.book.deferred:
+        if record is None or self.book.busy(client_order_id):
             return
         if (record.account_login, record.account_server) != (account.login, account.server):
             return
@@ -389,10 +389,10 @@ class Tracker:
             record = self.book.get(stored.client_order_id) or stored
             self.book.track(record)
             if (
-                record.client_order_id in self.book.deferred
+                self.book.busy(record.client_order_id)
                 or record.client_order_id in self.resolver.resolving
             ):
-                continue  # its own answer, or the resolution already running, settles it
+                continue  # its own sender, or the resolution already running, settles it
             still = pending.get(record.mt_order_id or 0)
             if record.status == OrderStatus.PLACED and still is not None:
                 await self.refresh_fields(record, still)
