@@ -84,6 +84,11 @@ class TerminalFaults:
     frozen: bool = False
     """Hang: read nothing, answer nothing, send no heartbeat nor snapshot (a terminal stuck in
     a loop)."""
+    algo_trading_off: bool = False
+    """The terminal's own Algo Trading (MT4: AutoTrading) button is off: every trade is
+    refused with MT5 10027 CLIENT_DISABLES_AT / MT4 4109 TRADE_NOT_ALLOWED, unexecuted
+    (reference §3.7, §4.6 #2). A setting of this terminal only: another terminal of the
+    same account still trades (unlike ``ServerConfig.trade_allowed``, which is the server's)."""
     reject_trades_after: int | None = None
     """Execute this many more trade requests, then refuse every later one with the platform's
     "trading disabled" code (MT4 133, MT5 10017), as when the broker disables trading on the
@@ -454,6 +459,10 @@ class _Connection:
         if faults.failure_as_success_next_trade:
             faults.failure_as_success_next_trade = False
             self._respond(msg.id, self._failure_result())
+            return
+        if faults.algo_trading_off:
+            exc = errors.refuse(self.t.server.platform, errors.ALGO_DISABLED, "algo trading is off")
+            self._send(m.Response(id=msg.id, ok=False, error=_error(exc)))
             return
         if faults.reject_trades_after is not None:
             if faults.reject_trades_after <= 0:

@@ -11,7 +11,7 @@ from mtgate.domain.enums import Platform
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.requests import InvalidRequest, OrderResult
 from mtgate.sessions.routing import RoutingPolicy
-from mtgate.sessions.session import SessionSettings
+from mtgate.sessions.session import AccountKey, SessionSettings
 from mtsim.world import AccountSpec
 from tests.integration.conftest import Harness, HarnessFactory, eventually
 
@@ -148,3 +148,23 @@ async def test_with_every_terminal_drained_an_order_is_refused_naming_them(
     assert refused.status == OrderStatus.REJECTED
     assert refused.error is not None and "primary: drained" in refused.error.message
     assert h.trades_seen("primary") == 0  # the account's trade server saw nothing
+
+
+async def test_a_terminal_refusing_by_itself_is_replaced_by_the_standby_for_the_retry(
+    make_pool: PairFactory,
+) -> None:
+    """10027: the primary's Algo Trading button is off (a setting of that terminal only).
+    The retry goes through the standby, which trades the same account: one execution."""
+    h = await make_pool()
+    h.terminal("primary").faults.algo_trading_off = True
+    r = await _buy(h, "alt-1")
+    assert (r.status, r.terminal_id) == (OrderStatus.FILLED, "standby")
+    assert [(a.terminal_id, a.code, a.next) for a in r.attempts] == [
+        ("primary", 10027, "alternative"),
+        ("standby", None, None),
+    ]
+    assert h.trades_seen("primary") == 1  # one account: the standby's execution
+    stored = await h.bridge.journal.get("alt-1")
+    assert stored is not None and (stored.terminal_id, stored.comment) == ("standby", "mg:alt-1.2")
+    # The route itself stays: the primary keeps the account's orders.
+    assert h.bridge.registry.router.active(AccountKey.parse(h.account("primary"))) == "primary"
