@@ -16,6 +16,7 @@ from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
 from mtgate.domain.retry import RetryPolicy
 from mtgate.execution.book import OrderBook
+from mtgate.execution.forced import ForcedAttempts
 from mtgate.execution.overrides import OverrideResult, Overrides
 from mtgate.execution.requests import (
     AccountQuery,
@@ -387,6 +388,14 @@ class Bridge:
     ) -> OverrideResult:
         """Withdraw a journalled intent nothing carries (:meth:`Overrides.cancel_intent`)."""
         return await self.overrides.cancel_intent(client_order_id, operator=operator, reason=reason)
+
+    async def override_force_attempt(
+        self, client_order_id: str, *, operator: str, reason: str
+    ) -> OrderResult:
+        """Send an order proven not to have executed (rejected or not_found) again, as its
+        next attempt (:class:`~mtgate.execution.forced.ForcedAttempts`); its result."""
+        forced = ForcedAttempts(self.overrides, self.service)
+        return await forced.force_attempt(client_order_id, operator=operator, reason=reason)
 
     @property
     def overrides(self) -> Overrides:

@@ -124,3 +124,58 @@ async def test_bad_input_is_refused_naming_the_field(
         return "stuck-3" in harness.bridge.service.tracker.resolver.resolving
 
     await eventually(still_resolving)
+
+
+async def test_force_attempt_sends_a_rejected_order_again_with_the_audit(
+    harness: Harness,
+) -> None:
+    """A 10018 rejection (market closed, nothing executed): once the market is open again
+    an operator forces a new attempt; it fills as ``mg:<id>.2``, audited."""
+    from mtsim.faults import Fault, FaultKind
+
+    harness.terminal(MT5H).plan.script(Fault(FaultKind.MARKET_CLOSED, duration_ms=1000))
+    first = await harness.bridge.place_market_order(
+        account=harness.account(MT5H),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="forced-1",
+    )
+    assert first.status == OrderStatus.REJECTED
+    harness.clock.advance(2000)  # the window is in server time: the market is open again
+    again = await harness.bridge.override_force_attempt(
+        "forced-1", operator="erin", reason="the session opened; the signal still holds"
+    )
+    assert (again.status, again.client_order_id) == (OrderStatus.FILLED, "forced-1")
+    stored = await harness.bridge.journal.get("forced-1")
+    assert stored is not None and (stored.retry_count, stored.comment) == (1, "mg:forced-1.2")
+    trail = await harness.bridge.journal.events("forced-1")
+    forced = [e for e in trail if e.trigger == Trigger.OVERRIDE_RETRY]
+    assert [(e.from_status, e.to_status) for e in forced] == [
+        (OrderStatus.REJECTED, OrderStatus.SUBMITTED)
+    ]
+    audit = json.loads(forced[0].detail)
+    assert (audit["override"], audit["operator"], audit["attempt"]) == ("force_attempt", "erin", 2)
+    assert trail[-1].to_status == OrderStatus.FILLED
+    assert harness.trades_seen(MT5H) == 2  # the refused attempt and the forced one
+
+
+async def test_force_attempt_refuses_what_may_have_executed(harness: Harness) -> None:
+    await _stuck(harness, "forced-2")  # UNKNOWN: not proven absent
+    with pytest.raises(OverrideRefused, match="proven not to have executed"):
+        await harness.bridge.override_force_attempt("forced-2", operator="erin", reason="x")
+    harness.terminal(MT5H).faults.stay_down = False
+    await harness.ready(MT5H)
+    done = await harness.bridge.place_market_order(
+        account=harness.account(MT5H),
+        symbol="EURUSD",
+        side="buy",
+        volume=0.1,
+        client_order_id="forced-3",
+    )
+    assert done.status == OrderStatus.FILLED
+    with pytest.raises(OverrideRefused, match="proven not to have executed"):
+        await harness.bridge.override_force_attempt("forced-3", operator="erin", reason="x")
+    with pytest.raises(InvalidRequest) as raised:
+        await harness.bridge.override_force_attempt("forced-3", operator="", reason="x")
+    assert raised.value.field == "operator"

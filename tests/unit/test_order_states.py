@@ -36,8 +36,15 @@ def test_anything_else_raises(start: OrderStatus, trigger: Trigger) -> None:
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL))
-def test_final_statuses_have_no_way_out(status: OrderStatus) -> None:
-    assert not [t for (s, t) in TRANSITIONS if s == status]
+def test_final_statuses_have_no_way_out_but_a_forced_attempt(status: OrderStatus) -> None:
+    """Only a human's forced attempt leaves a final status, and only one that proves no
+    attempt executed (mtgate.execution.forced): filled, cancelled and expired never."""
+    ways = [t for (s, t) in TRANSITIONS if s == status]
+    if status in (OrderStatus.REJECTED, OrderStatus.NOT_FOUND):
+        assert ways == [Trigger.OVERRIDE_RETRY]
+        assert transition(status, Trigger.OVERRIDE_RETRY) == OrderStatus.SUBMITTED
+    else:
+        assert ways == []
 
 
 def test_unknown_can_only_become_not_found_by_proof() -> None:

@@ -44,6 +44,7 @@ class Trigger(enum.StrEnum):
     OVERRIDE_ABSENT = "override_absent"
     OVERRIDE_CANCEL = "override_cancel"
     RETRY = "retry"  # a new attempt of an order proven absent (mtgate.execution.retries)
+    OVERRIDE_RETRY = "override_retry"  # a human forced a new attempt (mtgate.execution.forced)
 
 
 class OrderAction(enum.StrEnum):
@@ -79,10 +80,15 @@ TRANSITIONS: dict[tuple[OrderStatus, Trigger], OrderStatus] = {
     # Proven absent, and retried at once instead of ending NOT_FOUND: the next attempt is
     # sent (docs/protocol.md §9 rule 4). Absence is proven before; the table cannot know.
     (S.UNKNOWN, T.RETRY): S.SUBMITTED,
+    # The one exception to "final stays final": a human forces a new attempt of an order
+    # whose every attempt is proven not to have executed (refused with a code that proves
+    # it, or proven absent); audited with who and why (mtgate.execution.forced).
+    (S.REJECTED, T.OVERRIDE_RETRY): S.SUBMITTED,
+    (S.NOT_FOUND, T.OVERRIDE_RETRY): S.SUBMITTED,
     # Manual overrides (mtgate.execution.overrides): a human's evidence settles an order in
     # doubt that lookups could not. A SUBMITTED order only once nothing carries its request
-    # any more (checked there: the table cannot know). Final statuses stay final, even for a
-    # human: no row leaves one.
+    # any more (checked there: the table cannot know). Final statuses stay final: only a
+    # forced attempt (below) leaves one.
     (S.UNKNOWN, T.OVERRIDE_FILL): S.FILLED,  # e.g. its ticket seen in the terminal's history
     (S.UNKNOWN, T.OVERRIDE_REJECT): S.REJECTED,  # e.g. the broker's journal shows a refusal
     (S.UNKNOWN, T.OVERRIDE_ABSENT): S.NOT_FOUND,  # not on the account, checked by hand

@@ -144,7 +144,8 @@ class Overrides:
     def __init__(self, book: OrderBook, resolver: Resolver) -> None:
         self.book = book
         self.resolver = resolver
-        self._busy: set[str] = set()
+        self.busy: set[str] = set()
+        """Orders an override is being applied to (one at a time per order)."""
 
     async def mark_resolved(
         self,
@@ -204,9 +205,9 @@ class Overrides:
         reason: str,
         evidence: str | None = None,
     ) -> OverrideResult:
-        if client_order_id in self._busy:
+        if client_order_id in self.busy:
             raise OverrideRefused(client_order_id, None, "another override of it is under way")
-        self._busy.add(client_order_id)
+        self.busy.add(client_order_id)
         try:
             record = await self._load(client_order_id)
             self._check(record, action)
@@ -222,7 +223,7 @@ class Overrides:
                     self.resolver.resolve_later(record)
                 raise
         finally:
-            self._busy.discard(client_order_id)
+            self.busy.discard(client_order_id)
         log.info(
             "order overridden by hand",
             client_order_id=client_order_id,
@@ -258,7 +259,7 @@ class Overrides:
         cid, status = record.client_order_id, record.status
         if status in TERMINAL:
             raise OverrideRefused(
-                cid, status, "a final status is never changed, not by hand either"
+                cid, status, "a final status is never changed (a forced attempt may send it again)"
             )
         if status not in IN_DOUBT:
             raise OverrideRefused(

@@ -228,7 +228,7 @@ class OrderRetries:
                 return f"not routable: {target}"
         if target.state != SessionState.READY:
             return f"terminal {target.terminal_id} is {target.state.value}"
-        saved = _Saved.of(record)
+        saved = AttemptFields.of(record)
         changes = await self._changes(record, target, msg, strategy)
         if isinstance(changes, str):
             saved.restore(record)  # the last attempt's outcome stands, as it was sent
@@ -425,7 +425,7 @@ class OrderRetries:
 
 
 @dataclass(frozen=True, slots=True)
-class _Saved:
+class AttemptFields:
     """The fields an attempt rewrites, to put back when it cannot be journalled."""
 
     status: OrderStatus
@@ -438,7 +438,7 @@ class _Saved:
     deadline_at_ms: int | None
 
     @classmethod
-    def of(cls, r: OrderRecord) -> _Saved:
+    def of(cls, r: OrderRecord) -> AttemptFields:
         return cls(
             r.status,
             r.retry_count,

@@ -111,6 +111,10 @@ class ExecutionService:
         )
         self._placed = PlacedOrders(book, registry, tracker, account_key)
 
+    @property
+    def submitter(self) -> Submitter:
+        return self._submitter
+
     # --- new orders --------------------------------------------------------------------------
 
     async def place_market_order(self, req: MarketOrderRequest) -> OrderResult:

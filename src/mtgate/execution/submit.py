@@ -76,6 +76,17 @@ class Submitter:
             session, msg = following
             deadline_ns = retries.deadline_ns
 
+    async def send_attempt(
+        self,
+        record: OrderRecord,
+        session: TerminalSession,
+        msg: m.Request,
+        t0: int,
+        deadline_ns: int,
+    ) -> OrderResult:
+        """Send one attempt journalled by the caller (a forced attempt), without retries."""
+        return await self._send(record, session, msg, t0, deadline_ns, None)
+
     async def _send(
         self,
         record: OrderRecord,
