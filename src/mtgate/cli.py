@@ -172,6 +172,9 @@ def chaos(
                     "bridge_restarts": notes.bridge_restarts,
                     "settle_s": round(notes.settle_s, 1),
                     "returns": notes.returns,
+                    "faults_planned": notes.faults_planned,
+                    "faults_armed": notes.faults_armed,
+                    "while_down": notes.while_down,
                     "failovers": notes.failovers,
                 },
                 indent=2,
@@ -202,7 +205,7 @@ def _print_chaos(
     console.print(table)
     console.print(f"faults by kind: {figures['faults_by_kind']}")
     if skipped:
-        console.print(f"not injected (not in the simulator yet): {', '.join(skipped)}")
+        console.print(f"planned, never took effect: {', '.join(skipped)}")
     for finding in findings:
         console.print(f"finding: {finding}")
 

@@ -13,17 +13,39 @@ from mtgate.chaos.plan import PlanOptions, make_plan
 from mtgate.chaos.report import KEYS, figures
 from mtgate.chaos.truth import compare
 
+SEED = 2118
+"""Chosen so that its 60 operations meet price refusals, busy refusals, timeouts and MT5
+partial fills (each kind as the simulator counted it, so a fault armed but never met by a
+trade would not count)."""
+
 
 async def test_a_short_seeded_chaos_run_counts_nothing(tmp_path: Path) -> None:
-    plan = make_plan(60, 2026, PlanOptions(fault_rate=0.25))
-    verdict, run, truth = await run_chaos(plan, 2026, db=tmp_path / "chaos.db")
+    plan = make_plan(60, SEED, PlanOptions(fault_rate=0.3))
+    verdict, run, truth = await run_chaos(plan, SEED, db=tmp_path / "chaos.db")
     report = figures(plan, verdict, run, truth)
     assert verdict.findings == []
     assert compare(truth).clean  # the truth kept is the one judged
     assert report["duplicates"] == report["lost"] == 0
     assert report["unknown_unresolved"] == report["mismatches"] == 0
-    injected = {k for k, n in report["faults_by_kind"].items() if n}
-    assert len(injected) >= 5, injected
+    by_kind = report["faults_by_kind"]
+    injected = {k for k, n in by_kind.items() if n}
+    assert len(injected) >= 8, injected
+    for group in (
+        {"requote", "price_changed", "off_quotes"},
+        {"context_busy", "too_many_requests"},
+        {"timeout_executed", "timeout_not_executed"},
+        {"partial_fill"},
+    ):
+        assert group & injected, (group, by_kind)
+    assert report["faults_injected"] == sum(by_kind.values())
+    partial = [
+        j
+        for j in truth.journal
+        if j.fill_volume is not None and j.volume is not None and j.fill_volume < j.volume
+    ]
+    assert partial, "a partial fill is journalled with the volume filled, less than asked"
+    assert report["retries"] > 0  # refusals and proven absences were retried
+    assert report["retries"] == sum(j.retry_count for j in truth.journal)
     assert "bridge_restart" in injected or run.bridge_restarts == 0
     assert report["orders"] == 60 and run.op_errors == []
 

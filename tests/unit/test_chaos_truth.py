@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
+from mtgate.chaos.ops import executions
 from mtgate.chaos.truth import (
     Execution,
     Intent,
@@ -13,6 +17,8 @@ from mtgate.chaos.truth import (
     retries,
 )
 from mtgate.domain.orders import OrderStatus as S
+from mtgate.protocol import messages as m
+from mtsim.server import ExecutedRequest
 
 A = "1001@Chaos"
 
@@ -80,15 +86,77 @@ def test_an_intent_executed_twice_is_a_duplicate_retries_included() -> None:
     truth = _truth(
         intents=[Intent("a", A, S.FILLED)],
         journal=[_filled("a")],
-        executions=[_market("a"), _market(intent_of("a.2", {"a"}), ticket=12)],
+        executions=[_market("a"), _market(intent_of("a.2"), ticket=12)],
     )
     assert _counts(truth) == ZERO | {"duplicates": 1}
 
 
+def test_executions_of_every_attempt_count_for_their_intent() -> None:
+    """Attempts 1, 2 and 3 of one intent (comments ``mg:b``, ``mg:b.2``, ``mg:b.3``) all
+    executed: one intent, three executions, one duplicate finding."""
+
+    def executed(ticket: int, comment: str) -> ExecutedRequest:
+        req = m.MarketOrder(
+            id=1, symbol="EURUSD", order_type=0, volume=0.2, magic=0, comment=comment
+        )
+        res = m.TradeResult(
+            code=10010, order=ticket, volume=0.1, price=1.1, bid=1.1, ask=1.1, time_ms=0
+        )
+        return ExecutedRequest(0, 1001, req, res)
+
+    server = SimpleNamespace(
+        name="Chaos",
+        executed=[executed(11, "mg:b"), executed(12, "mg:b.2"), executed(13, "mg:b.3")],
+    )
+    found = executions(server)  # type: ignore[arg-type]
+    assert [(e.client_order_id, e.volume, e.requested_volume) for e in found] == [
+        ("b", 0.1, 0.2)
+    ] * 3
+    truth = _truth(
+        intents=[Intent("b", A, S.FILLED)],
+        journal=[_filled("b", retry_count=2)],
+        executions=[dataclasses.replace(e, account=A) for e in found],
+    )
+    verdict = compare(truth)
+    assert _counts(truth) == ZERO | {"duplicates": 1}
+    assert "3 executions" in verdict.findings[0].server
+
+
 def test_a_retry_comment_belongs_to_its_intent() -> None:
-    assert intent_of("x7-3.2", {"x7-3"}) == "x7-3"
-    assert intent_of("x7-3.2", set()) == "x7-3.2"
-    assert intent_of("x7-3", {"x7-3"}) == "x7-3"
+    assert intent_of("x7-3.2") == "x7-3"
+    assert intent_of("x7-3.12") == "x7-3"
+    assert intent_of("x7-3") == "x7-3"
+    assert intent_of("x7-3.1") == "x7-3.1"  # attempt 1 has no suffix: not an attempt id
+
+
+def test_a_partial_fill_is_judged_by_the_volume_the_server_filled() -> None:
+    """Asked 0.2, the server filled 0.1 (IOC, 10010): FILLED with fill_volume 0.1 is right;
+    a journal that says 0.2 filled, or that lost the volume asked, is a mismatch."""
+
+    def judged(**journal: object) -> dict[str, int]:
+        record = _filled("p", volume=0.2, **journal)
+        ex = _market("p", volume=0.1, requested_volume=0.2)
+        return _counts(
+            _truth(intents=[Intent("p", A, S.FILLED)], journal=[record], executions=[ex])
+        )
+
+    assert judged(fill_volume=0.1) == ZERO
+    assert judged(fill_volume=0.2) == ZERO | {"mismatches": 1}
+
+
+def test_a_volume_reduced_by_a_retry_must_be_the_servers_final_volume() -> None:
+    """Attempt 1 asked 0.4 (no money), attempt 2 asked 0.2 and was filled: the journal's
+    volume is the executed attempt's 0.2; one still saying 0.4 is a mismatch."""
+    ex = _market("r", volume=0.2, requested_volume=0.2)
+
+    def judged(volume: float) -> dict[str, int]:
+        record = _filled("r", volume=volume, fill_volume=0.2, retry_count=1)
+        return _counts(
+            _truth(intents=[Intent("r", A, S.FILLED)], journal=[record], executions=[ex])
+        )
+
+    assert judged(0.2) == ZERO
+    assert judged(0.4) == ZERO | {"mismatches": 1}
 
 
 def test_lost_intents_no_status_or_one_the_server_contradicts() -> None:

@@ -44,7 +44,13 @@ class RunFigures:
     skipped_operations: int = 0
     op_errors: list[str] = field(default_factory=list)
     faults_planned: dict[str, int] = field(default_factory=dict)
+    faults_armed: dict[str, int] = field(default_factory=dict)
+    """Faults the injector accepted (scripted, a window opened, a restart begun)."""
     faults_injected: dict[str, int] = field(default_factory=dict)
+    """Faults that took effect, by kind: the simulator's own counters (each terminal's fault
+    plan) and the injector's for the kinds the plan does not know; bridge restarts."""
+    while_down: dict[str, int] = field(default_factory=dict)
+    """What the trade servers did while a terminal was away (``sl_hit``, ``manual``)."""
     failovers: int = 0
     bridge_restarts: int = 0
     ready_after_return_ms: list[float] = field(default_factory=list)
@@ -82,6 +88,7 @@ class ChaosDriver:
             self.world.terminals,
             self.world.servers,
             timeout_delay_ms=SETTINGS.request_timeout_s * 1000 + 400,
+            seed=seed,
             on_return=self._returned,
         )
 
@@ -104,6 +111,7 @@ class ChaosDriver:
             verdict = await self._settle(prices)
             self.figures.settle_s = time.perf_counter() - t_settle
         finally:
+            self._injected()
             prices.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -114,6 +122,13 @@ class ChaosDriver:
                 server.close()
         self.figures.wall_s = time.perf_counter() - t0
         return verdict
+
+    def _injected(self) -> None:
+        f = self.figures
+        f.faults_injected = self.injector.faults_by_kind()
+        if f.bridge_restarts:
+            f.faults_injected[FaultKind.BRIDGE_RESTART.value] = f.bridge_restarts
+        f.while_down = dict(self.injector.while_down_changes)
 
     def _address(self) -> tuple[str, int]:
         assert self.bridge.address is not None
@@ -168,14 +183,13 @@ class ChaosDriver:
         else:
             active = self.bridge.registry.router.active(ops.key(spec))
             terminal = active or spec.terminals[0]
-        symbol = ("EURUSD", "GBPUSD", "USDJPY")[fault.index % 3]
-        self._count(fault, inject(self.injector, fault, terminal, spec.server, symbol))
+        self._count(fault, inject(self.injector, fault, terminal))
 
-    def _count(self, fault: Fault, injected: bool) -> None:
+    def _count(self, fault: Fault, armed: bool) -> None:
         kind = fault.kind.value
         f = self.figures
         f.faults_planned[kind] = f.faults_planned.get(kind, 0) + 1
-        f.faults_injected[kind] = f.faults_injected.get(kind, 0) + (1 if injected else 0)
+        f.faults_armed[kind] = f.faults_armed.get(kind, 0) + (1 if armed else 0)
 
     async def _operate(self, op: Op) -> None:
         spec = self.accounts[op.account]

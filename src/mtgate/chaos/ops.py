@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mtgate.bridge import Bridge
 from mtgate.chaos.plan import ChaosAccount, Op, OpKind
-from mtgate.chaos.truth import Execution, Intent, JournalOrder, PositionFacts, Truth, intent_of
+from mtgate.chaos.truth import Execution, Intent, JournalOrder, PositionFacts, Truth
 from mtgate.chaos.world import account_id
 from mtgate.domain.orders import OrderStatus, client_id_from_comment
 from mtgate.domain.records import OrderRecord
@@ -54,6 +54,8 @@ async def perform(
             side="buy" if op.buy else "sell",
             volume=op.volume,
             client_order_id=op.client_order_id,
+            filling=op.filling or None,
+            retry=_retry(op),
         )
     elif op.kind == OpKind.PENDING:
         d = op.distance_points * pt
@@ -72,6 +74,7 @@ async def perform(
             price=round(price, symbol.digits),
             expiration_ms=expiration if op.expire_s else None,
             client_order_id=op.client_order_id,
+            retry=_retry(op),
         )
         if result.status == OrderStatus.PLACED:
             placed.append(op.client_order_id)
@@ -106,6 +109,16 @@ async def perform(
     return Done(Intent(op.client_order_id, account, result.status))
 
 
+def _retry(op: Op) -> dict[str, object] | None:
+    """What the caller allows beyond the default retries (None: the defaults)."""
+    asked: dict[str, object] = {}
+    if op.market_closed_wait_s:
+        asked["market_closed_wait_s"] = op.market_closed_wait_s
+    if op.next_filling:
+        asked["next_filling"] = True
+    return asked or None
+
+
 async def in_doubt(bridge: Bridge) -> bool:
     """Whether the journal still holds orders the bridge has not resolved."""
     statuses = {OrderStatus.NEW, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN}
@@ -120,6 +133,7 @@ def _journal_order(r: OrderRecord) -> JournalOrder:
         action=r.action.value,
         ticket=r.mt_order_id,
         position_ticket=r.position_ticket,
+        volume=r.volume,
         fill_volume=r.fill_volume,
         fill_price=r.fill_price,
         requested_price=r.requested_price,
@@ -129,9 +143,10 @@ def _journal_order(r: OrderRecord) -> JournalOrder:
     )
 
 
-def executions(server: TradeServer, known: set[str]) -> list[Execution]:
+def executions(server: TradeServer) -> list[Execution]:
     """Trade requests the server executed that open or close something, with the intent
-    their comment names (MT4 closes carry none)."""
+    their comment names, whichever attempt wrote it (``mg:<id>.<n>`` is ``<id>``; MT4 closes
+    carry none)."""
     out: list[Execution] = []
     for e in server.executed:
         req, res = e.request, e.outcome
@@ -146,11 +161,12 @@ def executions(server: TradeServer, known: set[str]) -> list[Execution]:
                 Execution(
                     account,
                     op,
-                    None if cid is None else intent_of(cid, known),
+                    cid,
                     res.order,
                     res.volume,
                     res.price,
                     request_ticket=ticket,
+                    requested_volume=req.volume,
                 )
             )
         elif isinstance(req, m.PendingOrder):
@@ -159,7 +175,7 @@ def executions(server: TradeServer, known: set[str]) -> list[Execution]:
                 Execution(
                     account,
                     "pending",
-                    None if cid is None else intent_of(cid, known),
+                    cid,
                     res.order,
                     req.volume,
                     req.price,
@@ -182,8 +198,7 @@ async def gather_truth(
 ) -> Truth:
     records = await bridge.journal.list_orders(limit=None)
     journal = [_journal_order(r) for r in records]
-    known = set(intents) | {j.client_order_id for j in journal}
-    execs = [ex for s in world.servers.values() for ex in executions(s, known)]
+    execs = [ex for s in world.servers.values() for ex in executions(s)]
     server_pending: dict[str, set[int]] = {}
     server_positions: dict[str, list[PositionFacts]] = {}
     synced: dict[str, list[PositionFacts]] = {}

@@ -26,8 +26,9 @@ class OpKind(enum.StrEnum):
 
 
 class FaultKind(enum.StrEnum):
-    """Every fault the suite knows. A kind the simulator cannot produce yet is still planned
-    and reported as not injected (see :class:`mtgate.chaos.faults.FaultInjector`)."""
+    """Every fault the suite knows (what each does: docs/operations.md, "Chaos suite"). A
+    kind planned where it cannot apply is reported as not injected
+    (:class:`mtgate.chaos.faults.FaultInjector`)."""
 
     REQUOTE = "requote"
     PRICE_CHANGED = "price_changed"
@@ -49,10 +50,6 @@ class FaultKind(enum.StrEnum):
     TERMINAL_RESTART = "terminal_restart"
     PARTIAL_FILL = "partial_fill"
     BRIDGE_RESTART = "bridge_restart"
-
-
-SERVER_FAULTS = frozenset({FaultKind.NO_CONNECTION, FaultKind.MARKET_CLOSED, FaultKind.REQUOTE})
-"""Faults of a trade server: every account on it sees them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +101,13 @@ class Op:
     """Pending orders on MT5: expire this long after placement (0: good till cancelled)."""
     pause_ms: int = 0
     """The account's think time before the call."""
+    filling: str = ""
+    """MT5 market orders: the filling mode asked for ("" the EA's choice; "fok", which the
+    run's MT5 symbols refuse 10030)."""
+    next_filling: bool = False
+    """With ``filling``: the caller allows the "next filling" retry."""
+    market_closed_wait_s: float = 0.0
+    """Market and pending orders: the caller allows retrying "market closed" this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,7 @@ def make_plan(orders: int, seed: int, options: PlanOptions | None = None) -> tup
     steps: list[Step] = []
     op_kinds, op_weights = list(OP_WEIGHTS), list(OP_WEIGHTS.values())
     fault_kinds, fault_weights = list(FAULT_WEIGHTS), list(FAULT_WEIGHTS.values())
+    mt5 = [i for i, a in enumerate(opts.accounts) if a.platform == Platform.MT5]
     for i in range(orders):
         if i == orders // 2 and orders >= 20:
             # Every run restarts the bridge at least once, halfway.
@@ -170,7 +175,10 @@ def make_plan(orders: int, seed: int, options: PlanOptions | None = None) -> tup
         account = rng.randrange(len(opts.accounts))
         if rng.random() < opts.fault_rate:
             kind = rng.choices(fault_kinds, fault_weights)[0]
-            steps.append(_fault(rng, len(steps), account, kind))
+            target = account
+            if kind == FaultKind.PARTIAL_FILL and mt5 and account not in mt5:
+                target = rng.choice(mt5)  # MT4 has no partial fills of market orders
+            steps.append(_fault(rng, len(steps), target, kind))
         kind_op = rng.choices(op_kinds, op_weights)[0]
         steps.append(_op(rng, len(steps), seed, i, account, kind_op, opts))
     return tuple(steps)
@@ -202,6 +210,12 @@ def _op(
     expire_s = 0.0
     if pending_kind and spec.platform == Platform.MT5 and rng.random() < 0.3:
         expire_s = rng.uniform(1.0, 6.0)
+    filling, next_filling = "", False
+    if kind == OpKind.MARKET and spec.platform == Platform.MT5 and rng.random() < 0.15:
+        filling, next_filling = "fok", rng.random() < 0.8
+    wait_s = 0.0
+    if kind in (OpKind.MARKET, OpKind.PENDING) and rng.random() < 0.3:
+        wait_s = round(rng.uniform(2.0, 5.0), 1)
     return Op(
         index=index,
         account=account,
@@ -215,6 +229,9 @@ def _op(
         pending_kind=pending_kind,
         expire_s=round(expire_s, 3),
         pause_ms=int(rng.expovariate(1 / opts.mean_pause_ms)) if opts.mean_pause_ms else 0,
+        filling=filling,
+        next_filling=next_filling,
+        market_closed_wait_s=wait_s,
     )
 
 

@@ -38,7 +38,8 @@ def figures(
     plan: tuple[Step, ...], verdict: Verdict, run: RunFigures, truth: Truth
 ) -> dict[str, Any]:
     """The JSON report: counters of the verdict, faults by kind (every kind of the suite;
-    0 for one planned but not injected, e.g. not in the simulator yet)."""
+    what took effect, as the simulator counted it: 0 for one planned that never met a trade
+    it applies to), retries (attempts beyond the first, the journal's ``retry_count``)."""
     by_kind = {k.value: run.faults_injected.get(k.value, 0) for k in FaultKind}
     samples = run.ready_after_return_ms
     return {
@@ -60,7 +61,8 @@ def figures(
 
 
 def not_injected(run: RunFigures) -> list[str]:
-    """Kinds planned but never injected (the simulator cannot produce them yet)."""
+    """Kinds planned but never injected (armed where they could not apply, or cleared
+    before a trade met them)."""
     return sorted(k for k, n in run.faults_planned.items() if n and not run.faults_injected.get(k))
 
 

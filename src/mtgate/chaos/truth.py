@@ -11,7 +11,10 @@ truth. Pure: fed plain values, so each counter is tested with constructed cases.
 - **unknown_unresolved**: intents still SUBMITTED or UNKNOWN.
 - **mismatches**: what the journal says of an executed order (ticket, volume, price, SL/TP,
   whether a pending order is still placed) or the bridge's synced positions (tickets,
-  volume, SL/TP) differ from the servers.
+  volume, SL/TP) differ from the servers. Volumes: a FILLED order's ``fill_volume`` is the
+  volume the server executed for it (a partial IOC fill: less than asked), and its
+  ``volume`` is what the executed attempt asked for (after a "reduce volume" retry: the
+  reduced volume, not the caller's first).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mtgate.domain.orders import OrderStatus
+from mtgate.domain.orders import OrderStatus, split_attempt
 
 S = OrderStatus
 EXECUTED = frozenset({S.FILLED, S.PLACED, S.CANCELLED, S.EXPIRED})
@@ -43,6 +46,9 @@ class Execution:
     price: float
     request_ticket: int = 0
     """Closes: the position closed."""
+    requested_volume: float = 0.0
+    """Market orders and closes: the volume the executed attempt asked for (a close: 0, the
+    whole position); ``volume`` is what the server filled."""
     sl: float = 0.0
     tp: float = 0.0
 
@@ -55,6 +61,8 @@ class JournalOrder:
     action: str = "open"
     ticket: int | None = None
     position_ticket: int | None = None
+    volume: float | None = None
+    """The volume asked for (after a retry that reduced it, the reduced one)."""
     fill_volume: float | None = None
     fill_price: float | None = None
     requested_price: float | None = None
@@ -116,10 +124,10 @@ class Verdict:
         self.findings.append(Finding(counter, account, subject, journal, server))
 
 
-def intent_of(comment_id: str, known: Iterable[str]) -> str:
-    """The intent a comment's client id belongs to: ``x-1.2`` is attempt 2 of ``x-1``."""
-    base, dot, attempt = comment_id.rpartition(".")
-    return base if dot and attempt.isdigit() and base in set(known) else comment_id
+def intent_of(comment_id: str) -> str:
+    """The intent a comment's client id belongs to: ``x-1.2`` is attempt 2 of ``x-1``
+    (:func:`mtgate.domain.orders.split_attempt`; a client order id never ends so)."""
+    return split_attempt(comment_id)[0]
 
 
 def compare(truth: Truth) -> Verdict:
@@ -166,7 +174,7 @@ def _attribute(
             free = [o for o in owners if o.client_order_id not in out]
             best = next((o for o in free if o.status == S.FILLED), free[0] if free else None)
             cid = best.client_order_id if best else None
-        if cid is None or intent_of(cid, known) not in known:
+        if cid is None or intent_of(cid) not in known:
             verdict.add(
                 "lost",
                 ex.account,
@@ -175,7 +183,7 @@ def _attribute(
                 f"{ex.op} executed as #{ex.ticket} ({ex.volume} at {ex.price})",
             )
             continue
-        out[intent_of(cid, known)].append(ex)
+        out[intent_of(cid)].append(ex)
     return out
 
 
@@ -219,7 +227,10 @@ def _fields(verdict: Verdict, record: JournalOrder, ex: Execution) -> None:
             diffs.append(f"sl/tp {record.sl}/{record.tp} vs {ex.sl}/{ex.tp}")
     else:
         if not _same(record.fill_volume, ex.volume):
-            diffs.append(f"volume {record.fill_volume} vs {ex.volume}")
+            diffs.append(f"fill volume {record.fill_volume} vs {ex.volume}")
+        asked = ex.requested_volume
+        if asked > 0 and record.volume is not None and not _same(record.volume, asked):
+            diffs.append(f"volume asked {record.volume} vs {asked}")
         if not _same(record.fill_price, ex.price):
             diffs.append(f"price {record.fill_price} vs {ex.price}")
     if diffs:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from mtgate.bridge import Bridge
 from mtgate.chaos.plan import ChaosAccount
 from mtgate.domain.clock import Clock
-from mtgate.domain.enums import Platform
+from mtgate.domain.enums import Platform, SymbolFillingFlag
 from mtgate.sessions.routing import RoutingPolicy
 from mtgate.sessions.session import SessionSettings, grants_for
 from mtgate.store.journal import open_journal
@@ -23,6 +25,7 @@ from mtsim.server import ServerConfig
 from mtsim.symbols import instant_execution
 from mtsim.world import AccountSpec, SimWorld
 
+IOC = int(SymbolFillingFlag.IOC)
 START_MS = 1_767_780_000_000
 """Wednesday 7 January 2026, 10:00 server time."""
 
@@ -48,10 +51,15 @@ def build_world(accounts: tuple[ChaosAccount, ...], clock: Clock, seed: int) -> 
     configs = {name: ServerConfig(seed=seed) for name in servers}
     world = SimWorld(specs, clock=clock, seed=seed, configs=configs)
     for server in world.servers.values():
-        if server.platform == Platform.MT4:
-            # MT4 brokers commonly run instant execution: the one mode that requotes.
-            for name, spec in list(server.symbols.items()):
+        for name, spec in list(server.symbols.items()):
+            if server.platform == Platform.MT4:
+                # MT4 brokers commonly run instant execution: the one mode that requotes.
                 server.symbols[name] = instant_execution(spec)
+            else:
+                # IOC only: the EA picks it (docs/protocol.md §11 "Filling"), so a partial
+                # fill fills part (10010) rather than nothing (FOK), and an order that asks
+                # for FOK is refused 10030 (the "next filling" retry, when asked for).
+                server.symbols[name] = msgspec.structs.replace(spec, filling_mode=IOC)
     return world
 
 
