@@ -40,6 +40,7 @@ class FaultInjector(Protocol):
     def no_connection(self, terminal: str, duration_s: float) -> bool: ...
     def market_closed(self, terminal: str, duration_s: float) -> bool: ...
     def trade_disabled(self, terminal: str, duration_s: float) -> bool: ...
+    def algo_trading_off(self, terminal: str, duration_s: float) -> bool: ...
     def slow_responses(self, terminal: str, duration_s: float) -> bool: ...
     def timeout_executed(self, terminal: str) -> bool: ...
     def timeout_not_executed(self, terminal: str) -> bool: ...
@@ -73,6 +74,7 @@ def inject(injector: FaultInjector, fault: Fault, terminal: str) -> bool:
         k.NO_CONNECTION: lambda: injector.no_connection(terminal, d),
         k.MARKET_CLOSED: lambda: injector.market_closed(terminal, d),
         k.TRADE_DISABLED: lambda: injector.trade_disabled(terminal, d),
+        k.ALGO_TRADING_OFF: lambda: injector.algo_trading_off(terminal, d),
         k.SLOW_RESPONSES: lambda: injector.slow_responses(terminal, d),
         k.TIMEOUT_EXECUTED: lambda: injector.timeout_executed(terminal),
         k.TIMEOUT_NOT_EXECUTED: lambda: injector.timeout_not_executed(terminal),
@@ -274,10 +276,17 @@ class SimFaultInjector:
         t = self._terminals[terminal]
         t.faults.frozen = self._active("frozen", terminal)
         t.faults.reject_trades_after = 0 if self._active("disabled", terminal) else None
+        t.faults.algo_trading_off = self._active("algo_off", terminal)
 
     def trade_disabled(self, terminal: str, duration_s: float) -> bool:
         self._own[FaultKind.TRADE_DISABLED] += 1
         return self._open("disabled", terminal, duration_s, lambda: self._apply_terminal(terminal))
+
+    def algo_trading_off(self, terminal: str, duration_s: float) -> bool:
+        """The terminal's own Algo Trading button off for a while (10027 / 4109): the
+        bridge retries through another terminal of the account, where there is one."""
+        self._own[FaultKind.ALGO_TRADING_OFF] += 1
+        return self._open("algo_off", terminal, duration_s, lambda: self._apply_terminal(terminal))
 
     def terminal_frozen(self, terminal: str, duration_s: float) -> bool:
         self._own[FaultKind.TERMINAL_FROZEN] += 1

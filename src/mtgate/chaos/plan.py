@@ -38,6 +38,7 @@ class FaultKind(enum.StrEnum):
     NO_CONNECTION = "no_connection"
     MARKET_CLOSED = "market_closed"
     TRADE_DISABLED = "trade_disabled"
+    ALGO_TRADING_OFF = "algo_trading_off"
     SLOW_RESPONSES = "slow_responses"
     TIMEOUT_EXECUTED = "timeout_executed"
     TIMEOUT_NOT_EXECUTED = "timeout_not_executed"
