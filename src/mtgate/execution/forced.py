@@ -27,6 +27,7 @@ from mtgate.domain.orders import (
     transition,
 )
 from mtgate.domain.records import OrderRecord
+from mtgate.execution.attempts import AttemptFields
 from mtgate.execution.overrides import (
     OPERATOR_MAX,
     REASON_MAX,
@@ -35,7 +36,6 @@ from mtgate.execution.overrides import (
     checked_text,
 )
 from mtgate.execution.requests import OrderResult
-from mtgate.execution.retries import AttemptFields
 from mtgate.execution.service import ExecutionService
 from mtgate.protocol import messages as m
 from mtgate.sessions.errors import NotRoutable

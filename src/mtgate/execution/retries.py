@@ -36,6 +36,11 @@ from mtgate.domain.records import OrderRecord
 from mtgate.domain.retry import Decision, RetryOptions, RetryPolicy, Step, Strategy
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.execution.answers import REJECTION_NAME_MAX, REJECTION_REASON_MAX
+from mtgate.execution.attempts import (
+    AttemptFields,
+    attempt_report,
+    strategy_changes,
+)
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.requests import AttemptReport, OrderError, OrderResult
 from mtgate.protocol import messages as m
@@ -152,10 +157,10 @@ class OrderRetries:
             proven = await self._await_absence(record, pending, result)
             if isinstance(proven, OrderResult):
                 return proven
-            previous = _report(record, "absent", result.error)
+            previous = attempt_report(record, "absent", result.error)
         else:
             assert pending.rejected is not None
-            previous = _report(record, "rejected", result.error)
+            previous = attempt_report(record, "rejected", result.error)
         try:
             if pending.decision.delay_s > 0:
                 await asyncio.sleep(pending.decision.delay_s)
@@ -264,7 +269,7 @@ class OrderRetries:
             if isinstance(band, str):
                 return band
             changes.update(band)
-        other = self._strategy_changes(record, msg, strategy, spec)
+        other = strategy_changes(record, msg, strategy, spec, self.options)
         if isinstance(other, str):
             return other
         changes.update(other)
@@ -291,36 +296,6 @@ class OrderRetries:
             )
         record.deviation_points = terms.deviation_points
         return {"price": terms.price, "deviation": terms.deviation_points}
-
-    def _strategy_changes(
-        self, record: OrderRecord, msg: m.Request, strategy: Strategy, spec: SymbolSpec | None
-    ) -> dict[str, Any] | str:
-        if strategy in (Strategy.REDUCE_VOLUME, Strategy.ROUND_VOLUME):
-            if spec is None:
-                return f"{record.symbol}: the symbol's volume step is not known"
-            if strategy is Strategy.ROUND_VOLUME:
-                volume = rules.round_to_step(record.volume, spec.volume_step)
-                if volume < spec.volume_min or volume == record.volume:
-                    return f"volume {record.volume} cannot be rounded to a valid one"
-            else:
-                floor = self.options.min_volume or 0.0
-                reduced = rules.reduced_volume(
-                    record.volume, floor, spec.volume_step, spec.volume_min
-                )
-                if reduced is None:
-                    return f"half of volume {record.volume} is below the floor {floor}"
-                volume = reduced
-            record.volume = volume
-            return {"volume": volume}
-        if strategy is Strategy.NEXT_FILLING:
-            current = getattr(msg, "filling", -1)
-            if spec is None or current < 0:
-                return "the filling mode used is not known"
-            following = rules.next_filling(current, allowed_fillings(spec))
-            if following is None:
-                return f"no filling mode after {current} is allowed for {record.symbol}"
-            return {"filling": following}
-        return {}
 
     async def _journal(
         self,
@@ -422,64 +397,6 @@ class OrderRetries:
 
     def _age_s(self) -> float:
         return (self.runner.book.clock.monotonic_ns() - self._placed_ns) / 1e9
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptFields:
-    """The fields an attempt rewrites, to put back when it cannot be journalled."""
-
-    status: OrderStatus
-    retry_count: int
-    comment: str
-    terminal_id: str
-    volume: float
-    deviation_points: int | None
-    sent_server_ms: int | None
-    deadline_at_ms: int | None
-
-    @classmethod
-    def of(cls, r: OrderRecord) -> AttemptFields:
-        return cls(
-            r.status,
-            r.retry_count,
-            r.comment,
-            r.terminal_id,
-            r.volume,
-            r.deviation_points,
-            r.sent_server_ms,
-            r.deadline_at_ms,
-        )
-
-    def restore(self, r: OrderRecord) -> None:
-        r.status, r.retry_count, r.comment, r.terminal_id = (
-            self.status,
-            self.retry_count,
-            self.comment,
-            self.terminal_id,
-        )
-        r.volume, r.deviation_points = self.volume, self.deviation_points
-        r.sent_server_ms, r.deadline_at_ms = self.sent_server_ms, self.deadline_at_ms
-
-
-def _report(record: OrderRecord, outcome: str, error: OrderError | None) -> AttemptReport:
-    return AttemptReport(
-        attempt=record.retry_count + 1,
-        terminal_id=record.terminal_id,
-        comment=record.comment,
-        volume=record.volume,
-        outcome=outcome,
-        code=None if error is None else error.code,
-        name=None if error is None else error.name,
-    )
-
-
-def allowed_fillings(spec: Any) -> frozenset[int]:
-    """The market-order filling modes a symbol allows (reference §3.3): FOK and IOC by its
-    ``filling_mode`` flags, RETURN unless its execution mode is MARKET."""
-    modes = {mode for mode, flag in ((0, 1), (1, 2)) if spec.filling_mode & flag}
-    if spec.exe_mode != 2:
-        modes.add(2)
-    return frozenset(modes)
 
 
 class RetryRunner:
