@@ -48,6 +48,7 @@ from mtgate.sessions.errors import NotRoutable, TerminalRejected
 from mtgate.sessions.session import AccountKey, SessionState, TerminalSession
 
 log = logs.get("mtgate.retries")
+_DEFAULT_OPTIONS = RetryOptions()
 
 Route = Callable[..., Awaitable[TerminalSession | NotRoutable]]
 """The route of a new order of the account, ``route(account, ignoring=<client order id>)``
@@ -423,7 +424,7 @@ class RetryRunner:
     def for_order(self, record: OrderRecord, options: RetryOptions | None) -> OrderRetries | None:
         if not self.policy.enabled or (options is not None and not options.enabled):
             return None
-        return OrderRetries(self, options or RetryOptions(), record)
+        return OrderRetries(self, options or _DEFAULT_OPTIONS, record)
 
     def spawn(self, coro: Any, record: OrderRecord) -> None:
         self._spawn(coro, f"retry-end:{record.client_order_id}")
