@@ -271,9 +271,10 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
 def unfilled_volume(record: OrderRecord) -> float | None:
     """Lots of a filled opening order that the market did not fill (an IOC partial fill,
     MT5 10010): requested minus filled; None when it filled in full or is not filled."""
-    if record.fill_volume is None or record.action != OrderAction.OPEN:
+    filled = record.fill_volume
+    if filled is None or filled >= record.volume or record.action != OrderAction.OPEN:
         return None
-    rest = round(record.volume - record.fill_volume, 8)
+    rest = round(record.volume - filled, 8)
     return rest if rest > 1e-9 else None
 
 

@@ -94,6 +94,14 @@ class Router:
 
     def choose(self, account: AccountKey, sessions: Sequence[S]) -> S:
         """The terminal the account's next order goes to, or :class:`NotRoutable`."""
+        if len(sessions) == 1:  # the usual account: one terminal, already routed to
+            only = sessions[0]
+            if (
+                only.state == SessionState.READY
+                and self._active.get(account) == only.terminal_id
+                and only.terminal_id not in self.drained
+            ):
+                return only
         ready = [s for s in sessions if s.state == SessionState.READY]
         usable = [s for s in ready if s.terminal_id not in self.drained]
         if not usable:

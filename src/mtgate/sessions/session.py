@@ -11,7 +11,7 @@ import asyncio
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
@@ -35,8 +35,10 @@ class SessionState(enum.StrEnum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class AccountKey:
+class AccountKey(NamedTuple):
+    """An account: its login on a trade server. A tuple, so that the dictionaries keyed by
+    it on the order path (routing, doubt, sessions) hash it in C."""
+
     login: int
     server: str
 
