@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mtgate.domain.enums import (
+    ORDER_MODE_BITS,
     ExecutionMode,
     ExpirationFlag,
     Filling,
@@ -20,7 +21,6 @@ from mtgate.domain.enums import (
     SymbolFillingFlag,
     TimeInForce,
     TradeMode,
-    order_mode_flag,
 )
 from mtgate.domain.limits import MT_DATETIME_MAX_MS
 from mtgate.domain.symbols import (
@@ -42,7 +42,6 @@ FILLING_NOT_GIVEN = -1
 # Plain ints and tuples: IntFlag/IntEnum arithmetic costs microseconds on the market-order path.
 _ORDER_TYPES = tuple(OrderType)
 _MARKET_TYPES = frozenset((OrderType.BUY, OrderType.SELL))
-_ORDER_FLAG = {t: int(order_mode_flag(t)) for t in OrderType}
 _FILLING_FLAG = (int(SymbolFillingFlag.FOK), int(SymbolFillingFlag.IOC))
 _BOC_FLAG = int(SymbolFillingFlag.BOC)
 _FOK, _IOC, _RETURN, _BOC = (int(f) for f in Filling)
@@ -139,7 +138,7 @@ class Checks:
 
     def order_mode(self, spec: SymbolSpec, order_type: OrderType) -> None:
         """Step 6 (MT5 only): the symbol's ``order_mode`` allows the type (reference §3.4)."""
-        if not self.mt4 and not spec.order_mode & _ORDER_FLAG[order_type]:
+        if not self.mt4 and not spec.order_mode & ORDER_MODE_BITS[order_type]:
             self.fail(
                 errors.ORDER_TYPE_DENIED, f"{spec.name}: {order_type.name} orders are not allowed"
             )

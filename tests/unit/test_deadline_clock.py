@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtgate.sessions.session import ea_clock_at
+from mtgate.domain.clock import ManualClock
+from mtgate.protocol import messages as m
+from mtgate.sessions.session import SessionSettings, TerminalSession, ea_clock_at
 
 
 @given(
@@ -34,3 +36,22 @@ def test_the_deadline_on_the_ea_clock_is_never_later_than_the_ea_clock_then(
 def test_zero_is_never_produced() -> None:
     """0 on the wire means "no deadline": a deadline that has long passed is sent as 1."""
     assert ea_clock_at(5, 10**12, 0) == 1
+
+
+async def test_a_new_ping_replaces_the_remembered_conversion() -> None:
+    """The session remembers the conversion of the deadline it was last asked about (the
+    submitter asks, then the request does); a ping with a new clock sample must not be
+    answered from that memory."""
+    clock = ManualClock()
+    session = TerminalSession(host=None, settings=SessionSettings(), clock=clock, session_id="s")  # type: ignore[arg-type]
+    session.deadlines = True
+    deadline_ns = clock.monotonic_ns() + 10**9
+    assert session.ea_deadline_ms(deadline_ns) == 0  # no sample yet: no deadline on the wire
+    session._on_message(m.Ping(t_ms=1_000))
+    first = session.ea_deadline_ms(deadline_ns)
+    assert first == ea_clock_at(1_000, clock.monotonic_ns(), deadline_ns)
+    assert session.ea_deadline_ms(deadline_ns) == first
+    session._on_message(m.Ping(t_ms=500_000))  # the EA restarted its count, say
+    assert session.ea_deadline_ms(deadline_ns) == ea_clock_at(
+        500_000, clock.monotonic_ns(), deadline_ns
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from mtgate.domain.orders import (
     client_id_from_comment,
     comment_for,
     new_client_id,
+    new_order_id,
     transition,
     valid_client_id,
 )
@@ -88,3 +91,14 @@ def test_generated_client_ids_are_valid_and_fit_the_comment(now_ns: int) -> None
 )
 def test_client_id_survives_server_comment_markers(comment: str, expected: str | None) -> None:
     assert client_id_from_comment(comment) == expected
+
+
+def test_order_ids_are_canonical_random_uuids() -> None:
+    """What ``str(uuid.uuid4())`` would give: version 4, the RFC 4122 variant, lower-case
+    dashed, and never the same twice."""
+    ids = [new_order_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text

@@ -286,3 +286,24 @@ def test_bad_api_payload_names_the_field(payload: dict[str, object], field: str 
 def test_bad_json_payload_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="malformed JSON"):
         parse(PendingOrderRequest, b'{"account": ')
+
+
+@pytest.mark.parametrize("value", [9, -1, 2**31])
+def test_a_trade_mode_the_bridge_does_not_know_refuses_naming_the_symbol(value: int) -> None:
+    """The terminal's data must not make the order path raise: a trade mode outside the
+    table refuses the order (rule ``symbol_spec``), it is never guessed."""
+    refusal = prevalidate(intent(), market(with_spec(trade_mode=value)))
+    assert refusal is not None
+    assert (refusal.field, refusal.rule) == ("symbol", "symbol_spec")
+    assert str(value) in refusal.message
+
+
+@pytest.mark.parametrize("value", [42, -1])
+def test_a_calc_mode_the_bridge_does_not_know_leaves_the_margin_to_the_server(
+    value: int,
+) -> None:
+    """Margin is an estimate: a calculation mode it does not cover is the server's to judge,
+    even with a volume whose margin in the known modes exceeds the free margin."""
+    assert prevalidate(intent(volume=20.0), market(with_spec(calc_mode=value))) is None
+    refusal = prevalidate(intent(volume=20.0), market())
+    assert refusal is not None and refusal.rule == "free_margin"

@@ -37,25 +37,28 @@ class OrderType(enum.IntEnum):
     def is_buy(self) -> bool:
         return not self & 1  # the int itself: ``.value`` is a descriptor call (hot path)
 
+    # The tests below compare the int itself (hot path): BUY, SELL are 0, 1; the limits 2, 3;
+    # the stops 4, 5; the stop-limits 6, 7.
+
     @property
     def is_market(self) -> bool:
-        return self in (OrderType.BUY, OrderType.SELL)
+        return self < 2
 
     @property
     def is_pending(self) -> bool:
-        return not self.is_market
+        return self > 1
 
     @property
     def is_limit(self) -> bool:
-        return self in (OrderType.BUY_LIMIT, OrderType.SELL_LIMIT)
+        return 2 <= self <= 3
 
     @property
     def is_stop(self) -> bool:
-        return self in (OrderType.BUY_STOP, OrderType.SELL_STOP)
+        return 4 <= self <= 5
 
     @property
     def is_stop_limit(self) -> bool:
-        return self in (OrderType.BUY_STOP_LIMIT, OrderType.SELL_STOP_LIMIT)
+        return self > 5
 
 
 PENDING_TYPES = tuple(t for t in OrderType if t.is_pending)
@@ -178,6 +181,34 @@ class OrderState(enum.IntEnum):
     EXPIRED = 6
 
 
+def calc_mode(value: int) -> CalcMode:
+    """``CalcMode(value)`` by a table (the enum's own lookup is several calls: hot path).
+
+    Raises:
+        ValueError: ``value`` is not a calculation mode the bridge knows.
+    """
+    try:
+        return _CALC_MODES[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a valid CalcMode") from None
+
+
+def trade_mode(value: int) -> TradeMode:
+    """``TradeMode(value)`` by a table, as :func:`calc_mode`.
+
+    Raises:
+        ValueError: ``value`` is not a trade mode the bridge knows.
+    """
+    try:
+        return _TRADE_MODES[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a valid TradeMode") from None
+
+
+_CALC_MODES: dict[int, CalcMode] = {int(mode): mode for mode in CalcMode}
+_TRADE_MODES: dict[int, TradeMode] = {int(mode): mode for mode in TradeMode}
+
+
 def order_mode_flag(order_type: OrderType) -> OrderModeFlag:
     """The ``order_mode`` bit that must be set for ``order_type`` to be accepted."""
     if order_type.is_market:
@@ -187,3 +218,8 @@ def order_mode_flag(order_type: OrderType) -> OrderModeFlag:
     if order_type.is_stop:
         return OrderModeFlag.STOP
     return OrderModeFlag.STOP_LIMIT
+
+
+ORDER_MODE_BITS: dict[OrderType, int] = {t: int(order_mode_flag(t)) for t in OrderType}
+""":func:`order_mode_flag` as a plain int per order type (``int & IntFlag`` makes a flag
+through the enum machinery on every test)."""

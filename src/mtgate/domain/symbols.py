@@ -11,7 +11,7 @@ import math
 
 import msgspec
 
-from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, TradeMode
+from mtgate.domain.enums import CalcMode, ExecutionMode, OrderType, TradeMode, calc_mode
 from mtgate.domain.limits import Finite, Int64
 
 _EPS = 1e-9
@@ -212,7 +212,7 @@ def margin_required(
     spec: SymbolSpec, volume: float, price: float, leverage: int, deposit: str
 ) -> float:
     """Initial margin in the deposit currency (reference §5.1), ``Margin_Rate`` = 1."""
-    mode = CalcMode(spec.calc_mode)
+    mode = calc_mode(spec.calc_mode)
     lots_units = volume * spec.contract_size
     if mode == CalcMode.FOREX:
         amount = lots_units / leverage
@@ -240,7 +240,7 @@ def profit(
 ) -> float:
     """Profit in the deposit currency: ΔP·ContractSize·Lots, converted at the close price."""
     delta = (close_price - open_price) if buy else (open_price - close_price)
-    if CalcMode(spec.calc_mode) == CalcMode.FUTURES:
+    if calc_mode(spec.calc_mode) == CalcMode.FUTURES:
         return delta / spec.tick_size * spec.tick_value * volume
     amount = delta * spec.contract_size * volume
     return _to_deposit(

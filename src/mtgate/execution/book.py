@@ -13,6 +13,7 @@ from mtgate import logs
 from mtgate.domain.clock import Clock
 from mtgate.domain.codes import Classification
 from mtgate.domain.orders import (
+    ACTION_VALUES,
     TERMINAL,
     InvalidTransition,
     OrderAction,
@@ -38,7 +39,8 @@ class OrderBook:
         self.journal = journal
         self.clock = clock
         self._by_client: dict[str, OrderRecord] = {}
-        self._by_ticket: dict[tuple[AccountKey, int], OrderRecord] = {}
+        self._by_ticket: dict[tuple[int, str, int], OrderRecord] = {}
+        """By (login, server, ticket): a plain tuple, built without a Python call."""
         self.carrier: dict[str, TerminalSession] = {}
         """The session that carried an order's last trade request (absence proofs need it)."""
         self.deferred: dict[str, list[tuple[str, Any]]] = {}
@@ -62,7 +64,7 @@ class OrderBook:
         return self._by_client.get(client_order_id)
 
     def by_ticket(self, account: AccountKey, ticket: int) -> OrderRecord | None:
-        return self._by_ticket.get((account, ticket))
+        return self._by_ticket.get((*account, ticket))
 
     async def load(
         self, client_order_id: str | None, account: AccountKey, ticket: int | None
@@ -72,7 +74,7 @@ class OrderBook:
         if client_order_id:
             record = self._by_client.get(client_order_id) or await self.journal.get(client_order_id)
         elif ticket:
-            record = self._by_ticket.get((account, ticket)) or await self.journal.find_by_ticket(
+            record = self._by_ticket.get((*account, ticket)) or await self.journal.find_by_ticket(
                 account.login, account.server, ticket
             )
         if record is not None and (record.account_login, record.account_server) != (
@@ -91,6 +93,13 @@ class OrderBook:
         if not doubt:
             return {}
         return {cid: tid for cid, tid in doubt.items() if tid != other_than}
+
+    def doubt_elsewhere(self, account: AccountKey, *, other_than: str) -> bool:
+        """Whether :meth:`in_doubt` has any order (the order path's test: no dictionary built)."""
+        doubt = self._doubt.get((account.login, account.server))
+        if not doubt:
+            return False
+        return [*doubt.values()].count(other_than) != len(doubt)
 
     async def doubt_changed(self, account: AccountKey, timeout_s: float) -> None:
         """Wait until an order of ``account`` leaves doubt, or ``timeout_s``."""
@@ -131,8 +140,9 @@ class OrderBook:
         if record.status in IN_DOUBT:
             self._doubt_add(record)
         if record.mt_order_id:
-            key = (AccountKey(record.account_login, record.account_server), record.mt_order_id)
-            self._by_ticket[key] = record
+            self._by_ticket[record.account_login, record.account_server, record.mt_order_id] = (
+                record
+            )
 
     def busy(self, client_order_id: str) -> bool:
         """Whether the order's own sender settles it: its answer is awaited or being applied,
@@ -146,7 +156,7 @@ class OrderBook:
         self._by_client.pop(record.client_order_id, None)
         if record.mt_order_id:
             self._by_ticket.pop(
-                (AccountKey(record.account_login, record.account_server), record.mt_order_id), None
+                (record.account_login, record.account_server, record.mt_order_id), None
             )
         self.carrier.pop(record.client_order_id, None)
 
@@ -186,9 +196,9 @@ class OrderBook:
         if record.status == OrderStatus.FILLED and record.filled_at_ms is None:
             record.filled_at_ms = now
         if record.mt_order_id:
-            self._by_ticket[
-                (AccountKey(record.account_login, record.account_server), record.mt_order_id)
-            ] = record
+            self._by_ticket[record.account_login, record.account_server, record.mt_order_id] = (
+                record
+            )
         if record.status in TERMINAL and record.client_order_id not in self.deferred:
             self.forget_finished(record)  # the journal keeps it; memory keeps what is open
         try:
@@ -203,7 +213,7 @@ class OrderBook:
         log.debug(
             "order moved",
             client_order_id=record.client_order_id,
-            status=record.status.value,
+            status=record.status,  # a str already: no ``.value`` for a line rarely written
             detail=detail,
         )
 
@@ -226,9 +236,9 @@ class OrderBook:
         """Journal a change that is not a status change (a modify, a request, a finding)."""
         record.updated_at_ms = self.clock.now_ms()
         if record.mt_order_id:
-            self._by_ticket[
-                (AccountKey(record.account_login, record.account_server), record.mt_order_id)
-            ] = record
+            self._by_ticket[record.account_login, record.account_server, record.mt_order_id] = (
+                record
+            )
         await self.journal.record_event(record, detail)
 
 
@@ -261,7 +271,7 @@ def result_of(record: OrderRecord, error: OrderError | None = None) -> OrderResu
         sl=record.stop_loss,
         tp=record.take_profit,
         execution_time_ms=record.execution_time_ms,
-        action=record.action.value,
+        action=ACTION_VALUES[record.action],
         position_ticket=record.position_ticket,
         remainder_ticket=record.remainder_ticket,
         error=error,

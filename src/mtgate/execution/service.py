@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from mtgate import logs
@@ -19,6 +18,7 @@ from mtgate.domain.orders import (
     CLIENT_ID_MAX,
     comment_for,
     new_client_id,
+    new_order_id,
     valid_client_id,
 )
 from mtgate.domain.records import OrderRecord
@@ -55,11 +55,25 @@ _SIDE_TYPES = {Side.BUY: OrderType.BUY, Side.SELL: OrderType.SELL}
 
 
 def account_key(text: str) -> AccountKey:
-    """``<login>@<server>``, or :class:`InvalidRequest` naming the field ``account``."""
+    """``<login>@<server>``, or :class:`InvalidRequest` naming the field ``account``.
+
+    Parsed once per text: an engine sends the same few accounts on every order."""
+    key = _ACCOUNTS.get(text)
+    if key is not None:
+        return key
     try:
-        return AccountKey.parse(text)
+        key = AccountKey.parse(text)
     except ValueError as exc:
         raise InvalidRequest(str(exc), field="account") from None
+    if len(_ACCOUNTS) >= _ACCOUNTS_KEPT:
+        _ACCOUNTS.clear()
+    _ACCOUNTS[text] = key
+    return key
+
+
+_ACCOUNTS: dict[str, AccountKey] = {}
+_ACCOUNTS_KEPT = 4096
+"""Valid account texts parsed (a bound: callers may send any number of distinct texts)."""
 
 
 def _client_id(given: str | None, clock_ns: int) -> str:
@@ -253,7 +267,7 @@ class ExecutionService:
             routed = await self.route_new(account, session)
         identity = routed.identity if isinstance(routed, TerminalSession) else None
         record = OrderRecord(
-            order_id=str(uuid.uuid4()),
+            order_id=new_order_id(),
             client_order_id=cid,
             account_login=account.login,
             account_server=account.server,
@@ -280,7 +294,9 @@ class ExecutionService:
             return exc
         if session.state != SessionState.READY:
             return NotRoutable(f"terminal {session.terminal_id} is {session.state.value}")
-        return None if self.book.in_doubt(account, other_than=session.terminal_id) else session
+        return (
+            None if self.book.doubt_elsewhere(account, other_than=session.terminal_id) else session
+        )
 
     async def route_new(
         self,

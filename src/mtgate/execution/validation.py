@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from mtgate.domain import symbols as rules
 from mtgate.domain.enums import (
+    ORDER_MODE_BITS,
     ExpirationFlag,
     MarginMode,
     OrderType,
     Platform,
     TradeMode,
-    order_mode_flag,
+    trade_mode,
 )
 from mtgate.domain.symbols import SymbolSpec
 from mtgate.protocol import messages as m
@@ -59,7 +60,7 @@ class Market:
 
 
 def _trade_mode(intent: OrderIntent, spec: SymbolSpec) -> Refusal | None:
-    mode = TradeMode(spec.trade_mode)
+    mode = trade_mode(spec.trade_mode)
     buy = intent.order_type.is_buy
     if mode == TradeMode.DISABLED:
         return Refusal("symbol", "trade_mode", f"trading {spec.name} is disabled")
@@ -76,7 +77,7 @@ def _order_kind(intent: OrderIntent, spec: SymbolSpec, market: Market) -> Refusa
     field = "side" if intent.order_type.is_market else "kind"
     if intent.order_type.is_stop_limit and market.platform == Platform.MT4:
         return Refusal(field, "order_type", "MT4 has no stop-limit orders")
-    if not spec.order_mode & order_mode_flag(intent.order_type):
+    if not spec.order_mode & ORDER_MODE_BITS[intent.order_type]:
         return Refusal(
             field, "order_mode", f"{spec.name} does not allow {intent.order_type.name} orders"
         )

@@ -195,6 +195,10 @@ class TerminalSession:
         self.session_id = session_id
         self.state = SessionState.HANDSHAKE
         self.identity: TerminalIdentity | None = None
+        self.terminal_id = "?"
+        """The identity's terminal id once the ``hello`` is accepted ("?" before)."""
+        self.deadlines = False
+        """Whether trade requests on this session carry a deadline (feature ``deadline``)."""
         self.view = TerminalView()
         self.close_reason = ""
         self._link: FramedLink | None = None
@@ -225,12 +229,10 @@ class TerminalSession:
         self._ea_clock: tuple[int, int] | None = None
         """Feature ``deadline``: the EA's clock in its latest ``ping`` and the bridge's
         monotonic ns when that ping arrived (docs/protocol.md §4.4)."""
+        self._ea_memo = (-1, 0)
+        """The latest deadline :meth:`ea_deadline_ms` was asked about and its answer."""
 
     # --- identity helpers --------------------------------------------------------------------
-
-    @property
-    def terminal_id(self) -> str:
-        return self.identity.terminal_id if self.identity else "?"
 
     @property
     def platform(self) -> Platform:
@@ -332,6 +334,8 @@ class TerminalSession:
             return
         key = grant.key
         self.identity = identity
+        self.terminal_id = identity.terminal_id
+        self.deadlines = m.DEADLINE_FEATURE in identity.features
         self._key = key
         self._ea_nonce = msg.nonce
         self._bridge_nonce = auth.new_nonce()
@@ -395,6 +399,7 @@ class TerminalSession:
             self._send(m.Pong(t_ms=msg.t_ms))
             if self.deadlines:
                 self._ea_clock = (msg.t_ms, self._clock.monotonic_ns())
+                self._ea_memo = (-1, 0)
         elif isinstance(msg, m.Pong):
             self.rtt_ms = max(0.0, (self._clock.monotonic_ns() / 1e6) - msg.t_ms)
         elif isinstance(msg, m.Bye):
@@ -486,11 +491,6 @@ class TerminalSession:
 
     # --- requests ----------------------------------------------------------------------------
 
-    @property
-    def deadlines(self) -> bool:
-        """Whether trade requests on this session carry a deadline (feature ``deadline``)."""
-        return self.identity is not None and m.DEADLINE_FEATURE in self.identity.features
-
     def ea_deadline_ms(self, deadline_ns: int) -> int:
         """The bridge instant ``deadline_ns`` (monotonic) on the EA's clock, never later than
         the EA's clock really reads at that instant; 0 without the feature or a clock sample.
@@ -499,10 +499,12 @@ class TerminalSession:
         ``x >= r`` the EA's clock reads at least ``t + (x - r)``, the ping's time in transit
         only adding to it. The margin covers the two clocks' rates differing (0.1 %, far
         beyond a quartz's tolerance) and the rounding to milliseconds."""
-        sample = self._ea_clock
-        if sample is None or not self.deadlines:
+        sample = self._ea_clock  # only ever set with the feature
+        if sample is None:
             return 0
-        return ea_clock_at(*sample, deadline_ns)
+        if deadline_ns != self._ea_memo[0]:  # the submitter asks first, then request()
+            self._ea_memo = (deadline_ns, ea_clock_at(*sample, deadline_ns))
+        return self._ea_memo[1]
 
     def mark_ready(self) -> None:
         if self.state == SessionState.SYNCING:

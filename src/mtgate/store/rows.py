@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from mtgate.domain.enums import OrderType, Platform
-from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
+from mtgate.domain.orders import ACTION_VALUES, OrderAction, OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.store.models import ORDER_TYPE_NAMES
 from mtgate.store.values import HealthSample, OrderEvent, UnstorableOrderError
@@ -342,7 +342,7 @@ def order_row(order: OrderRecord, stored_id: Any, ts: TsOut) -> tuple[Any, ...]:
         order.magic,
         order.comment,
         ts(order.placed_at_ms),
-        order.action.value,
+        ACTION_VALUES[order.action],
         order.position_ticket,
         order.by_ticket,
         None if order.sent_server_ms is None else ts(order.sent_server_ms),
