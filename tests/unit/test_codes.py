@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtgate.domain.codes import MT4_CODES, MT5_CODES, Classification, lookup
+from mtgate.domain.codes import MT4_CODES, MT5_CODES, Classification, is_ok, lookup
 from mtgate.domain.enums import Platform
 
 UNKNOWN_OUTCOME = {(Platform.MT4, c) for c in (128, 142, 143, 144)} | {
@@ -65,3 +65,13 @@ def test_an_unlisted_code_is_never_taken_for_harmless() -> None:
     entry = lookup(Platform.MT5, 10099)
     assert entry.classification == Classification.UNKNOWN
     assert entry.name == "UNLISTED_10099"
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+def test_the_success_set_reads_as_the_registry_does(platform: Platform) -> None:
+    """``is_ok`` answers every answer on the order path; it must say what ``lookup`` says."""
+    codes = [*range(-20, 200), *range(4000, 4300), *range(10000, 10100), 2**31 - 1]
+    for code in codes:
+        assert is_ok(platform, code) == (
+            lookup(platform, code).classification == Classification.OK
+        ), code

@@ -251,6 +251,23 @@ PROTOCOL_CODES: dict[int, PlatformCode] = {
 }
 
 
+_OK_CODES = {
+    platform: frozenset(
+        code
+        for code, entry in (*table.items(), *PROTOCOL_CODES.items())
+        if entry.classification == Classification.OK
+        and (code >= 0) == (code in table)  # as lookup() reads: the table, or protocol codes
+    )
+    for platform, table in _TABLES.items()
+}
+
+
+def is_ok(platform: Platform, code: int) -> bool:
+    """Whether ``code`` is a success or no-op on ``platform`` (``lookup(...).classification
+    == OK``, by a set: every answer asks it)."""
+    return code in _OK_CODES[platform]
+
+
 def lookup(platform: Platform, code: int) -> PlatformCode:
     """The registry entry for ``code``; an unlisted code is treated as outcome-unknown.
 

@@ -8,7 +8,7 @@ did not mean.
 
 from __future__ import annotations
 
-from mtgate.domain.codes import Classification, lookup
+from mtgate.domain.codes import Classification, is_ok, lookup
 from mtgate.domain.enums import Platform
 from mtgate.execution.requests import OrderError
 from mtgate.protocol import messages as m
@@ -30,7 +30,7 @@ def position_gone(session: TerminalSession, code: int) -> bool:
 
 def code_is_ok(session: TerminalSession, code: int) -> bool:
     """Whether ``code`` is a success or no-op of the session's platform (docs/protocol.md §4.2)."""
-    return lookup(session.platform, code).classification == Classification.OK
+    return is_ok(session.platform, code)
 
 
 def rejection(session: TerminalSession, exc: TerminalRejected) -> OrderError | None:

@@ -153,9 +153,9 @@ class ExecutionService:
         intent = OrderIntent(
             req.symbol, order_type, req.volume, req.price or 0.0, req.sl or 0.0, req.tp or 0.0
         )
-        refused = await self._refuse_if_invalid(record, session, intent, t0)
-        if refused is not None:
-            return refused
+        refusal = self._refusal(session, intent)
+        if refusal is not None:
+            return await self.refuse(record, refusal, t0)
         assert isinstance(session, TerminalSession)
         msg = m.MarketOrder(
             id=0,
@@ -171,7 +171,7 @@ class ExecutionService:
             filling=-1 if req.filling is None else FILLING_MODES[req.filling],
         )
         retries = self._retries(record, req.retry)
-        return await self.submit(
+        return await self._submitter.submit(
             record, session, msg, t0, new_id=req.client_order_id is None, retries=retries
         )
 
@@ -219,9 +219,9 @@ class ExecutionService:
             req.stoplimit or 0.0,
             req.expiration_ms or 0,
         )
-        refused = await self._refuse_if_invalid(record, session, intent, t0)
-        if refused is not None:
-            return refused
+        refusal = self._refusal(session, intent)
+        if refusal is not None:
+            return await self.refuse(record, refusal, t0)
         assert isinstance(session, TerminalSession)
         msg = m.PendingOrder(
             id=0,
@@ -238,7 +238,7 @@ class ExecutionService:
             time_type=2 if req.expiration_ms else 0,
         )
         retries = self._retries(record, req.retry)
-        return await self.submit(
+        return await self._submitter.submit(
             record, session, msg, t0, new_id=req.client_order_id is None, retries=retries
         )
 
@@ -337,15 +337,12 @@ class ExecutionService:
                 )
             await self.book.doubt_changed(account, deadline - now)
 
-    async def _refuse_if_invalid(
-        self,
-        record: OrderRecord,
-        session: TerminalSession | NotRoutable,
-        intent: OrderIntent,
-        t0: int,
-    ) -> OrderResult | None:
+    def _refusal(
+        self, session: TerminalSession | NotRoutable, intent: OrderIntent
+    ) -> Refusal | None:
+        """Why the order must not be sent (its route, or pre-validation), or None."""
         if isinstance(session, NotRoutable):
-            return await self.refuse(record, Refusal("account", session.rule, str(session)), t0)
+            return Refusal("account", session.rule, str(session))
         assert session.identity is not None
         tick = session.view.ticks.get(intent.symbol)
         market = Market(
@@ -357,10 +354,7 @@ class ExecutionService:
             # Expirations are in trade-server time; the last tick's time is the bridge's best view of it.
             now_ms=tick.time_ms if tick is not None else self.clock.now_ms(),
         )
-        found = prevalidate(intent, market)
-        if found is None:
-            return None
-        return await self.refuse(record, found, t0)
+        return prevalidate(intent, market)
 
     async def refuse(self, record: OrderRecord, refusal: Refusal, t0: int) -> OrderResult:
         record.rejection_name = f"bridge:{refusal.rule}"

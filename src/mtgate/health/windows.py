@@ -27,7 +27,7 @@ class LatencyWindow:
     """The newest ``capacity`` latencies, each with the time it was measured; percentiles
     over those measured within ``window_ns`` of the time asked about."""
 
-    __slots__ = ("_at", "_count", "_next", "_values", "window_ns")
+    __slots__ = ("_at", "_count", "_next", "_size", "_values", "window_ns")
 
     def __init__(self, capacity: int, window_ns: int) -> None:
         if capacity < 1:
@@ -36,14 +36,16 @@ class LatencyWindow:
         self._values = [0.0] * capacity
         self._next = 0
         self._count = 0
+        self._size = capacity
         self.window_ns = window_ns
 
     def record(self, at_ns: int, value_ms: float) -> None:
         i = self._next
         self._at[i] = at_ns
         self._values[i] = value_ms
-        self._next = i + 1 if i + 1 < len(self._at) else 0
-        if self._count < len(self._at):
+        i += 1
+        self._next = i if i < self._size else 0
+        if self._count < self._size:
             self._count += 1
 
     def recent(self, now_ns: int) -> list[float]:

@@ -260,10 +260,13 @@ def check_times(order: OrderRecord, ts: TsOut) -> None:
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+@lru_cache(maxsize=4096)
 def sqlite_uuid(value: str) -> str:
     """SQLAlchemy's SQLite ``Uuid`` format (32 hex digits), validated as PostgreSQL would.
 
-    The canonical form takes a regex instead of ``uuid.UUID`` (four times slower).
+    The canonical form takes a regex instead of ``uuid.UUID`` (four times slower); the
+    newest ids are remembered (an order's id is converted at its intent and again at its
+    answer).
     """
     if _CANONICAL_UUID.fullmatch(value):
         return value.replace("-", "")
