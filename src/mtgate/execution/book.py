@@ -186,7 +186,10 @@ class OrderBook:
         return True
 
     async def move(self, record: OrderRecord, trigger: Trigger, detail: str = "") -> None:
-        """Apply ``trigger`` (raises InvalidTransition when the table forbids it) and journal it."""
+        """Apply ``trigger`` (raises InvalidTransition when the table forbids it) and journal it.
+
+        No log line: the journal's ``order_events`` row, with ``detail``, is the record of
+        every move (a debug line per move cost the order path more than its status table)."""
         previous = record.status
         record.status = transition(previous, trigger)
         now = self.clock.now_ms()
@@ -210,12 +213,6 @@ class OrderBook:
                 status=record.status.value,
             )
             raise
-        log.debug(
-            "order moved",
-            client_order_id=record.client_order_id,
-            status=record.status,  # a str already: no ``.value`` for a line rarely written
-            detail=detail,
-        )
 
     async def attempt(self, record: OrderRecord, detail: str) -> None:
         """Journal a new attempt of ``record`` (its fields already describe it), durably:

@@ -67,24 +67,34 @@ class LatencyWindow:
 
 
 class OutcomeWindow:
-    """Trade answers (refused or not) over a sliding time window, at most ``capacity``."""
+    """Trade answers (refused or not) over a sliding time window, at most ``capacity``.
 
-    __slots__ = ("_entries", "window_ns")
+    The refused ones are counted as they come and go, so a sample costs no pass over the
+    window (it holds up to ``capacity`` answers)."""
+
+    __slots__ = ("_entries", "_refused", "window_ns")
 
     def __init__(self, capacity: int, window_ns: int) -> None:
         self._entries: deque[tuple[int, bool]] = deque(maxlen=capacity)
+        self._refused = 0
         self.window_ns = window_ns
 
     def record(self, at_ns: int, refused: bool) -> None:
-        self._entries.append((at_ns, refused))
+        entries = self._entries
+        if len(entries) == entries.maxlen and entries[0][1]:
+            self._refused -= 1  # the oldest, refused, makes room
+        entries.append((at_ns, refused))
+        if refused:
+            self._refused += 1
 
     def counts(self, now_ns: int) -> tuple[int, int]:
         """``(answers, refused)`` within the window (older entries are dropped)."""
         since = now_ns - self.window_ns
         entries = self._entries
         while entries and entries[0][0] < since:
-            entries.popleft()
-        return len(entries), sum(1 for _, refused in entries if refused)
+            if entries.popleft()[1]:
+                self._refused -= 1
+        return len(entries), self._refused
 
 
 class FlapDetector:

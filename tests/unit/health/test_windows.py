@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mtgate.domain.codes import MT4, MT5
 from mtgate.domain.enums import Platform
@@ -102,3 +104,27 @@ def test_meter_reads_codes_with_the_terminals_platform() -> None:
     meter.answered(True, 1, 1_000_000, MT4.TRADE_DISABLED)
     meter.answered(True, 2, 1_000_000, MT4.REQUOTE)  # retryable: still a refusal
     assert meter.outcomes.counts(3) == (2, 2)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.booleans(), st.booleans()),
+        max_size=60,
+    ),
+    st.integers(1, 8),
+)
+def test_refusals_counted_as_they_come_and_go_match_a_recount(
+    steps: list[tuple[int, bool, bool]], capacity: int
+) -> None:
+    """The running count of refused answers equals a count over what the window holds,
+    whether entries leave by age or make room for newer ones."""
+    window = OutcomeWindow(capacity=capacity, window_ns=20)
+    held: list[tuple[int, bool]] = []
+    now = 0
+    for gap, refused, sample in steps:
+        now += gap
+        window.record(now, refused)
+        held = [*held, (now, refused)][-capacity:]
+        if sample:
+            held = [(at, r) for at, r in held if at >= now - 20]
+            assert window.counts(now) == (len(held), sum(r for _, r in held))
