@@ -38,20 +38,31 @@ def test_zero_is_never_produced() -> None:
     assert ea_clock_at(5, 10**12, 0) == 1
 
 
-async def test_a_new_ping_replaces_the_remembered_conversion() -> None:
-    """The session remembers the conversion of the deadline it was last asked about (the
-    submitter asks, then the request does); a ping with a new clock sample must not be
-    answered from that memory."""
+async def test_a_session_tells_deadlines_once_it_has_a_clock_sample() -> None:
+    """The submitter journals a deadline only when the request will carry one: the session
+    says so exactly when its conversion gives a non-zero deadline, and a new ping's sample
+    replaces the old one."""
     clock = ManualClock()
     session = TerminalSession(host=None, settings=SessionSettings(), clock=clock, session_id="s")  # type: ignore[arg-type]
     session.deadlines = True
     deadline_ns = clock.monotonic_ns() + 10**9
+    assert not session.tells_deadlines
     assert session.ea_deadline_ms(deadline_ns) == 0  # no sample yet: no deadline on the wire
     session._on_message(m.Ping(t_ms=1_000))
-    first = session.ea_deadline_ms(deadline_ns)
-    assert first == ea_clock_at(1_000, clock.monotonic_ns(), deadline_ns)
-    assert session.ea_deadline_ms(deadline_ns) == first
+    assert session.tells_deadlines
+    assert session.ea_deadline_ms(deadline_ns) == ea_clock_at(
+        1_000, clock.monotonic_ns(), deadline_ns
+    )
+    clock.advance(5)
     session._on_message(m.Ping(t_ms=500_000))  # the EA restarted its count, say
     assert session.ea_deadline_ms(deadline_ns) == ea_clock_at(
         500_000, clock.monotonic_ns(), deadline_ns
     )
+
+
+async def test_without_the_feature_pings_give_no_deadline() -> None:
+    clock = ManualClock()
+    session = TerminalSession(host=None, settings=SessionSettings(), clock=clock, session_id="s")  # type: ignore[arg-type]
+    session._on_message(m.Ping(t_ms=1_000))
+    assert not session.tells_deadlines
+    assert session.ea_deadline_ms(clock.monotonic_ns() + 10**9) == 0

@@ -122,7 +122,7 @@ class Submitter:
         clock = self.book.clock
         timeout_ms = session.settings.request_timeout_s * 1000
         deadline_ns = clock.monotonic_ns() + int(timeout_ms * 1_000_000)
-        if session.ea_deadline_ms(deadline_ns) > 0:
+        if session.tells_deadlines:  # then request() converts it for the EA
             record.deadline_at_ms = clock.now_ms() + int(timeout_ms) + 1
         else:  # not told to this terminal: an earlier attempt's deadline proves nothing now
             record.deadline_at_ms = None

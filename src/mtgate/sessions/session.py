@@ -229,8 +229,6 @@ class TerminalSession:
         self._ea_clock: tuple[int, int] | None = None
         """Feature ``deadline``: the EA's clock in its latest ``ping`` and the bridge's
         monotonic ns when that ping arrived (docs/protocol.md §4.4)."""
-        self._ea_memo = (-1, 0)
-        """The latest deadline :meth:`ea_deadline_ms` was asked about and its answer."""
 
     # --- identity helpers --------------------------------------------------------------------
 
@@ -399,7 +397,6 @@ class TerminalSession:
             self._send(m.Pong(t_ms=msg.t_ms))
             if self.deadlines:
                 self._ea_clock = (msg.t_ms, self._clock.monotonic_ns())
-                self._ea_memo = (-1, 0)
         elif isinstance(msg, m.Pong):
             self.rtt_ms = max(0.0, (self._clock.monotonic_ns() / 1e6) - msg.t_ms)
         elif isinstance(msg, m.Bye):
@@ -502,9 +499,13 @@ class TerminalSession:
         sample = self._ea_clock  # only ever set with the feature
         if sample is None:
             return 0
-        if deadline_ns != self._ea_memo[0]:  # the submitter asks first, then request()
-            self._ea_memo = (deadline_ns, ea_clock_at(*sample, deadline_ns))
-        return self._ea_memo[1]
+        return ea_clock_at(*sample, deadline_ns)
+
+    @property
+    def tells_deadlines(self) -> bool:
+        """Whether trade requests sent from now on carry a deadline (:meth:`ea_deadline_ms` >
+        0): the feature and a clock sample, which once taken is only ever replaced."""
+        return self._ea_clock is not None
 
     def mark_ready(self) -> None:
         if self.state == SessionState.SYNCING:
