@@ -1,4 +1,4 @@
-"""`mtgate serve | demo | sim | bench | chaos | rejections`."""
+"""`mtgate serve | openapi | demo | sim | bench | chaos | rejections`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def _use_uvloop() -> None:
 def serve(
     config: Annotated[Path | None, typer.Option(help="TOML configuration file")] = None,
 ) -> None:
-    """Run the bridge: listen for terminals until interrupted."""
+    """Run the bridge: listen for terminals, and serve the HTTP API when the configuration
+    has an ``[api]`` table, until interrupted."""
+    from mtgate.api.server import ApiServer
     from mtgate.bridge import Bridge
 
     try:
@@ -47,11 +49,34 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Bridge.from_config(cfg):
-            await stop.wait()
+        async with Bridge.from_config(cfg) as bridge:
+            api = ApiServer(bridge, cfg.api) if cfg.api.enabled else None
+            if api is not None:
+                host, port = await api.start()
+                scheme = "https" if cfg.api.tls_cert else "http"
+                logs.get("mtgate.api").info("API listening", url=f"{scheme}://{host}:{port}")
+            try:
+                await stop.wait()
+            finally:
+                if api is not None:
+                    await api.stop()  # first: no call starts while the bridge stops
 
     _use_uvloop()
     asyncio.run(main())
+
+
+@app.command()
+def openapi(
+    path: Annotated[Path | None, typer.Argument(help="where to write it (default: stdout)")] = None,
+) -> None:
+    """Write the HTTP API's OpenAPI document (docs/openapi.json is this)."""
+    from mtgate.api.openapi import render
+
+    text = render()
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        path.write_text(text)
 
 
 @app.command()

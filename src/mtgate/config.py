@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from mtgate.api.auth import MIN_TOKEN_CHARS, Scope, Tokens
 from mtgate.domain.enums import Platform
 from mtgate.domain.limits import INT32_MAX
 from mtgate.domain.orders import ATTEMPT_MAX
@@ -148,6 +149,59 @@ class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"TerminalEntry(id={self.id!r}, key=****)"
 
 
+class ApiToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A caller of the HTTP API: its name (in logs), its token and what it may do."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    scopes: Annotated[list[Literal["read", "trade", "admin"]], msgspec.Meta(min_length=1)]
+    token: str = ""
+    """The token itself; prefer ``token_env``, the name of a variable that holds it."""
+    token_env: str = ""
+
+    def secret(self) -> str:
+        text = os.environ.get(self.token_env, "") if self.token_env else self.token
+        if not text:
+            where = f"environment variable {self.token_env}" if self.token_env else "token"
+            raise ConfigError(f"api.tokens[{self.name}]: no token ({where} is empty)")
+        if len(text) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"api.tokens[{self.name}]: the token has {len(text)} characters, "
+                f"at least {MIN_TOKEN_CHARS} needed"
+            )
+        return text
+
+    def __repr__(self) -> str:
+        return f"ApiToken(name={self.name!r}, scopes={self.scopes!r}, token=****)"
+
+
+class ApiSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[api]``: the HTTP API the execution engine calls (docs/api.md)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Loopback unless configured: another address exposes trading to the network."""
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8780
+    tls_cert: str = ""
+    """A PEM certificate (chain) file: the API is served over HTTPS when set."""
+    tls_key: str = ""
+    tokens: list[ApiToken] = []
+
+    def auth(self) -> Tokens:
+        """The configured tokens; a bad one is a ConfigError naming it."""
+        if self.enabled and not self.tokens:
+            raise ConfigError(
+                "api.tokens: no token configured; add [[api.tokens]] (name, scopes, token_env) "
+                "or set api.enabled = false"
+            )
+        names = [t.name for t in self.tokens]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"api.tokens: name {name!r} appears twice")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("api: tls_cert and tls_key are given together or not at all")
+        return Tokens((t.name, t.secret(), [Scope(s) for s in t.scopes]) for t in self.tokens)
+
+
 class RetrySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[retry]``: the bridge's retry strategies (mtgate.domain.retry, docs/operations.md)."""
 
@@ -210,6 +264,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     health: HealthSection = HealthSection()
     log: LogSection = LogSection()
     retry: RetrySection = RetrySection()
+    api: ApiSection = ApiSection(enabled=False)
+    """Off unless the file has an ``[api]`` table (a library user embeds no HTTP server)."""
     terminals: list[TerminalEntry] = []
 
     def grants(self) -> dict[str, TerminalGrant]:
@@ -229,6 +285,7 @@ _SECTIONS = {
     "health": HealthSection,
     "log": LogSection,
     "retry": RetrySection,
+    "api": ApiSection,
 }
 
 
@@ -260,6 +317,7 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     try:
         config.grants()  # validates every key and binding now, not at the first connection
         config.retry.policy()
+        config.api.auth()
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config

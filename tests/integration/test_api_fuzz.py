@@ -9,17 +9,22 @@ so that hypothesis can drive them from a plain test function."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import httpx
 import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from mtgate.api.app import create_app
+from mtgate.api.auth import Scope, Tokens
 from mtgate.bridge import Bridge
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.orders import OrderStatus
@@ -313,6 +318,63 @@ def test_the_api_refuses_naming_a_field_or_trades(
         return
     _check(result)
     event(f"{op}: {_outcome(result)}")
+
+
+HTTP_TOKEN = "f" * 40
+HTTP: dict[str, tuple[str, str, type[msgspec.Struct] | None]] = {
+    "place_market_order": ("POST", "/v1/orders/market", OrderResult),
+    "place_pending_order": ("POST", "/v1/orders/pending", OrderResult),
+    "modify_order": ("POST", "/v1/orders/modify", OrderResult),
+    "cancel_order": ("POST", "/v1/orders/cancel", OrderResult),
+    "modify_position": ("POST", "/v1/positions/modify", PositionResult),
+    "close_position": ("POST", "/v1/positions/close", OrderResult),
+    "get_order": ("GET", "/v1/tickets/{ticket}", OrderResult),
+    "list_orders": ("GET", "/v1/orders", None),
+}
+
+
+async def _http(bridge: Bridge, op: str, fields: dict[str, Any]) -> httpx.Response:
+    app = create_app(bridge, Tokens([("fuzz", HTTP_TOKEN, [Scope.TRADE])]))
+    method, path, _ = HTTP[op]
+    headers = {"Authorization": f"Bearer {HTTP_TOKEN}", "content-type": "application/json"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as client:
+        if method == "POST":
+            body = json.dumps(fields, allow_nan=True)  # NaN, Infinity: not JSON, refused
+            return await client.post(path, content=body, headers=headers)
+        query = {k: str(v) for k, v in fields.items() if k != "ticket" and v is not None}
+        return await client.get(
+            path.format(ticket=quote(str(fields.get("ticket")), safe="")),
+            params=query,
+            headers=headers,
+        )
+
+
+@FUZZ
+@given(op=st.sampled_from(sorted(HTTP)), data=st.data())
+def test_the_http_api_answers_every_input_with_a_4xx_naming_the_field_or_a_result(
+    live: Live, op: str, data: st.DataObject
+) -> None:
+    """The same arbitrary fields over HTTP: never a 5xx, every error in the API's shape, a
+    JSON body that decodes refused naming its field, a 200 a valid result."""
+    fields = data.draw(_fields(op, _tickets(live)))
+    r = live.run(_http(live.bridge, op, dict(fields)))
+    assert r.status_code < 500, (op, fields, r.status_code, r.text)
+    if r.status_code != 200:
+        error = r.json()["error"]
+        assert error["code"] and error["message"], r.text
+        decodable = "NaN" not in r.request.content.decode() and "Infinity" not in (
+            r.request.content.decode()
+        )
+        if r.status_code == 422 and HTTP[op][0] == "POST" and decodable:
+            assert error.get("field"), (op, fields, r.text)
+        event(f"{op}: {r.status_code} {error['code']}")
+        return
+    kind = HTTP[op][2]
+    result = msgspec.json.decode(r.content, type=kind if kind is not None else list[OrderResult])
+    _check(result)
+    event(f"{op}: 200 {_outcome(result)}")
 
 
 def test_after_the_fuzz_the_journal_opens_and_trades(live: Live) -> None:

@@ -9,6 +9,9 @@ import socket
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.protocol.auth import Secret
@@ -80,3 +83,92 @@ async def test_serve_refuses_a_bad_config_with_exit_code_2(tmp_path: Path) -> No
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"bad.toml" in err and b"port" in err
+
+
+TOKEN = "engine-token-" + "9" * 32
+
+
+async def _wait_http(url: str, timeout_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+async def test_serve_places_an_order_over_http_on_a_simulated_terminal(tmp_path: Path) -> None:
+    """The README's quick start: ``mtgate serve`` with an ``[api]`` table, a simulated
+    terminal dialling in, and one HTTP call that fills an order."""
+    port, api_port = _free_port(), _free_port()
+    config = tmp_path / "mtgate.toml"
+    config.write_text(
+        f'[bridge]\nport = {port}\n[store]\nurl = "sqlite:///{tmp_path / "j.db"}"\n'
+        f'[log]\nlevel = "WARNING"\n'
+        f"[api]\nport = {api_port}\n"
+        '[[api.tokens]]\nname = "engine"\nscopes = ["trade"]\ntoken_env = "ENGINE_TOKEN"\n'
+        '[[terminals]]\nid = "served"\nkey_env = "SERVED_KEY"\naccount = "7001@Sim-Serve"\n'
+    )
+    env = {**os.environ, "SERVED_KEY": KEY, "ENGINE_TOKEN": TOKEN}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mtgate.cli", "serve", "--config", str(config), env=env,
+    )  # fmt: skip
+    world = SimWorld(
+        [AccountSpec("served", 7001, "Sim-Serve", Platform.MT5, MarginMode.HEDGING,
+                     key=Secret.from_hex(KEY))],
+        clock=ManualClock(),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        world.start("127.0.0.1", port)
+        await _wait_http(f"{base}/livez")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            for _ in range(200):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            r = await client.post(
+                "/v1/orders/market",
+                json={"account": "7001@Sim-Serve", "symbol": "EURUSD", "side": "buy",
+                      "volume": 0.1},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == "filled"
+            spec = await client.get("/v1/orders", headers={"Authorization": "Bearer wrong"})
+            assert spec.status_code == 401
+    finally:
+        await world.stop()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        ("[api]\n", b"api.tokens"),
+        ('[api]\n[[api.tokens]]\nname = "e"\nscopes = ["trade"]\ntoken = "short"\n', b"at least 32"),
+        ('[api]\n[[api.tokens]]\nname = "e"\nscopes = ["root"]\ntoken = "' + "x" * 40 + '"\n',
+         b"scopes"),
+        ('[api]\n[[api.tokens]]\nname = "e"\nscopes = ["read"]\ntoken_env = "NOT_SET_HERE"\n',
+         b"NOT_SET_HERE"),
+    ],
+)  # fmt: skip
+async def test_serve_refuses_a_bad_api_config_naming_the_key(
+    tmp_path: Path, api: str, expected: bytes
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(api)
+    env = {k: v for k, v in os.environ.items() if k != "NOT_SET_HERE"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mtgate.cli", "serve", "--config", str(config),
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err
+    assert expected in err
+    assert b"x" * 40 not in err  # a token is never printed

@@ -208,3 +208,57 @@ def test_bad_retry_codes_name_the_entry_and_the_file(
 def test_bad_retry_values_are_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError):
         load(write(tmp_path, text), env={})
+
+
+API_TOKEN = "z" * 40
+
+
+def _api(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "api.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_api_is_off_without_its_table_and_on_with_it(tmp_path: Path) -> None:
+    assert not load(None).api.enabled
+    cfg = load(
+        _api(
+            tmp_path,
+            f'[api]\n[[api.tokens]]\nname = "e"\nscopes = ["trade"]\ntoken = "{API_TOKEN}"\n',
+        )
+    )
+    assert cfg.api.enabled and cfg.api.host == "127.0.0.1"  # loopback unless configured
+    caller = cfg.api.auth().caller(f"Bearer {API_TOKEN}")
+    assert caller is not None and {s.value for s in caller.scopes} == {"read", "trade"}
+    assert API_TOKEN not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (f'[[api.tokens]]\nname = "e"\nscopes = ["read"]\ntoken = "{API_TOKEN}"\n'
+         f'[[api.tokens]]\nname = "e"\nscopes = ["read"]\ntoken = "{"y" * 40}"\n',
+         "appears twice"),
+        (f'tls_cert = "c.pem"\n[[api.tokens]]\nname = "e"\nscopes = ["read"]\ntoken = "{API_TOKEN}"\n',
+         "tls_key"),
+        ('[[api.tokens]]\nname = "e"\nscopes = []\ntoken = "' + API_TOKEN + '"\n', "scopes"),
+    ],
+)  # fmt: skip
+def test_a_bad_api_table_names_the_key(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load(_api(tmp_path, "[api]\n" + extra))
+    assert API_TOKEN not in str(caught.value)
+
+
+def test_the_example_configurations_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtsim.cli import load as load_sim
+
+    examples = Path(__file__).parents[2] / "examples"
+    monkeypatch.setenv("MTGATE_ENGINE_TOKEN", API_TOKEN)
+    cfg = load(examples / "mtgate.toml")
+    assert cfg.api.enabled and [t.name for t in cfg.api.tokens] == ["engine"]
+    sim = load_sim(examples / "sim-terminals.toml")
+    (entry,) = sim.terminals
+    (grant,) = cfg.grants().values()
+    assert AccountKey(entry.login, entry.server) in grant.accounts
+    assert Secret.from_hex(entry.key) == grant.key

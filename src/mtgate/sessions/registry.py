@@ -320,7 +320,12 @@ class TerminalRegistry:
         return list(self._by_terminal.values())
 
     def accounts(self) -> list[AccountKey]:
+        """Accounts with a connected terminal."""
         return [a for a, s in self._by_account.items() if s]
+
+    def configured_accounts(self) -> frozenset[AccountKey]:
+        """Every account a configured terminal may serve, connected or not."""
+        return frozenset().union(*(g.accounts for g in self._grants.values()))
 
     async def wait_ready(self, terminal_ids: set[str], timeout_s: float) -> None:
         """Wait until every named terminal has a ready session (demo, tests, start-up)."""

@@ -1,0 +1,1 @@
+"""The HTTP API the execution engine calls (``mtgate serve``): docs/api.md."""

@@ -1,0 +1,145 @@
+"""The HTTP API as an ASGI application (Litestar), made from :data:`ENDPOINTS`.
+
+Litestar routes and serves; the bodies, parameters, errors and the OpenAPI document are the
+project's own (:mod:`mtgate.api.endpoints`, :mod:`mtgate.api.openapi`), so that a request
+over HTTP is parsed exactly as the same request made through the Python API.
+
+Every error is ``{"error": {"code", "message", "field"?}}`` with a 4xx status for anything a
+caller sent: 401 ``unauthorized``, 403 ``forbidden``, 404 ``not_found`` / ``unknown_account``
+/ ``no_route``, 405 ``method_not_allowed``, 413 ``body_too_large``, 422 ``invalid_request``.
+5xx is for the bridge's state, never for input: 503 ``not_routable`` (the account's terminals
+are down) or ``not_ready``, 504 ``terminal_timeout``, 502 ``terminal_error``; 500
+``internal`` is a bug (logged with its traceback, the body says nothing of it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, route
+from litestar.exceptions import HTTPException
+
+from mtgate import logs
+from mtgate.api.auth import Tokens
+from mtgate.api.endpoints import ENDPOINTS, Call, Endpoint, NotFound, Probe
+from mtgate.bridge import Bridge
+from mtgate.execution.requests import InvalidRequest
+from mtgate.execution.service import account_key
+from mtgate.sessions.errors import NotRoutable, RequestTimeout, SessionError, TerminalRejected
+
+log = logs.get("mtgate.api")
+
+MAX_BODY_BYTES = 64 * 1024
+"""No request of the API comes near this; a larger body is refused unread."""
+
+_JSON = "application/json"
+_encoder = msgspec.json.Encoder()
+
+
+class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response[bytes]:
+    body = _encoder.encode(ErrorBody(ErrorDetail(code, message[:2000], field)))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(content=body, status_code=status, media_type=_JSON, headers=headers)
+
+
+def _ok(value: Any, status: int = 200) -> Response[bytes]:
+    return Response(content=_encoder.encode(value), status_code=status, media_type=_JSON)
+
+
+def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
+    async def handle(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if endpoint.scope is not None:
+            caller = tokens.caller(request.headers.get("authorization"))
+            if caller is None:
+                return _error(401, "unauthorized", "a valid bearer token is needed")
+            if endpoint.scope not in caller.scopes:
+                return _error(403, "forbidden", f"this call needs the {endpoint.scope} scope")
+        call = Call(
+            body=await request.body() if endpoint.body is not None else b"",
+            path={k: str(v) for k, v in request.path_params.items()},
+            query=dict(request.query_params),
+        )
+        try:
+            result = await endpoint.run(bridge, call)
+        except InvalidRequest as exc:
+            return _error(422, "invalid_request", str(exc), exc.field)
+        except NotFound as exc:
+            return _error(404, "not_found", str(exc))
+        except NotRoutable as exc:
+            return _not_routable(bridge, call, exc)
+        except RequestTimeout as exc:
+            return _error(504, "terminal_timeout", str(exc))
+        except TerminalRejected as exc:
+            return _error(502, "terminal_error", f"the terminal refused the read: {exc}")
+        except SessionError as exc:
+            return _error(503, "not_routable", str(exc))
+        except Exception as exc:  # a bug: contained here, logged, never shown
+            log.error(
+                "API call failed", path=endpoint.path, method=endpoint.method, error=repr(exc)
+            )
+            return _error(500, "internal", "the bridge failed to handle this call")
+        if isinstance(result, Probe) and result.status != "ok":
+            return _ok(result, 503)
+        return _ok(result)
+
+    handle.__name__ = handle.__qualname__ = endpoint.operation_id or "handle"
+    path = endpoint.path.replace("}", ":str}")
+    return route(path, http_method=[endpoint.method], include_in_schema=False)(handle)
+
+
+def _not_routable(bridge: Bridge, call: Call, exc: NotRoutable) -> Response[bytes]:
+    """An account no terminal is configured for is the caller's mistake (404); one whose
+    terminals are all down is the bridge's state (503)."""
+    text = call.path.get("account") or call.query.get("account") or ""
+    try:
+        known = account_key(text) in bridge.registry.configured_accounts()
+    except InvalidRequest:
+        known = False
+    if not known:
+        return _error(404, "unknown_account", f"no terminal is configured for account {text!r}")
+    return _error(503, "not_routable", str(exc))
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own refusals (no route, wrong method, body too large) in the API's shape."""
+    codes = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}
+    status = exc.status_code if 400 <= exc.status_code < 500 else 400
+    return _error(status, codes.get(status, "bad_request"), str(exc.detail))
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("API request failed", path=request.url.path, error=repr(exc))
+    return _error(500, "internal", "the bridge failed to handle this call")
+
+
+def _openapi_route() -> Any:
+    from mtgate.api.openapi import render  # the document imports this module
+
+    body = render().encode()
+
+    async def openapi_document() -> Response[bytes]:
+        return Response(content=body, media_type=_JSON)
+
+    return route("/v1/openapi.json", http_method=["GET"], include_in_schema=False)(openapi_document)
+
+
+def create_app(bridge: Bridge, tokens: Tokens) -> Litestar:
+    """The API over ``bridge`` (started by the caller), for the callers ``tokens`` name."""
+    return Litestar(
+        route_handlers=[*(_handler(e, bridge, tokens) for e in ENDPOINTS), _openapi_route()],
+        openapi_config=None,
+        exception_handlers={HTTPException: _http_error, Exception: _internal},
+        request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,
+    )

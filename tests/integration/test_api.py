@@ -1,0 +1,238 @@
+"""The HTTP API over a bridge and simulated terminals (docs/api.md): the same results as the
+Python API, tokens and scopes, and a 4xx naming the field for every bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mtgate.api.app import MAX_BODY_BYTES, create_app
+from mtgate.api.auth import Scope, Tokens
+from mtgate.api.openapi import render
+from mtgate.domain.orders import OrderStatus
+from tests.integration.conftest import MT4, MT5H, MT5N, Harness
+
+READ = "r" * 40
+TRADE = "t" * 40
+ADMIN = "a" * 40
+TOKENS = Tokens(
+    [
+        ("reader", READ, [Scope.READ]),
+        ("engine", TRADE, [Scope.TRADE]),
+        ("ops", ADMIN, [Scope.ADMIN]),
+    ]
+)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def client(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
+    """In the bridge's own event loop, as ``mtgate serve`` runs it."""
+    transport = httpx.ASGITransport(app=create_app(harness.bridge, TOKENS))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        yield c
+
+
+@pytest.mark.parametrize("tid", [MT4, MT5H, MT5N])
+async def test_a_market_order_over_http_fills_as_through_the_python_api(
+    harness: Harness, client: httpx.AsyncClient, tid: str
+) -> None:
+    account = harness.account(tid)
+    body = {"account": account, "symbol": "EURUSD", "side": "buy", "volume": 0.1,
+            "client_order_id": f"http-{tid}"}  # fmt: skip
+    r = await client.post("/v1/orders/market", json=body, headers=auth(TRADE))
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["status"] == "filled"
+    assert result["ticket"] > 0 and result["fill_volume"] == 0.1
+    assert "slippage_points" in result
+    stored = await harness.bridge.get_order(account, client_order_id=f"http-{tid}")
+    assert stored is not None and stored.status == OrderStatus.FILLED
+    assert stored.ticket == result["ticket"]
+    again = await client.get(
+        f"/v1/orders/http-{tid}", params={"account": account}, headers=auth(READ)
+    )
+    assert again.status_code == 200 and again.json()["ticket"] == result["ticket"]
+    by_ticket = await client.get(
+        f"/v1/tickets/{result['ticket']}", params={"account": account}, headers=auth(READ)
+    )
+    assert by_ticket.status_code == 200
+    assert by_ticket.json()["client_order_id"] == f"http-{tid}"
+    positions = await client.get(f"/v1/accounts/{account}/positions", headers=auth(READ))
+    assert positions.status_code == 200
+    assert any(p["volume"] == 0.1 for p in positions.json())
+
+
+async def test_a_terminal_rejection_keeps_its_platform_code(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    """US30 is closed at the harness's time: the terminal refuses, and the HTTP result says
+    so with the platform's code, as the Python API's result does."""
+    body = {"account": harness.account(MT5H), "symbol": "US30", "side": "buy", "volume": 1.0,
+            "retry": {"enabled": False}}  # fmt: skip
+    r = await client.post("/v1/orders/market", json=body, headers=auth(TRADE))
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["status"] == "rejected"
+    assert result["error"]["source"] == "terminal"
+    assert result["error"]["code"] == 10018  # TRADE_RETCODE_MARKET_CLOSED
+
+
+async def test_pending_order_modify_and_cancel(harness: Harness, client: httpx.AsyncClient) -> None:
+    account = harness.account(MT5H)
+    bid, _, _ = harness.server(MT5H).feed.quote("EURUSD")
+    price = round(bid - 0.01, 5)
+    body = {"account": account, "symbol": "EURUSD", "kind": "buy_limit", "volume": 0.1,
+            "price": price, "client_order_id": "http-pending"}  # fmt: skip
+    placed = await client.post("/v1/orders/pending", json=body, headers=auth(TRADE))
+    assert placed.status_code == 200 and placed.json()["status"] == "placed", placed.text
+    modified = await client.post(
+        "/v1/orders/modify",
+        json={"account": account, "client_order_id": "http-pending", "price": price - 0.001},
+        headers=auth(TRADE),
+    )
+    assert modified.status_code == 200, modified.text
+    cancelled = await client.post(
+        "/v1/orders/cancel",
+        json={"account": account, "client_order_id": "http-pending"},
+        headers=auth(TRADE),
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    listed = await client.get(
+        "/v1/orders", params={"account": account, "status": "cancelled"}, headers=auth(READ)
+    )
+    assert [o["client_order_id"] for o in listed.json()] == ["http-pending"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthorized"),
+        ({"Authorization": "Bearer " + "x" * 40}, 401, "unauthorized"),
+        ({"Authorization": "Basic " + TRADE}, 401, "unauthorized"),
+        (auth(READ), 403, "forbidden"),
+    ],
+)
+async def test_trading_needs_a_token_with_the_trade_scope(
+    harness: Harness, client: httpx.AsyncClient, headers: dict[str, str], status: int,
+    code: str,
+) -> None:  # fmt: skip
+    body = {"account": harness.account(MT5H), "symbol": "EURUSD", "side": "buy", "volume": 0.1}
+    r = await client.post("/v1/orders/market", json=body, headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code)
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert harness.trades_seen(MT5H) == 0
+
+
+async def test_admin_drains_and_enables_a_terminal(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    refused = await client.post(f"/v1/terminals/{MT5H}/drain", headers=auth(TRADE))
+    assert refused.status_code == 403
+    drained = await client.post(f"/v1/terminals/{MT5H}/drain", headers=auth(ADMIN))
+    assert drained.json() == {"terminal_id": MT5H, "drained": True}
+    listed = await client.get("/v1/terminals", headers=auth(READ))
+    assert any(t["terminal_id"] == MT5H and t["drained"] for t in listed.json())
+    enabled = await client.post(f"/v1/terminals/{MT5H}/enable", headers=auth(ADMIN))
+    assert enabled.json()["drained"] is False
+    unknown = await client.post("/v1/terminals/nope/enable", headers=auth(ADMIN))
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (422, "terminal_id")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"volume": "0.1"}, "volume"),  # a string is not a number of lots: strict, as in Python
+        ({"volume": -1}, "volume"),
+        ({"side": "BUY"}, "side"),
+        ({"magic": 2**40}, "magic"),
+        ({"sl": 1e400}, None),  # not even JSON a decoder keeps: refused, not inf
+        ({"account": "nobody"}, "account"),
+        ({"client_order_id": "x" * 200}, "client_order_id"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+async def test_a_bad_body_is_a_422_naming_the_field_and_sends_nothing(
+    harness: Harness, client: httpx.AsyncClient, change: dict[str, Any], field: str | None
+) -> None:
+    body = {"account": harness.account(MT5H), "symbol": "EURUSD", "side": "buy", "volume": 0.1}
+    raw = json.dumps({**body, **change}).replace("Infinity", "1e400")
+    r = await client.post(
+        "/v1/orders/market",
+        content=raw,
+        headers={**auth(TRADE), "content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"]
+    if field is not None:
+        assert error["field"] == field
+    assert harness.trades_seen(MT5H) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1/accounts/123@Nowhere/positions", 404, "unknown_account"),
+        ("/v1/accounts/not-an-account/positions", 422, "invalid_request"),
+        ("/v1/orders/no-such-order?account=2001@Sim-MT5", 404, "not_found"),
+        ("/v1/orders/no-such-order", 422, "invalid_request"),
+        ("/v1/orders?limit=0", 422, "invalid_request"),
+        ("/v1/orders?limit=abc", 422, "invalid_request"),
+        ("/v1/orders?status=lost", 422, "invalid_request"),
+        ("/v1/tickets/-5?account=2001@Sim-MT5", 422, "invalid_request"),
+        ("/v1/tickets/99999999999999999999999?account=2001@Sim-MT5", 422, "invalid_request"),
+        ("/v1/nowhere", 404, "no_route"),
+    ],
+)
+async def test_bad_paths_and_queries_are_4xx_with_a_code(
+    client: httpx.AsyncClient, path: str, status: int, code: str
+) -> None:
+    r = await client.get(path, headers=auth(READ))
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+
+
+async def test_a_huge_body_is_refused_unread(harness: Harness, client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/orders/market",
+        content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
+        headers={**auth(TRADE), "content-type": "application/json"},
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "body_too_large")
+    assert harness.trades_seen(MT5H) == 0
+
+
+async def test_probes_need_no_token(harness: Harness, client: httpx.AsyncClient) -> None:
+    assert (await client.get("/livez")).json() == {"status": "ok", "accounts_without_terminal": []}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    harness.world.terminals[MT4].stop()
+
+    async def not_ready() -> bool:
+        return (await client.get("/readyz")).status_code == 503
+
+    from tests.integration.conftest import eventually
+
+    await eventually(not_ready)
+    body = (await client.get("/readyz")).json()
+    assert body["status"] == "not_ready"
+    assert body["accounts_without_terminal"] == [harness.account(MT4)]
+
+
+async def test_the_document_is_served(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/openapi.json")
+    assert r.status_code == 200 and r.text == render()
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    committed = Path(__file__).parents[2] / "docs" / "openapi.json"
+    assert committed.read_text() == render(), "run: mtgate openapi docs/openapi.json"
