@@ -15,7 +15,8 @@ from mtgate.api.app import MAX_BODY_BYTES, create_app
 from mtgate.api.auth import Scope, Tokens
 from mtgate.api.openapi import render
 from mtgate.domain.orders import OrderStatus
-from tests.integration.conftest import MT4, MT5H, MT5N, Harness
+from mtgate.execution.service import account_key as _key
+from tests.integration.conftest import MT4, MT5H, MT5N, Harness, eventually
 
 READ = "r" * 40
 TRADE = "t" * 40
@@ -220,8 +221,6 @@ async def test_probes_need_no_token(harness: Harness, client: httpx.AsyncClient)
     async def not_ready() -> bool:
         return (await client.get("/readyz")).status_code == 503
 
-    from tests.integration.conftest import eventually
-
     await eventually(not_ready)
     body = (await client.get("/readyz")).json()
     assert body["status"] == "not_ready"
@@ -236,3 +235,32 @@ async def test_the_document_is_served(client: httpx.AsyncClient) -> None:
 def test_the_committed_openapi_document_is_current() -> None:
     committed = Path(__file__).parents[2] / "docs" / "openapi.json"
     assert committed.read_text() == render(), "run: mtgate openapi docs/openapi.json"
+
+
+async def test_an_account_whose_terminals_are_down_is_the_bridges_state_not_the_callers(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    """503 ``not_routable`` for a configured account with no ready terminal (body or path
+    naming it), 404 ``unknown_account`` only for one no terminal is configured for."""
+    account = harness.account(MT4)
+    harness.world.terminals[MT4].stop()
+    await eventually(lambda: harness.bridge.registry.lookup_session(_key(account)) is None)
+    read = await client.get(f"/v1/accounts/{account}/positions", headers=auth(READ))
+    assert (read.status_code, read.json()["error"]["code"]) == (503, "not_routable")
+    modify = await client.post(
+        "/v1/positions/modify",
+        json={"account": account, "ticket": 5, "sl": 1.0},
+        headers=auth(TRADE),
+    )
+    assert modify.status_code in (200, 503), modify.text
+    if modify.status_code == 503:
+        assert modify.json()["error"]["code"] == "not_routable"
+    else:
+        assert modify.json()["status"] != "done"
+    order = await client.post(
+        "/v1/orders/market",
+        json={"account": account, "symbol": "EURUSD", "side": "buy", "volume": 0.1},
+        headers=auth(TRADE),
+    )
+    assert order.status_code == 200 and order.json()["status"] == "rejected"
+    assert order.json()["error"]["field"] == "account"

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -172,3 +173,44 @@ async def test_serve_refuses_a_bad_api_config_naming_the_key(
     assert proc.returncode == 2, err
     assert expected in err
     assert b"x" * 40 not in err  # a token is never printed
+
+
+async def test_the_api_serves_https_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    """``tls_cert`` and ``tls_key`` make the API HTTPS (a self-signed certificate here)."""
+    from mtgate.api.server import ApiServer
+    from mtgate.bridge import Bridge
+    from mtgate.config import load
+    from mtgate.store.journal import open_journal
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    config = tmp_path / "tls.toml"
+    config.write_text(
+        f'[api]\nport = 0\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+        f'[[api.tokens]]\nname = "e"\nscopes = ["read"]\ntoken = "{TOKEN}"\n'
+    )
+    cfg = load(config)
+    bridge = Bridge(terminals={}, journal=open_journal(f"sqlite:///{tmp_path / 'j.db'}"))
+    await bridge.start()
+    server = ApiServer(bridge, cfg.api)
+    try:
+        host, port = await server.start()
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(verify=trust) as client:
+            r = await client.get(
+                f"https://{host}:{port}/v1/terminals",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+        assert (r.status_code, r.json()) == (200, [])
+        async with httpx.AsyncClient() as plain:
+            with pytest.raises(httpx.TransportError):
+                await plain.get(f"http://{host}:{port}/livez")
+    finally:
+        await server.stop()
+        await bridge.stop()

@@ -101,7 +101,7 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
 def _not_routable(bridge: Bridge, call: Call, exc: NotRoutable) -> Response[bytes]:
     """An account no terminal is configured for is the caller's mistake (404); one whose
     terminals are all down is the bridge's state (503)."""
-    text = call.path.get("account") or call.query.get("account") or ""
+    text = call.path.get("account") or call.query.get("account") or _body_account(call.body)
     try:
         known = account_key(text) in bridge.registry.configured_accounts()
     except InvalidRequest:
@@ -109,6 +109,18 @@ def _not_routable(bridge: Bridge, call: Call, exc: NotRoutable) -> Response[byte
     if not known:
         return _error(404, "unknown_account", f"no terminal is configured for account {text!r}")
     return _error(503, "not_routable", str(exc))
+
+
+class _Named(msgspec.Struct):
+    account: str = ""
+
+
+def _body_account(body: bytes) -> str:
+    """The ``account`` a request body names ("" when it names none)."""
+    try:
+        return msgspec.json.decode(body, type=_Named).account if body else ""
+    except msgspec.MsgspecError:
+        return ""
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
