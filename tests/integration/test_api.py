@@ -3,13 +3,18 @@ Python API, tokens and scopes, and a 4xx naming the field for every bad input.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mtgate.api.app import MAX_BODY_BYTES, create_app
 from mtgate.api.auth import Scope, Tokens
@@ -264,3 +269,69 @@ async def test_an_account_whose_terminals_are_down_is_the_bridges_state_not_the_
     )
     assert order.status_code == 200 and order.json()["status"] == "rejected"
     assert order.json()["error"]["field"] == "account"
+
+
+async def test_metrics_count_what_the_terminals_answered(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    account = harness.account(MT5H)
+    for volume in (0.1, 0.2):
+        r = await client.post(
+            "/v1/orders/market",
+            json={"account": account, "symbol": "EURUSD", "side": "buy", "volume": volume},
+            headers=auth(TRADE),
+        )
+        assert r.json()["status"] == "filled"
+    closed = await client.post(
+        "/v1/orders/market",
+        json={"account": account, "symbol": "US30", "side": "buy", "volume": 1.0,
+              "retry": {"enabled": False}},
+        headers=auth(TRADE),
+    )  # fmt: skip
+    assert closed.json()["status"] == "rejected"
+    assert (await client.get("/metrics")).status_code == 401
+    scraped = await client.get("/metrics", headers=auth(READ))
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        return next(
+            s.value
+            for s in families[family].samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    assert value("mtgate_terminal_ready", "mtgate_terminal_ready", terminal=MT5H) == 1.0
+    trades = value(
+        "mtgate_execution_latency_seconds",
+        "mtgate_execution_latency_seconds_count",
+        terminal=MT5H,
+    )
+    assert trades >= 3  # two fills and the refusal (the bridge's own reads are not trades)
+    assert value("mtgate_terminal_errors", "mtgate_terminal_errors_total", terminal=MT5H,
+                 code="10018") == 1.0  # fmt: skip
+    assert value("mtgate_terminal_state", "mtgate_terminal_state", terminal=MT5H,
+                 state="ready") == 1.0  # fmt: skip
+
+
+async def test_promtool_accepts_the_metrics(
+    harness: Harness, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        reason = "promtool is not installed (Debian package prometheus; CI installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    await client.post(
+        "/v1/orders/market",
+        json={"account": harness.account(MT4), "symbol": "EURUSD", "side": "sell", "volume": 0.1},
+        headers=auth(TRADE),
+    )
+    scraped = await client.get("/metrics", headers=auth(READ))
+    proc = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(scraped.content), 30)
+    assert proc.returncode == 0, out + err

@@ -21,8 +21,10 @@ from litestar import Litestar, Request, Response, route
 from litestar.exceptions import HTTPException
 
 from mtgate import logs
-from mtgate.api.auth import Tokens
+from mtgate.api.auth import Scope, Tokens
 from mtgate.api.endpoints import ENDPOINTS, Call, Endpoint, NotFound, Probe
+from mtgate.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from mtgate.api.metrics import exposition, registry_for
 from mtgate.bridge import Bridge
 from mtgate.execution.requests import InvalidRequest
 from mtgate.execution.service import account_key
@@ -146,10 +148,29 @@ def _openapi_route() -> Any:
     return route("/v1/openapi.json", http_method=["GET"], include_in_schema=False)(openapi_document)
 
 
+def _metrics_route(bridge: Bridge, tokens: Tokens) -> Any:
+    """``GET /metrics`` (scope ``read``): Prometheus's text format (mtgate.api.metrics)."""
+    registry = registry_for(bridge)
+
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+        caller = tokens.caller(request.headers.get("authorization"))
+        if caller is None:
+            return _error(401, "unauthorized", "a valid bearer token is needed")
+        if Scope.READ not in caller.scopes:
+            return _error(403, "forbidden", "this call needs the read scope")
+        return Response(content=exposition(registry), media_type=METRICS_CONTENT_TYPE)
+
+    return route("/metrics", http_method=["GET"], include_in_schema=False)(metrics)
+
+
 def create_app(bridge: Bridge, tokens: Tokens) -> Litestar:
     """The API over ``bridge`` (started by the caller), for the callers ``tokens`` name."""
     return Litestar(
-        route_handlers=[*(_handler(e, bridge, tokens) for e in ENDPOINTS), _openapi_route()],
+        route_handlers=[
+            *(_handler(e, bridge, tokens) for e in ENDPOINTS),
+            _openapi_route(),
+            _metrics_route(bridge, tokens),
+        ],
         openapi_config=None,
         exception_handlers={HTTPException: _http_error, Exception: _internal},
         request_max_body_size=MAX_BODY_BYTES,

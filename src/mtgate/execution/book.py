@@ -124,6 +124,10 @@ class OrderBook:
         if event is not None:
             event.set()
 
+    def open_orders(self) -> list[OrderRecord]:
+        """Every order in memory not yet final (submitted, unknown, placed)."""
+        return [r for r in self._by_client.values() if r.status in _ACTIVE]
+
     def active(self, account: AccountKey) -> list[OrderRecord]:
         return [
             r
