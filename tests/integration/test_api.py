@@ -318,12 +318,7 @@ async def test_metrics_count_what_the_terminals_answered(
 async def test_promtool_accepts_the_metrics(
     harness: Harness, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        reason = "promtool is not installed (Debian package prometheus; CI installs it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(reason)
+    promtool = _promtool()
     await client.post(
         "/v1/orders/market",
         json={"account": harness.account(MT4), "symbol": "EURUSD", "side": "sell", "volume": 0.1},
@@ -335,3 +330,31 @@ async def test_promtool_accepts_the_metrics(
     )
     out, err = await asyncio.wait_for(proc.communicate(scraped.content), 30)
     assert proc.returncode == 0, out + err
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is not installed (Debian package prometheus; CI installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+async def test_promtool_accepts_the_alerting_rules() -> None:
+    rules = Path(__file__).parents[2] / "docs" / "alerts.yml"
+    proc = await asyncio.create_subprocess_exec(
+        _promtool(), "check", "rules", str(rules), stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out + err
+    assert b"7 rules found" in out
+
+
+def test_every_alert_the_bridge_raises_has_a_rule() -> None:
+    from mtgate.health.alerts import AlertKind
+
+    text = (Path(__file__).parents[2] / "docs" / "alerts.yml").read_text()
+    for kind in AlertKind:
+        assert kind.value in text or "".join(w.title() for w in kind.value.split("_")) in text, kind
