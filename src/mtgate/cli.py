@@ -1,4 +1,4 @@
-"""`mtgate serve | openapi | demo | sim | bench | chaos | rejections`."""
+"""`mtgate serve | config check | db upgrade | openapi | demo | sim | bench | chaos | rejections`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mtgate import logs
-from mtgate.config import ConfigError, load
+from mtgate.config import ConfigError, load, load_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MetaTrader 4/5 bridge.")
 
@@ -63,6 +63,51 @@ def serve(
 
     _use_uvloop()
     asyncio.run(main())
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Configuration files.")
+db_app = typer.Typer(no_args_is_help=True, help="The journal's database.")
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="TOML configuration file")],
+) -> None:
+    """Validate a configuration file (keys, tokens, bindings) as ``serve`` would; exit 2
+    with the key at fault."""
+    from sqlalchemy import make_url
+
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    store = make_url(cfg.store.url).render_as_string(hide_password=True)
+    api = f"{cfg.api.host}:{cfg.api.port}" if cfg.api.enabled else "off"
+    typer.echo(
+        f"{path}: ok: {len(cfg.terminals)} terminal(s), "
+        f"{len(cfg.api.tokens)} API token(s), API {api}, store {store}"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: Annotated[Path | None, typer.Option(help="TOML configuration file")] = None,
+) -> None:
+    """Bring the journal's database (``[store] url``) to the newest schema."""
+    from sqlalchemy import make_url
+
+    from mtgate.store.migrate import migrate
+
+    try:
+        store = load_store(config)
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    migrate(store.url)
+    typer.echo(f"{make_url(store.url).render_as_string(hide_password=True)}: schema up to date")
 
 
 @app.command()

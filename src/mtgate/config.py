@@ -100,8 +100,10 @@ class HealthSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LogSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    json: bool = False
-    level: str = "INFO"
+    json: bool | None = None
+    """JSON lines; None: JSON unless standard error is a terminal (a service's logs go to a
+    collector, a person at a terminal reads them)."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
 
 class TerminalEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -10,7 +10,11 @@ from collections.abc import Callable
 import structlog
 
 
-def configure(*, json: bool = False, level: str = "INFO") -> None:
+def configure(*, json: bool | None = False, level: str = "INFO") -> None:
+    """Log lines at ``level`` and above to standard error; ``json`` None: JSON unless
+    standard error is a terminal."""
+    if json is None:
+        json = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -214,3 +215,58 @@ async def test_the_api_serves_https_when_a_certificate_is_configured(tmp_path: P
     finally:
         await server.stop()
         await bridge.stop()
+
+
+async def _mtgate(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mtgate.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+async def test_config_check_says_ok_or_names_the_key(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[store]\nurl = "postgresql+psycopg://u:secret@db/x"\n'
+        '[[terminals]]\nid = "t1"\nkey = "' + KEY + '"\naccount = "1@S"\n'
+    )
+    code, out, _ = await _mtgate("config", "check", str(good))
+    assert code == 0 and b"ok: 1 terminal(s)" in out
+    assert b"secret" not in out and KEY.encode() not in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[log]\nlevel = "LOUD"\n')
+    code, _, err = await _mtgate("config", "check", str(bad))
+    assert code == 2 and b"bad.toml" in err and b"level" in err
+
+
+async def test_db_upgrade_brings_a_new_database_to_the_schema(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    config = tmp_path / "db.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    code, out, err = await _mtgate("db", "upgrade", "--config", str(config))
+    assert code == 0, err
+    assert b"schema up to date" in out
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"execution_orders", "order_events", "alembic_version"} <= tables
+    code, _, _ = await _mtgate("db", "upgrade", "--config", str(config))  # idempotent
+    assert code == 0
+
+
+async def test_logs_are_json_lines_when_standard_error_is_not_a_terminal() -> None:
+    script = (
+        "from mtgate import logs; logs.configure(json=None); "
+        "logs.get('t').info('order moved', client_order_id='c1', ticket=5)"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    line = json.loads(err.decode().strip().splitlines()[-1])
+    assert line["event"] == "order moved" and line["client_order_id"] == "c1"
+    assert line["ticket"] == 5 and line["level"] == "info" and "timestamp" in line
