@@ -32,6 +32,7 @@ from mtgate.execution.requests import (
     parse,
 )
 from mtgate.execution.service import ExecutionService, account_key
+from mtgate.execution.signals import SignalRequest, SignalResult, Signals
 from mtgate.execution.tracker import Tracker
 from mtgate.health.alerts import AccountHealth, Alert, TerminalHealth
 from mtgate.health.monitor import AlertListener, HealthMonitor
@@ -283,6 +284,18 @@ class Bridge:
     ) -> OrderResult:
         """Buy or sell at market. Fields as in :class:`MarketOrderRequest`."""
         return await self.service.place_market_order(checked(MarketOrderRequest, request, fields))
+
+    async def execute_signal(
+        self, request: SignalRequest | None = None, **fields: Any
+    ) -> SignalResult:
+        """One trade decision on many accounts, each sized by its risk (mtgate.execution.signals);
+        a signal sent again answers with the orders it made (never a second order)."""
+        req = checked(SignalRequest, request, fields)
+        signals = Signals(self.registry, self.place_market_order, self._find_order)
+        return await signals.execute(req)
+
+    async def _find_order(self, account: str, client_order_id: str) -> OrderResult | None:
+        return await self.get_order(account, client_order_id=client_order_id)
 
     async def place_pending_order(
         self, request: PendingOrderRequest | None = None, **fields: Any

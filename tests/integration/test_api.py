@@ -358,3 +358,97 @@ def test_every_alert_the_bridge_raises_has_a_rule() -> None:
     text = (Path(__file__).parents[2] / "docs" / "alerts.yml").read_text()
     for kind in AlertKind:
         assert kind.value in text or "".join(w.title() for w in kind.value.split("_")) in text, kind
+
+
+async def test_a_signal_sizes_each_account_by_risk_and_a_resend_doubles_nothing(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    mt4, mt5 = harness.account(MT4), harness.account(MT5H)
+    _, ask, _ = harness.server(MT5H).feed.quote("EURUSD")
+    signal = {
+        "signal_id": "sig-1",
+        "symbol": "EURUSD",
+        "side": "buy",
+        "sl": round(ask - 0.0050, 5),
+        "price": ask,
+        "deviation_points": 1000,
+        "accounts": [
+            {"account": mt4, "risk_pct": 0.5},
+            {"account": mt5},
+            {"account": harness.account(MT5N), "risk_pct": 0.0001},  # below the minimum
+        ],
+    }
+    r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
+    assert r.status_code == 200, r.text
+    by_account = {o["account"]: o for o in r.json()["orders"]}
+    equity = {
+        tid: harness.bridge.registry.route(_key(harness.account(tid))).view.account.equity  # type: ignore[union-attr]
+        for tid in (MT4, MT5H)
+    }
+    loss_per_lot = 0.0050 / 0.00001 * 1.0  # 500 ticks of $1 a lot
+    for tid, pct in ((MT4, 0.5), (MT5H, 1.0)):
+        order = by_account[harness.account(tid)]
+        assert order["result"]["status"] == "filled", order
+        assert order["volume"] * loss_per_lot <= equity[tid] * pct / 100 + 1e-6
+        assert order["result"]["sl"] == signal["sl"]
+    refused = by_account[harness.account(MT5N)]
+    assert "result" not in refused
+    assert (refused["error"]["rule"], refused["error"]["field"]) == ("volume_min", "risk_pct")
+    seen = {tid: harness.trades_seen(tid) for tid in (MT4, MT5H, MT5N)}
+    assert seen[MT5N] == 0
+
+    again = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
+    replayed = {o["account"]: o for o in again.json()["orders"]}
+    for tid in (MT4, MT5H):
+        first, second = by_account[harness.account(tid)], replayed[harness.account(tid)]
+        assert second["replayed"] is True
+        assert second["client_order_id"] == first["client_order_id"]
+        assert second["result"]["ticket"] == first["result"]["ticket"]
+    assert {tid: harness.trades_seen(tid) for tid in (MT4, MT5H, MT5N)} == seen
+
+
+async def test_a_signal_sent_twice_at_once_places_one_order_per_account(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    mt5 = harness.account(MT5H)
+    bid, _, _ = harness.server(MT5H).feed.quote("EURUSD")
+    signal = {"signal_id": "sig-race", "symbol": "EURUSD", "side": "sell",
+              "sl": round(bid + 0.01, 5), "accounts": [{"account": mt5, "volume": 0.1}]}  # fmt: skip
+    first, second = await asyncio.gather(
+        client.post("/v1/signals", json=signal, headers=auth(TRADE)),
+        client.post("/v1/signals", json=signal, headers=auth(TRADE)),
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    orders = [first.json()["orders"][0], second.json()["orders"][0]]
+    assert sorted(o.get("replayed", False) for o in orders) == [False, True]
+    assert orders[0]["result"]["ticket"] == orders[1]["result"]["ticket"]
+    assert harness.trades_seen(MT5H) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"accounts": []}, "accounts"),
+        ({"sl": 0}, "sl"),
+        ({"risk_pct": 150}, "risk_pct"),
+        ({"signal_id": ""}, "signal_id"),
+    ],
+)
+async def test_a_bad_signal_is_a_422_naming_the_field(
+    harness: Harness, client: httpx.AsyncClient, change: dict[str, Any], field: str
+) -> None:
+    signal = {"signal_id": "s", "symbol": "EURUSD", "side": "buy", "sl": 1.0,
+              "accounts": [{"account": harness.account(MT5H)}], **change}  # fmt: skip
+    r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
+    assert (r.status_code, r.json()["error"]["field"]) == (422, field), r.text
+
+
+async def test_an_account_listed_twice_in_a_signal_is_refused(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    account = harness.account(MT5H)
+    signal = {"signal_id": "s2", "symbol": "EURUSD", "side": "buy", "sl": 1.0,
+              "accounts": [{"account": account}, {"account": account}]}  # fmt: skip
+    r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "accounts")
+    assert harness.trades_seen(MT5H) == 0

@@ -30,6 +30,7 @@ from mtgate.execution.requests import (
     Ticket,
     parse,
 )
+from mtgate.execution.signals import SignalRequest, SignalResult
 from mtgate.health.alerts import Alert, TerminalHealth
 from mtgate.positions.requests import (
     CloseByRequest,
@@ -164,6 +165,10 @@ async def _market(bridge: Bridge, call: Call) -> OrderResult:
     return await bridge.place_market_order(parse(MarketOrderRequest, call.body))
 
 
+async def _signal(bridge: Bridge, call: Call) -> SignalResult:
+    return await bridge.execute_signal(parse(SignalRequest, call.body))
+
+
 async def _pending(bridge: Bridge, call: Call) -> OrderResult:
     return await bridge.place_pending_order(parse(PendingOrderRequest, call.body))
 
@@ -270,6 +275,9 @@ R, T, A = Scope.READ, Scope.TRADE, Scope.ADMIN
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/v1/orders/market", T, "Buy or sell at market", _market,
              body=MarketOrderRequest, response=OrderResult, operation_id="placeMarketOrder"),
+    Endpoint("POST", "/v1/signals", T,
+             "One trade decision on many accounts, each sized by its risk", _signal,
+             body=SignalRequest, response=SignalResult, operation_id="executeSignal"),
     Endpoint("POST", "/v1/orders/pending", T, "Place a limit, stop or stop-limit order",
              _pending, body=PendingOrderRequest, response=OrderResult,
              operation_id="placePendingOrder"),
