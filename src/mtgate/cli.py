@@ -171,6 +171,9 @@ def bench(
     sync_positions: Annotated[int, typer.Option(help="open positions per sync terminal")] = 200,
     sync_seconds: Annotated[float, typer.Option(help="how long the sync CPU is measured")] = 10.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    http: Annotated[
+        bool, typer.Option(help="also place the orders through the HTTP API (http_latency_ms)")
+    ] = False,
 ) -> None:
     """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
     the cost of syncing many accounts, and the round trip while they sync."""
@@ -187,6 +190,7 @@ def bench(
         sync_terminals=sync_terminals,
         sync_positions=sync_positions,
         sync_seconds=sync_seconds,
+        http=http,
     )
     logs.configure(level="ERROR")
     _use_uvloop()
@@ -391,6 +395,7 @@ def _print_bench(f: dict[str, object]) -> None:
         ("bridge market order (c=1)", "latency_concurrency_1_ms"),
         ("bridge market order (c=C)", "latency_ms"),
         ("bridge market order (c=C), sync running", "latency_with_sync_ms"),
+        ("HTTP API market order (c=C)", "http_latency_ms"),
     ):
         if key not in f:
             continue

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtgate.bench.httpdrive import main as http_main
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
 from mtgate.bridge import Bridge
@@ -55,6 +56,8 @@ class BenchOptions:
     sync_interval_ms: int = 1000
     sync_seconds: float = 10.0
     """How long the bridge's CPU is measured with only the sync load running."""
+    http: bool = False
+    """Also place ``orders`` through the HTTP API, from a process of their own."""
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -252,6 +255,10 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
             cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
+            http: list[float] = []
+            if opts.http:
+                http, http_errors = await _http_phase(bridge, accounts, opts, ctx)
+                errors += http_errors
             sync: dict[str, Any] | None = None
             with_sync: list[float] = []
             sync_errors = 0
@@ -272,6 +279,8 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 proc.kill()
             await bridge.stop()
     total_sent = opts.warmup + min(opts.orders, 1000) + opts.orders * (2 if sync else 1)
+    if opts.http:
+        total_sent += HTTP_WARMUP + opts.orders
     lat = percentiles(latencies)
     flo = percentiles(floor)
     return {
@@ -294,6 +303,52 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
         **_sync_figures(sync, lat, with_sync),
+        **_http_figures(http, lat),
+    }
+
+
+HTTP_WARMUP = 200
+
+
+async def _http_phase(
+    bridge: Bridge, accounts: list[str], opts: BenchOptions, ctx: Any
+) -> tuple[list[float], int]:
+    """The same orders through ``mtgate serve``'s HTTP API (uvicorn in the bridge's loop, as
+    serve runs it), sent over loopback TCP by another process."""
+    from mtgate.api.server import ApiServer
+    from mtgate.config import ApiSection, ApiToken
+
+    token = new_key().reveal().hex()
+    section = ApiSection(port=0, tokens=[ApiToken(name="bench", scopes=["trade"], token=token)])
+    server = ApiServer(bridge, section)
+    host, port = await server.start()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(
+        target=http_main,
+        args=(f"http://{host}:{port}", token, accounts, opts.orders, HTTP_WARMUP,
+              opts.concurrency, child),
+        daemon=True,
+    )  # fmt: skip
+    proc.start()
+    try:
+        latencies, errors = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+        await server.stop()
+    return latencies, errors
+
+
+def _http_figures(http: list[float], in_process: dict[str, float]) -> dict[str, Any]:
+    if not http:
+        return {}
+    lat = percentiles(http)
+    return {
+        "http_latency_ms": {"p50": lat["p50"], "p99": lat["p99"]},
+        "http_overhead_ratio_p50": round(lat["p50"] / in_process["p50"], 2)
+        if in_process["p50"]
+        else None,
     }
 
 
