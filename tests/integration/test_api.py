@@ -21,7 +21,7 @@ from mtgate.api.auth import Scope, Tokens
 from mtgate.api.openapi import render
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.service import account_key as _key
-from tests.integration.conftest import MT4, MT5H, MT5N, Harness, eventually
+from tests.integration.conftest import MT4, MT5H, MT5N, Harness, eventually, open_tickets
 
 READ = "r" * 40
 TRADE = "t" * 40
@@ -452,3 +452,51 @@ async def test_an_account_listed_twice_in_a_signal_is_refused(
     r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
     assert (r.status_code, r.json()["error"]["field"]) == (422, "accounts")
     assert harness.trades_seen(MT5H) == 0
+
+
+async def test_bulk_trailing_rejections_and_overrides_over_http(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    account = harness.account(MT5H)
+    opened = await client.post(
+        "/v1/orders/market",
+        json={"account": account, "symbol": "EURUSD", "side": "buy", "volume": 0.1},
+        headers=auth(TRADE),
+    )
+    ticket = opened.json()["position_id"]
+    trail = await client.post(
+        "/v1/positions/trailing",
+        json={"account": account, "ticket": ticket, "distance_points": 200},
+        headers=auth(TRADE),
+    )
+    assert trail.status_code == 200, trail.text
+    assert (trail.json()["account"], trail.json()["active"]) == (account, True)
+    stopped = await client.request(
+        "DELETE", f"/v1/positions/trailing/{ticket}", params={"account": account},
+        headers=auth(TRADE),
+    )  # fmt: skip
+    assert stopped.json() == {"account": account, "ticket": ticket, "cancelled": True}
+    await eventually(lambda: ticket in open_tickets(harness.bridge, _key(account)))
+    closed = await client.post(
+        "/v1/positions/bulk-close",
+        json={"select": {"accounts": [account]}},
+        headers=auth(TRADE),
+    )
+    assert closed.status_code == 200, closed.text
+    assert [i["ticket"] for i in closed.json()] == [ticket]
+    assert closed.json()[0]["closed"]["status"] == "filled"
+
+    report = await client.get(
+        "/v1/rejections", params={"since": "1h", "by": "code,account"}, headers=auth(READ)
+    )
+    assert report.status_code == 200, report.text
+    assert report.json()["orders"] >= 2
+    bad = await client.get("/v1/rejections", params={"by": "colour"}, headers=auth(READ))
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_request")
+
+    override = {"client_order_id": opened.json()["client_order_id"], "status": "filled",
+                "evidence": "seen in the terminal's history", "reason": "test"}  # fmt: skip
+    refused = await client.post("/v1/overrides/resolve", json=override, headers=auth(TRADE))
+    assert refused.status_code == 403
+    conflict = await client.post("/v1/overrides/resolve", json=override, headers=auth(ADMIN))
+    assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "conflict")

@@ -22,7 +22,7 @@ from litestar.exceptions import HTTPException
 
 from mtgate import logs
 from mtgate.api.auth import Scope, Tokens
-from mtgate.api.endpoints import ENDPOINTS, Call, Endpoint, NotFound, Probe
+from mtgate.api.endpoints import ENDPOINTS, Call, Conflict, Endpoint, NotFound, Probe
 from mtgate.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mtgate.api.metrics import exposition, registry_for
 from mtgate.bridge import Bridge
@@ -61,6 +61,7 @@ def _ok(value: Any, status: int = 200) -> Response[bytes]:
 
 def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
     async def handle(request: Request[Any, Any, Any]) -> Response[bytes]:
+        caller = None
         if endpoint.scope is not None:
             caller = tokens.caller(request.headers.get("authorization"))
             if caller is None:
@@ -71,6 +72,7 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
             body=await request.body() if endpoint.body is not None else b"",
             path={k: str(v) for k, v in request.path_params.items()},
             query=dict(request.query_params),
+            caller=caller.name if caller is not None else "",
         )
         try:
             result = await endpoint.run(bridge, call)
@@ -78,6 +80,8 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
             return _error(422, "invalid_request", str(exc), exc.field)
         except NotFound as exc:
             return _error(404, "not_found", str(exc))
+        except Conflict as exc:
+            return _error(409, "conflict", str(exc))
         except NotRoutable as exc:
             return _not_routable(bridge, call, exc)
         except RequestTimeout as exc:
@@ -97,7 +101,9 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
 
     handle.__name__ = handle.__qualname__ = endpoint.operation_id or "handle"
     path = endpoint.path.replace("}", ":str}")
-    return route(path, http_method=[endpoint.method], include_in_schema=False)(handle)
+    return route(path, http_method=[endpoint.method], include_in_schema=False, status_code=200)(
+        handle
+    )
 
 
 def _not_routable(bridge: Bridge, call: Call, exc: NotRoutable) -> Response[bytes]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from mtgate.api.auth import Scope
 from mtgate.bridge import Bridge
 from mtgate.domain.orders import OrderStatus
+from mtgate.execution.overrides import OverrideRefused, OverrideResult
 from mtgate.execution.requests import (
     Account,
     CancelOrderRequest,
@@ -33,15 +34,20 @@ from mtgate.execution.requests import (
 from mtgate.execution.signals import SignalRequest, SignalResult
 from mtgate.health.alerts import Alert, TerminalHealth
 from mtgate.positions.requests import (
+    BulkCloseRequest,
+    BulkItem,
+    BulkModifyRequest,
     CloseByRequest,
     ClosePositionRequest,
     ModifyPositionRequest,
     PositionResult,
     ReversalResult,
     ReversePositionRequest,
+    TrailingStopRequest,
 )
 from mtgate.protocol import messages as m
 from mtgate.sessions.registry import TerminalStatus
+from mtgate.store.rejections import RejectionQueryError, RejectionReport
 
 TerminalId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Symbol = Annotated[str, msgspec.Meta(max_length=32)]
@@ -51,6 +57,10 @@ class NotFound(Exception):
     """The thing a path names does not exist (HTTP 404, code ``not_found``)."""
 
 
+class Conflict(Exception):
+    """The order's state forbids the change (HTTP 409, code ``conflict``); nothing changed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One request as an endpoint sees it: the body's bytes, the path's and query's values."""
@@ -58,14 +68,17 @@ class Call:
     body: bytes
     path: Mapping[str, str]
     query: Mapping[str, str]
+    caller: str = ""
+    """The name of the token that made the call (an override's operator unless it names one)."""
 
 
 Run = Callable[[Bridge, Call], Awaitable[Any]]
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     """OpenAPI form: ``/v1/orders/{client_order_id}``."""
     scope: Scope | None
@@ -115,6 +128,66 @@ class OrdersParams(_Params, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 class TerminalParams(_Params, frozen=True, forbid_unknown_fields=True, kw_only=True):
     terminal_id: TerminalId
+
+
+class TrailingParams(_Params, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    ticket: Ticket
+    account: Account
+
+
+class RejectionParams(_Params, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    since: Annotated[str, msgspec.Meta(max_length=40)] = "1h"
+    """A duration before now (``30m``, ``1h``, ``2d``), ``now``, or an ISO 8601 time."""
+    until: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    by: Annotated[str, msgspec.Meta(max_length=60)] = "code"
+    """Comma-separated: ``code``, ``account``, ``symbol``, and one of minute/hour/day."""
+    account: Account | None = None
+    symbol: Symbol | None = None
+    platform: Literal["mt4", "mt5"] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+
+OverrideText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class ResolveOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Mark an order in doubt resolved as a human found it on the terminal."""
+
+    client_order_id: ClientId
+    status: Literal["filled", "placed", "rejected", "cancelled", "not_found"]
+    evidence: OverrideText
+    reason: OverrideText
+    operator: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    """Who decided (default: the token's name)."""
+
+
+class CancelOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Withdraw a journalled intent nothing carries; or (``force-attempt``) send an order
+    proven not to have executed again, as its next attempt."""
+
+    client_order_id: ClientId
+    reason: OverrideText
+    operator: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class TrailingView(msgspec.Struct, frozen=True):
+    account: str
+    ticket: int
+    symbol: str
+    distance_points: int
+    step_points: int
+    activation_points: int | None
+    min_interval_ms: int
+    active: bool
+    stop_loss: float | None
+    moves: int
+
+
+class TrailingCancelled(msgspec.Struct, frozen=True):
+    account: str
+    ticket: int
+    cancelled: bool
+    """False when no trailing stop of the position was active."""
 
 
 class Probe(msgspec.Struct, frozen=True):
@@ -233,6 +306,72 @@ async def _reverse(bridge: Bridge, call: Call) -> ReversalResult:
     return await bridge.reverse_position(parse(ReversePositionRequest, call.body))
 
 
+async def _bulk_modify(bridge: Bridge, call: Call) -> list[BulkItem]:
+    return await bridge.bulk_modify(parse(BulkModifyRequest, call.body))
+
+
+async def _bulk_close(bridge: Bridge, call: Call) -> list[BulkItem]:
+    return await bridge.bulk_close(parse(BulkCloseRequest, call.body))
+
+
+async def _trail(bridge: Bridge, call: Call) -> TrailingView:
+    t = await bridge.trail_position(parse(TrailingStopRequest, call.body))
+    return TrailingView(
+        str(t.account), t.ticket, t.symbol, t.distance_points, t.step_points,
+        t.activation_points, t.min_interval_ms, t.active, t.stop_loss, t.moves,
+    )  # fmt: skip
+
+
+async def _untrail(bridge: Bridge, call: Call) -> TrailingCancelled:
+    p: TrailingParams = params(TrailingParams, call)
+    return TrailingCancelled(p.account, p.ticket, bridge.cancel_trailing(p.account, p.ticket))
+
+
+async def _rejections(bridge: Bridge, call: Call) -> RejectionReport:
+    p: RejectionParams = params(RejectionParams, call)
+    try:
+        return await bridge.rejections(
+            p.since, p.until, by=p.by.split(","), account=p.account, symbol=p.symbol,
+            platform=p.platform, limit=p.limit,
+        )  # fmt: skip
+    except RejectionQueryError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+async def _resolve(bridge: Bridge, call: Call) -> OverrideResult:
+    o = parse(ResolveOverride, call.body)
+    return await _overriding(
+        bridge.override_resolve(
+            o.client_order_id, o.status, evidence=o.evidence,
+            operator=o.operator or call.caller, reason=o.reason,
+        )
+    )  # fmt: skip
+
+
+async def _withdraw(bridge: Bridge, call: Call) -> OverrideResult:
+    o = parse(CancelOverride, call.body)
+    return await _overriding(
+        bridge.override_cancel(o.client_order_id, operator=o.operator or call.caller,
+                               reason=o.reason)
+    )  # fmt: skip
+
+
+async def _force(bridge: Bridge, call: Call) -> OrderResult:
+    o = parse(CancelOverride, call.body)
+    return await _overriding(
+        bridge.override_force_attempt(o.client_order_id, operator=o.operator or call.caller,
+                                      reason=o.reason)
+    )  # fmt: skip
+
+
+async def _overriding(call: Awaitable[V]) -> V:
+    """An override refused (the order's state forbids it) is the caller's to see: 409."""
+    try:
+        return await call
+    except OverrideRefused as exc:
+        raise Conflict(str(exc)) from None
+
+
 async def _terminals(bridge: Bridge, call: Call) -> list[TerminalStatus]:
     return bridge.terminals()
 
@@ -315,6 +454,31 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/v1/positions/reverse", T, "Turn a position around", _reverse,
              body=ReversePositionRequest, response=ReversalResult,
              operation_id="reversePosition"),
+    Endpoint("POST", "/v1/positions/bulk-modify", T,
+             "Change SL/TP of every synced position a filter selects", _bulk_modify,
+             body=BulkModifyRequest, response=list[BulkItem], operation_id="bulkModify"),
+    Endpoint("POST", "/v1/positions/bulk-close", T,
+             "Close every synced position a filter selects", _bulk_close,
+             body=BulkCloseRequest, response=list[BulkItem], operation_id="bulkClose"),
+    Endpoint("POST", "/v1/positions/trailing", T,
+             "Start or replace a bridge-managed trailing stop", _trail,
+             body=TrailingStopRequest, response=TrailingView, operation_id="startTrailing"),
+    Endpoint("DELETE", "/v1/positions/trailing/{ticket}", T,
+             "Stop trailing a position (its SL stays)", _untrail, params=TrailingParams,
+             response=TrailingCancelled, operation_id="stopTrailing"),
+    Endpoint("GET", "/v1/rejections", R, "Rejection counts and rates from the journal",
+             _rejections, params=RejectionParams, response=RejectionReport,
+             operation_id="rejections"),
+    Endpoint("POST", "/v1/overrides/resolve", A,
+             "Mark an order in doubt resolved as found on the terminal (audited)", _resolve,
+             body=ResolveOverride, response=OverrideResult, operation_id="overrideResolve"),
+    Endpoint("POST", "/v1/overrides/cancel", A,
+             "Withdraw a journalled intent nothing carries (audited)", _withdraw,
+             body=CancelOverride, response=OverrideResult, operation_id="overrideCancel"),
+    Endpoint("POST", "/v1/overrides/force-attempt", A,
+             "Send a rejected or not-found order again as its next attempt (audited)",
+             _force, body=CancelOverride, response=OrderResult,
+             operation_id="overrideForceAttempt"),
     Endpoint("GET", "/v1/terminals", R, "Every configured terminal and its state",
              _terminals, response=list[TerminalStatus], operation_id="listTerminals"),
     Endpoint("POST", "/v1/terminals/{terminal_id}/drain", A,

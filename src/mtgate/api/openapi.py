@@ -23,6 +23,7 @@ _ERRORS = {
     "401": "No valid bearer token (`unauthorized`)",
     "403": "The token lacks the scope (`forbidden`)",
     "404": "Not found (`not_found`, `unknown_account`)",
+    "409": "The order's state forbids the change (`conflict`)",
     "422": "A field is invalid (`invalid_request`, with `field`)",
     "502": "The terminal refused a read (`terminal_error`)",
     "503": "No ready terminal serves the account (`not_routable`)",
