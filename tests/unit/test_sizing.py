@@ -7,22 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mtgate.domain.sizing import NotSized, Sized, risk_volume
-from mtgate.domain.symbols import SymbolSpec, on_grid
-
-EURUSD = SymbolSpec(
-    name="EURUSD",
-    digits=5,
-    point=0.00001,
-    tick_size=0.00001,
-    tick_value=1.0,
-    contract_size=100_000,
-    volume_min=0.01,
-    volume_max=50.0,
-    volume_step=0.01,
-    currency_base="EUR",
-    currency_profit="USD",
-    currency_margin="EUR",
-)
+from mtgate.domain.symbols import on_grid
+from tests.unit.test_prevalidation import EURUSD
 
 
 def test_one_percent_of_ten_thousand_at_fifty_pips_is_two_tenths() -> None:
