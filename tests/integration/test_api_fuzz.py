@@ -36,6 +36,7 @@ from mtgate.execution.requests import (
     OrderResult,
     PendingOrderRequest,
 )
+from mtgate.execution.signals import SignalResult
 from mtgate.positions.requests import (
     ClosePositionRequest,
     ModifyPositionRequest,
@@ -188,6 +189,19 @@ def _base(draw: st.DrawFn, op: str, tickets: list[int]) -> dict[str, Any]:
         return {"account": account, "ticket": ticket, "sl": draw(optional_price)}
     if op == "close_position":
         return {"account": account, "ticket": ticket, "volume": draw(st.none() | st.just(0.01))}
+    if op == "execute_signal":
+        side = draw(st.sampled_from(["buy", "sell"]))
+        near = draw(_price_near(symbol))
+        return {
+            "signal_id": draw(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True)),
+            "symbol": symbol,
+            "side": side,
+            "sl": round(near * (0.99 if side == "buy" else 1.01), 5),
+            "risk_pct": draw(st.sampled_from([0.01, 0.5, 1.0, 5.0])),
+            "accounts": [
+                {"account": a} for a in draw(st.sets(st.sampled_from(ACCOUNTS), min_size=1))
+            ],
+        }
     assert op == "list_orders"
     return {"account": draw(st.none() | st.just(account)), "limit": draw(st.integers(1, 50))}
 
@@ -330,6 +344,7 @@ HTTP: dict[str, tuple[str, str, type[msgspec.Struct] | None]] = {
     "close_position": ("POST", "/v1/positions/close", OrderResult),
     "get_order": ("GET", "/v1/tickets/{ticket}", OrderResult),
     "list_orders": ("GET", "/v1/orders", None),
+    "execute_signal": ("POST", "/v1/signals", SignalResult),
 }
 
 
@@ -373,6 +388,16 @@ def test_the_http_api_answers_every_input_with_a_4xx_naming_the_field_or_a_resul
         return
     kind = HTTP[op][2]
     result = msgspec.json.decode(r.content, type=kind if kind is not None else list[OrderResult])
+    if isinstance(result, SignalResult):
+        for order in result.orders:
+            if order.result is not None:
+                _check(order.result)
+            else:  # no order sent: the reason names a field and a rule
+                assert order.error is not None and order.error.field and order.error.rule, order
+        event(
+            f"{op}: 200 {[o.result.status.value if o.result else o.error.rule for o in result.orders]}"
+        )  # type: ignore[union-attr]
+        return
     _check(result)
     event(f"{op}: 200 {_outcome(result)}")
 
