@@ -121,7 +121,7 @@ class OrderByTicketParams(_Params, frozen=True, forbid_unknown_fields=True, kw_o
 
 class OrdersParams(_Params, frozen=True, forbid_unknown_fields=True, kw_only=True):
     account: Account | None = None
-    status: str = ""
+    status: Annotated[str, msgspec.Meta(max_length=200)] = ""
     """Comma-separated statuses (``filled,rejected``); empty: every status."""
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
 
