@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtgate.bench.httpdrive import main as http_main
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
 from mtgate.bridge import Bridge
@@ -315,7 +314,8 @@ async def _http_phase(
 ) -> tuple[list[float], int]:
     """The same orders through ``mtgate serve``'s HTTP API (uvicorn in the bridge's loop, as
     serve runs it), sent over loopback TCP by another process."""
-    from mtgate.api.server import ApiServer
+    from mtgate.api.server import ApiServer  # the HTTP stack loads only for --http
+    from mtgate.bench.httpdrive import main as http_main
     from mtgate.config import ApiSection, ApiToken
 
     token = new_key().reveal().hex()
