@@ -6,6 +6,7 @@ Values follow MQL5 (reference §3); MT4 uses the same numbers for the six order 
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 
 class Platform(enum.StrEnum):
@@ -187,22 +188,22 @@ def calc_mode(value: int) -> CalcMode:
     Raises:
         ValueError: ``value`` is not a calculation mode the bridge knows.
     """
-    try:
-        return _CALC_MODES[value]
-    except (KeyError, TypeError):
-        raise ValueError(f"{value!r} is not a valid CalcMode") from None
+    return _member(_CALC_MODES, value, "CalcMode")
 
 
 def trade_mode(value: int) -> TradeMode:
-    """``TradeMode(value)`` by a table, as :func:`calc_mode`.
+    """``TradeMode(value)`` by a table, as :func:`calc_mode`."""
+    return _member(_TRADE_MODES, value, "TradeMode")
 
-    Raises:
-        ValueError: ``value`` is not a trade mode the bridge knows.
-    """
+
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+def _member(table: dict[int, _E], value: int, name: str) -> _E:
     try:
-        return _TRADE_MODES[value]
+        return table[value]
     except (KeyError, TypeError):
-        raise ValueError(f"{value!r} is not a valid TradeMode") from None
+        raise ValueError(f"{value!r} is not a valid {name}") from None
 
 
 _CALC_MODES: dict[int, CalcMode] = {int(mode): mode for mode in CalcMode}
