@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
+from mtgate.events.model import Entry, OrderOutbox
 from mtgate.store.rejections import RejectionQuery, RejectionReport
 from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SYNCHRONOUS_LEVELS, SqliteJournal
@@ -52,6 +53,11 @@ class Journal(Protocol):
     """Items this journal moved to the quarantine since it was made (see ``quarantined``)."""
     unreadable_rows: int
     """Rows ``list_orders`` left out because they cannot be read."""
+    outbox: OrderOutbox | None
+    """Makes the outbox entry of each order change, written in the change's transaction
+    (docs/events.md); None: the journal writes no events."""
+    dropped_events: int
+    """Events of no order (``record_outbox``) the database refused; each logged at ERROR."""
 
     async def open(self) -> None:
         """Run migrations and open the connection."""
@@ -90,6 +96,11 @@ class Journal(Protocol):
         every mutable field, and one event ``previous → order.status`` (``trigger`` None: the
         status is kept), only if the journal still holds ``previous``. Durable on return,
         like ``record_submitted``: the attempt's frame leaves only after it."""
+        ...
+
+    def record_outbox(self, entry: Entry) -> None:
+        """Write an event that records no order change (a terminal session, an alert) behind,
+        after every write called before it. From the event loop; never awaits."""
         ...
 
     async def get(self, client_order_id: str) -> OrderRecord | None: ...

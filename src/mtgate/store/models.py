@@ -413,6 +413,44 @@ class TrailingStopRow(Base):
     )
 
 
+class OutboxRow(Base):
+    """The transactional outbox (docs/events.md): one row per execution event, inserted in the
+    transaction of the state change it describes, relayed to the sinks after.
+
+    ``seq`` is the stream's position: never reused (SQLite ``AUTOINCREMENT``), and in commit
+    order (SQLite has one writer at a time; on PostgreSQL every inserting transaction first
+    takes :data:`mtgate.store.outbox.PG_LOCK`), so a reader that has seen ``seq`` N has seen
+    every event before it. ``data`` is the event's JSON document; ``key`` the partition key
+    (the account, or the terminal for a terminal without one)."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(48))
+    key: Mapped[str] = mapped_column(String(96))
+    account_login: Mapped[int | None] = mapped_column(BigInteger)
+    account_server: Mapped[str | None] = mapped_column(String(64))
+    terminal_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (
+        Index("ix_outbox_at", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class OutboxCursorRow(Base):
+    """How far each durable sink has relayed the outbox: it resumes after ``seq``."""
+
+    __tablename__ = "outbox_cursors"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(_TS)
+
+
 execution_orders = Base.metadata.tables[ExecutionOrder.__tablename__]
 journal_intents = Base.metadata.tables[JournalIntent.__tablename__]
 journal_quarantine = Base.metadata.tables[JournalQuarantineRow.__tablename__]
@@ -424,3 +462,5 @@ account_states = Base.metadata.tables[AccountStateRow.__tablename__]
 margin_level_history = Base.metadata.tables[MarginLevelSample.__tablename__]
 position_events = Base.metadata.tables[PositionEventRow.__tablename__]
 trailing_stops = Base.metadata.tables[TrailingStopRow.__tablename__]
+outbox = Base.metadata.tables[OutboxRow.__tablename__]
+outbox_cursors = Base.metadata.tables[OutboxCursorRow.__tablename__]

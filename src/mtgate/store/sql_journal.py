@@ -27,7 +27,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import quarantine, queries, rejection_sql, rejections, rows
+from mtgate.events.model import Entry, OrderOutbox
+from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import execution_orders
 from mtgate.store.values import (
@@ -64,6 +65,10 @@ class SqlJournal:
         error, so nothing is ever quarantined here (the table is read all the same)."""
         self.unreadable_rows = 0
         """Rows ``list_orders`` left out because they cannot be read (each logged at ERROR)."""
+        self.outbox: OrderOutbox | None = None
+        """Makes the outbox entry of each order change (docs/events.md); None: no events."""
+        self.dropped_events = 0
+        """Outbox entries of no order that could not be written (each logged at ERROR)."""
 
     async def open(self) -> None:
         """Migrate and connect, in the worker thread."""
@@ -124,26 +129,38 @@ class SqlJournal:
             written.add_done_callback(functools.partial(_log_orphan, client_order_id))
             raise
 
+    def _entry(
+        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
+    ) -> list[Entry]:
+        """Made now, on the loop: the record may change before the worker writes it."""
+        hook = self.outbox
+        made = None if hook is None else hook(order, previous, trigger, detail)
+        return [] if made is None else [made]
+
     async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
-        write = functools.partial(_insert, order, Trigger.SEND, "")
+        made = self._entry(order, OrderStatus.NEW, Trigger.SEND, "")
+        write = functools.partial(_insert, order, Trigger.SEND, "", made)
         await self._write(write, order.client_order_id)
 
     async def record_refused(self, order: OrderRecord) -> None:
         check_transition(OrderStatus.NEW, Trigger.REFUSE, order.status)
         detail = order.rejection_reason or ""
-        write = functools.partial(_insert, order, Trigger.REFUSE, detail)
+        made = self._entry(order, OrderStatus.NEW, Trigger.REFUSE, detail)
+        write = functools.partial(_insert, order, Trigger.REFUSE, detail, made)
         await self._write(write, order.client_order_id)
 
     async def record_transition(
         self, order: OrderRecord, previous: OrderStatus, trigger: Trigger, detail: str = ""
     ) -> None:
         check_transition(previous, trigger, order.status)
-        write = functools.partial(_update, order, previous, trigger, detail)
+        made = self._entry(order, previous, trigger, detail)
+        write = functools.partial(_update, order, previous, trigger, detail, made)
         await self._write(write, order.client_order_id)
 
     async def record_event(self, order: OrderRecord, detail: str) -> None:
-        write = functools.partial(_update, order, order.status, None, detail)
+        made = self._entry(order, order.status, None, detail)
+        write = functools.partial(_update, order, order.status, None, detail, made)
         await self._write(write, order.client_order_id)
 
     async def record_attempt(
@@ -151,8 +168,31 @@ class SqlJournal:
     ) -> None:
         if trigger is not None:
             check_transition(previous, trigger, order.status)
-        write = functools.partial(_update, order, previous, trigger, detail, attempt=True)
+        made = self._entry(order, previous, trigger, detail)
+        write = functools.partial(_update, order, previous, trigger, detail, made, attempt=True)
         await self._write(write, order.client_order_id)
+
+    def record_outbox(self, entry: Entry) -> None:
+        """Write an event of no order in the worker, after the writes called before it;
+        from the event loop, no await. A failure is logged and counted, not raised."""
+        executor, engine = self._executor, self._engine
+        if executor is None or engine is None:
+            raise JournalNotOpenError()
+        done = asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(_emit, [entry]), engine
+        )
+        done.add_done_callback(functools.partial(self._emitted, entry))
+
+    def _emitted(self, entry: Entry, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is None:
+            return
+        self.dropped_events += 1
+        log.error(
+            "an event of no order could not be written; it is dropped",
+            type=entry.type,
+            event_id=entry.event_id,
+            error=quarantine.error_text(done.exception() or Exception()),
+        )
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
@@ -242,7 +282,14 @@ def _log_orphan(client_order_id: str, written: asyncio.Future[None]) -> None:
     )
 
 
-def _insert(order: OrderRecord, trigger: Trigger, detail: str, engine: Engine) -> None:
+def _emit(entries: list[Entry], engine: Engine) -> None:
+    with engine.begin() as conn:
+        outbox.insert_rows(conn, entries)
+
+
+def _insert(
+    order: OrderRecord, trigger: Trigger, detail: str, made: list[Entry], engine: Engine
+) -> None:
     stored_id = rows.canonical_uuid(order.order_id)
     try:
         values = rows.order_row(order, stored_id, _ts)
@@ -258,6 +305,7 @@ def _insert(order: OrderRecord, trigger: Trigger, detail: str, engine: Engine) -
         with engine.begin() as conn:
             conn.execute(queries.INSERT_ORDER, row)
             conn.execute(queries.INSERT_EVENT, [_event(values) for values in events])
+            outbox.insert_rows(conn, made)
     except IntegrityError as exc:
         params = {"client_order_id": order.client_order_id, "order_id": stored_id}
         with engine.connect() as conn:
@@ -271,6 +319,7 @@ def _update(
     previous: OrderStatus,
     trigger: Trigger | None,
     detail: str,
+    made: list[Entry],
     engine: Engine,
     *,
     attempt: bool = False,
@@ -291,6 +340,7 @@ def _update(
         if conn.execute(queries.UPDATE_ORDER, params).rowcount != 1:
             raise StaleOrderError(order.client_order_id, previous, _status(conn, order))
         conn.execute(queries.INSERT_EVENT, _event(event))
+        outbox.insert_rows(conn, made)
 
 
 def _event(values: tuple[Any, ...]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.store import quarantine, queries, rejection_sql, rejections, rows
+from mtgate.events.model import Entry, OrderOutbox
+from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import bridge_health_metrics
 from mtgate.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer, CheckpointStats
@@ -54,6 +55,7 @@ from mtgate.store.sqlite_writes import (
     INSERT_INTENT,
     INSERT_ORDER,
     UPDATE_ATTEMPT,
+    Emit,
     Fold,
     Item,
     Write,
@@ -145,7 +147,9 @@ class SqliteJournal:
         """Connections for reads that run in worker threads (rejection analytics)."""
         self._behind: list[Item] = []
         self._pending_folds: dict[str, Fold] = {}
-        self._intents: list[tuple[str, str, bytes, tuple[Any, Any, Any], asyncio.Future[None]]] = []
+        self._intents: list[
+            tuple[str, str, bytes, tuple[Any, Any, Any, Entry | None], asyncio.Future[None]]
+        ] = []
         """Intents queued in this loop iteration, each with the future its caller awaits."""
         self._unfolded: set[str] = set()
         """Client order ids taken that no ``execution_orders`` row holds: intents being
@@ -161,6 +165,10 @@ class SqliteJournal:
         :meth:`quarantined` for what they are."""
         self.unreadable_rows = 0
         """Rows ``list_orders`` left out because they cannot be read (each logged at ERROR)."""
+        self.outbox: OrderOutbox | None = None
+        """Makes the outbox entry of each order change (docs/events.md); None: no events."""
+        self.dropped_events = 0
+        """Outbox entries of no order the database refused (each logged at ERROR)."""
 
     async def open(self) -> None:
         """Create the file and directory if needed, migrate, and open the connection."""
@@ -191,7 +199,7 @@ class SqliteJournal:
 
     def _recover(self, conn: sqlite3.Connection) -> None:
         """Fold the logged intents in, and keep the ids of quarantined intents taken."""
-        recovery = fold_logged_intents(conn)
+        recovery = fold_logged_intents(conn, self.outbox)
         if recovery.folded:
             log.info("folded logged intents into the journal", count=recovery.folded)
         if recovery.quarantined:
@@ -286,6 +294,8 @@ class SqliteJournal:
             order, stored_id, OrderStatus.NEW, Trigger.SEND, "", row[_UPDATED_AT]
         )
         payload = encode_intent(row, created, moved)
+        hook = self.outbox
+        made = None if hook is None else hook(order, OrderStatus.NEW, Trigger.SEND, "")
         # The id is taken now, so a second order with it in the same batch is refused.
         self._unfolded.add(cid)
         loop = asyncio.get_running_loop()
@@ -293,7 +303,7 @@ class SqliteJournal:
             loop.call_soon(self._commit_intents)
         committed: asyncio.Future[None] = loop.create_future()
         self._intents.append(
-            (cid, order.order_id.lower(), payload, (row, created, moved), committed)
+            (cid, order.order_id.lower(), payload, (row, created, moved, made), committed)
         )
         # Group commit: every intent made in this loop iteration, one commit. Each caller
         # awaits a future of its own: one caller's cancellation cancels nobody else's wait
@@ -313,10 +323,11 @@ class SqliteJournal:
             if cur is None:
                 raise JournalNotOpenError()
             cur.execute("BEGIN IMMEDIATE")
-            for cid, _, payload, (row, created, moved), _ in intents:
+            for cid, _, payload, (row, created, moved, made), _ in intents:
                 cur.execute(INSERT_INTENT, (cid, payload))
                 assert cur.lastrowid is not None
-                folds.append(Fold(cur.lastrowid, cid, row, [created, moved]))
+                entries = [] if made is None else [made]
+                folds.append(Fold(cur.lastrowid, cid, row, [created, moved], entries))
             cur.execute("COMMIT")
         except BaseException as exc:
             if cur is not None:
@@ -358,11 +369,13 @@ class SqliteJournal:
             raise
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
         moved = rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row[_UPDATED_AT])
+        made = self._entry(order, OrderStatus.NEW, trigger, detail)
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute(*INSERT_ORDER.bind(row))
             cur.execute(*INSERT_EVENT.bind(created))
             cur.execute(*INSERT_EVENT.bind(moved))
+            outbox.sqlite_insert(cur, made, _ts)
             cur.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             rollback(cur)
@@ -416,6 +429,7 @@ class SqliteJournal:
         guard = (stored_id, order.client_order_id, rows.STATUS_VALUES[previous])
         at = values[len(rows.ATTEMPT_COLUMNS) + _M_UPDATED_AT]
         event = rows.event_row(order, stored_id, previous, trigger, detail, at)
+        made = self._entry(order, previous, trigger, detail)
         cur.execute("BEGIN IMMEDIATE")
         try:
             if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
@@ -424,6 +438,7 @@ class SqliteJournal:
                     order.client_order_id, previous, None if stored is None else stored[1]
                 )
             cur.execute(*INSERT_EVENT.bind(event))
+            outbox.sqlite_insert(cur, made, _ts)
             cur.execute("COMMIT")
         except BaseException:
             rollback(cur)
@@ -446,21 +461,39 @@ class SqliteJournal:
             raise StaleOrderError(cid, previous, None if known is None else known[1])
         stored_id = rows.sqlite_uuid(order.order_id)
         fold = self._pending_folds.get(cid)
+        hook = self.outbox
+        made = None if hook is None else hook(order, previous, trigger, detail)
         try:
             if fold is not None:  # not written yet: write it as it stands now
                 fold.row = rows.order_row(order, stored_id, _ts)
                 at = fold.row[_UPDATED_AT]
                 fold.events.append(rows.event_row(order, stored_id, previous, trigger, detail, at))
+                if made is not None:
+                    fold.outbox.append(made)
             else:
                 changes = rows.mutable_row(order, _ts)
                 guard = (stored_id, cid, rows.STATUS_VALUES[previous])
                 at = changes[_M_UPDATED_AT]
                 event = rows.event_row(order, stored_id, previous, trigger, detail, at)
-                self._behind.append(Write(cid, changes + guard, event))
+                self._behind.append(Write(cid, changes + guard, event, made))
         except rows.TIME_ERRORS:
             rows.check_times(order, _ts)
             raise
         self._remember(order, order.status)
+        self._schedule_flush()
+
+    def _entry(
+        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
+    ) -> list[Entry]:
+        hook = self.outbox
+        made = None if hook is None else hook(order, previous, trigger, detail)
+        return [] if made is None else [made]
+
+    def record_outbox(self, entry: Entry) -> None:
+        """Write an event of no order (a terminal session, an alert) behind, with the next
+        flush; from the event loop, no await."""
+        self._cursor()
+        self._behind.append(Emit(entry))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -573,7 +606,17 @@ class SqliteJournal:
 
     def _quarantine(self, cur: sqlite3.Cursor, item: Item, exc: Exception) -> None:
         """Move a refused item to the quarantine. A refused intent's order may be on the wire:
-        its id stays taken and its status known, so its later changes are quarantined too."""
+        its id stays taken and its status known, so its later changes are quarantined too.
+        A refused event of no order is dropped, and said so: it records no state."""
+        if isinstance(item, Emit):
+            self.dropped_events += 1
+            log.error(
+                "the journal refused an event of no order; it is dropped",
+                type=item.entry.type,
+                event_id=item.entry.event_id,
+                error=quarantine.error_text(exc),
+            )
+            return
         kind, payload = payload_of(item)
         error = quarantine.error_text(exc)
         seq = item.seq if isinstance(item, Fold) else None

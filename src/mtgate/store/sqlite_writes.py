@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import msgspec
 
 from mtgate import logs
-from mtgate.store import quarantine, queries, rows
+from mtgate.domain.orders import OrderStatus, Trigger
+from mtgate.events.model import Entry, OrderOutbox
+from mtgate.store import outbox, quarantine, queries, rows
 from mtgate.store.models import execution_orders, order_events
 
 INSERT_ORDER: Final = queries.sqlite_insert(execution_orders, rows.ORDER_COLUMNS)
@@ -37,12 +39,20 @@ log = logs.get("mtgate.journal")
 
 
 class Write(NamedTuple):
-    """A status change or note: update the order row, add an event."""
+    """A status change or note: update the order row, add an event (and its outbox entry)."""
 
     client_order_id: str
     changes: tuple[Any, ...]
     """The values of ``MUTABLE_COLUMNS``, then the guard (order id, client id, status)."""
     event: tuple[Any, ...]
+    outbox: Entry | None = None
+
+
+class Emit(NamedTuple):
+    """An outbox entry of no order (a terminal session, an alert): written behind."""
+
+    entry: Entry
+    client_order_id: str = ""
 
 
 @dataclass(slots=True)
@@ -55,9 +65,11 @@ class Fold:
     client_order_id: str
     row: tuple[Any, ...]
     events: list[tuple[Any, ...]]
+    outbox: list[Entry] = field(default_factory=list)
+    """The outbox entries of the events (the order's creation has none)."""
 
 
-Item = Write | Fold
+Item = Write | Fold | Emit
 
 
 class MissedRowError(Exception):
@@ -105,7 +117,8 @@ def fold(cur: sqlite3.Cursor, row: Sequence[Any], events: Sequence[Sequence[Any]
 
 
 def write_items(cur: sqlite3.Cursor, items: Sequence[Item], *, exact: bool = False) -> list[Fold]:
-    """Execute queued items inside the caller's transaction; return the folds written.
+    """Execute queued items inside the caller's transaction; return the folds written. The
+    items' outbox entries are inserted with them, in the order they were made.
 
     The folded intents' log rows are deleted with them: in a batch, every row up to the last
     fold's ``seq`` (the batch holds every unfolded intent, in log order); with ``exact``, only
@@ -115,14 +128,22 @@ def write_items(cur: sqlite3.Cursor, items: Sequence[Item], *, exact: bool = Fal
         MissedRowError: a status change matched no row.
     """
     folds: list[Fold] = []
+    entries: list[Entry] = []
     for item in items:
         if isinstance(item, Fold):
             fold(cur, item.row, item.events)
             folds.append(item)
+            entries += item.outbox
+            continue
+        if isinstance(item, Emit):
+            entries.append(item.entry)
             continue
         if cur.execute(*UPDATE_ORDER.bind(item.changes)).rowcount != 1:
             raise MissedRowError(item)
         cur.execute(*INSERT_EVENT.bind(item.event))
+        if item.outbox is not None:
+            entries.append(item.outbox)
+    outbox.sqlite_insert(cur, entries, rows.sqlite_ts)
     if folds and exact:
         cur.executemany(DELETE_INTENT, [(f.seq,) for f in folds])
     elif folds:
@@ -144,7 +165,7 @@ def rollback(cur: sqlite3.Cursor) -> None:
         )
 
 
-def payload_of(item: Item) -> tuple[str, bytes]:
+def payload_of(item: Fold | Write) -> tuple[str, bytes]:
     """The quarantine kind and payload of a queued item."""
     if isinstance(item, Fold):
         return quarantine.KIND_INTENT, quarantine.intent_payload(item.row, item.events)
@@ -179,7 +200,23 @@ class Recovery(NamedTuple):
     """Client order ids of the logged intents that could not be folded."""
 
 
-def fold_logged_intents(conn: sqlite3.Connection) -> Recovery:
+def recovered_entry(row: Sequence[Any], hook: OrderOutbox | None) -> list[Entry]:
+    """The ``submitted`` event of an intent folded at start-up, made from its logged row (the
+    order as it was when its frame left); none when the row cannot be read back."""
+    if hook is None:
+        return []
+    try:
+        record = rows.record_from_row(
+            dict(zip(rows.ORDER_COLUMNS, row, strict=True)), rows.sqlite_ts_to_ms
+        )
+    except Exception as exc:  # the fold itself decides what to do with the row
+        log.error("a logged intent's event cannot be made", error=quarantine.error_text(exc))
+        return []
+    made = hook(record, OrderStatus.NEW, Trigger.SEND, "")
+    return [] if made is None else [made]
+
+
+def fold_logged_intents(conn: sqlite3.Connection, hook: OrderOutbox | None = None) -> Recovery:
     """Fold in what a crash left in the intent log (start-up, before anything else).
 
     All in one transaction when it can; when that fails for a reason retrying cannot cure (an
@@ -194,7 +231,9 @@ def fold_logged_intents(conn: sqlite3.Connection) -> Recovery:
     cur.execute("BEGIN IMMEDIATE")
     try:
         for _, _, payload in logged:
-            fold(cur, *decode_intent(payload))
+            row, events = decode_intent(payload)
+            fold(cur, row, events)
+            outbox.sqlite_insert(cur, recovered_entry(row, hook), rows.sqlite_ts)
         cur.execute(DELETE_INTENTS, (logged[-1][0],))
         cur.execute("COMMIT")
     except sqlite3.OperationalError:
@@ -206,20 +245,23 @@ def fold_logged_intents(conn: sqlite3.Connection) -> Recovery:
             "intents left in the log cannot be folded together; folding them one by one",
             error=quarantine.error_text(exc),
         )
-        return _fold_one_by_one(cur, logged)
+        return _fold_one_by_one(cur, logged, hook)
     except BaseException:
         rollback(cur)
         raise
     return Recovery(len(logged), [])
 
 
-def _fold_one_by_one(cur: sqlite3.Cursor, logged: list[tuple[int, str, bytes]]) -> Recovery:
+def _fold_one_by_one(
+    cur: sqlite3.Cursor, logged: list[tuple[int, str, bytes]], hook: OrderOutbox | None
+) -> Recovery:
     folded, quarantined = 0, []
     for seq, client_order_id, payload in logged:
         cur.execute("BEGIN IMMEDIATE")
         try:
             row, events = decode_intent(payload)
             fold(cur, row, events)
+            outbox.sqlite_insert(cur, recovered_entry(row, hook), rows.sqlite_ts)
             cur.execute(DELETE_INTENT, (seq,))
             cur.execute("COMMIT")
         except sqlite3.OperationalError:

@@ -64,6 +64,7 @@ from mtgate.store.sync_writes import (
     POSITION_COMMENT_MAX,
     REFUSED_KEPT,
     Buffer,
+    Emitter,
     position_from_row,
     trailing_from_row,
     transient,
@@ -106,6 +107,9 @@ class SyncStore:
         self.dropped_count = 0
         """Margin samples and position events dropped beyond :data:`BUFFERED_MAX`."""
         self._dropping = False
+        self.outbox: Emitter | None = None
+        """Makes the outbox entries of each flush's position events and account syncs,
+        written in the flush's transaction (docs/events.md); None: no events."""
 
     async def open(self) -> None:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtgate-sync-store")
@@ -238,7 +242,7 @@ class SyncStore:
                 while pending:
                     part, whole = pending[0]
                     try:
-                        await self._call(functools.partial(write, buffer=part))
+                        await self._call(functools.partial(write, buffer=part, emit=self.outbox))
                     except Exception as exc:
                         if transient(exc):
                             log.warning(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -18,8 +18,10 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mtgate import logs
+from mtgate.events.model import Entry
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey
+from mtgate.store import outbox
 from mtgate.store.models import (
     account_states,
     deals,
@@ -217,12 +219,18 @@ def _writes(buffer: Buffer, ts: TsOut) -> list[Write]:
     ]
 
 
-def write(engine: Engine, buffer: Buffer) -> None:
-    """One transaction. On SQLite the rows go straight to the driver with precomputed SQL:
-    the journal's intent commits share the file's write lock, so the lock is held for the
-    driver's work only (~0.3 ms for a second's worth of rows), not SQLAlchemy's (~3 ms)."""
+Emitter = Callable[[Buffer], list[Entry]]
+"""Makes the outbox entries of a buffer's rows (position events, account syncs)."""
+
+
+def write(engine: Engine, buffer: Buffer, emit: Emitter | None = None) -> None:
+    """One transaction, the rows' outbox entries (``emit``) included. On SQLite the rows go
+    straight to the driver with precomputed SQL: the journal's intent commits share the
+    file's write lock, so the lock is held for the driver's work only (~0.3 ms for a second's
+    worth of rows), not SQLAlchemy's (~3 ms)."""
+    entries = [] if emit is None else emit(buffer)
     if engine.dialect.name == "sqlite":
-        _write_sqlite(engine, buffer)
+        _write_sqlite(engine, buffer, entries)
         return
     with engine.begin() as conn:
         for table, keys, rows in _writes(buffer, ms_to_datetime):
@@ -236,6 +244,7 @@ def write(engine: Engine, buffer: Buffer) -> None:
             conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
         for state in buffer.trailing.values():
             _write_trailing(conn, state)
+        outbox.insert_rows(conn, entries)  # last: the outbox lock is held the least
 
 
 def _sqlite_sql(table: Table, keys: tuple[str, ...] | None, columns: Sequence[str]) -> str:
@@ -265,7 +274,7 @@ def _readable_sqlite_ts(ms: int) -> str:
     return sqlite_ts(ms)
 
 
-def _write_sqlite(engine: Engine, buffer: Buffer) -> None:
+def _write_sqlite(engine: Engine, buffer: Buffer, entries: list[Entry]) -> None:
     batches = [
         (_sqlite_sql(table, keys, list(rows[0])), [tuple(r.values()) for r in rows])
         for table, keys, rows in _writes(buffer, _readable_sqlite_ts)
@@ -281,6 +290,7 @@ def _write_sqlite(engine: Engine, buffer: Buffer) -> None:
                 cur.executemany(sql, params)
             for values in trailing:
                 _write_trailing_sqlite(cur, values)
+            outbox.sqlite_insert(cur, entries, _readable_sqlite_ts)
             cur.execute("COMMIT")
         except BaseException:
             _roll_back(raw)

@@ -88,7 +88,7 @@ def test_migrate_is_idempotent_and_at_head(db_url: str, engine: Engine) -> None:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_heads()
         script = ScriptDirectory.from_config(alembic_config(conn))
-        assert current == tuple(script.get_heads()) == ("0010",)
+        assert current == tuple(script.get_heads()) == ("0011",)
 
 
 def test_downgrade_removes_everything_and_upgrade_restores_it(engine: Engine) -> None:

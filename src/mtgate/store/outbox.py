@@ -1,0 +1,167 @@
+"""The outbox table's writes and reads (docs/events.md, "Outbox").
+
+Writers insert :class:`~mtgate.events.model.Entry` rows inside their own transaction: the
+SQLite journal through its cursor (:func:`sqlite_insert`), the PostgreSQL journal and the sync
+store through SQLAlchemy (:func:`insert`). On PostgreSQL a BIGSERIAL is handed out at insert
+time and transactions may commit in another order, so a reader could see ``seq`` 12 before
+11 commits and skip 11 for good; every inserting transaction therefore first takes the
+transaction-scoped advisory lock :data:`PG_LOCK`, which makes the commit order the ``seq``
+order. SQLite has one writer at a time, which does the same by construction.
+
+Reads (:class:`OutboxReader`) run in a worker thread on a connection of their own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+
+from mtgate.events.model import Entry, Event
+from mtgate.store import rows
+from mtgate.store.models import outbox, outbox_cursors
+
+PG_LOCK: Final = 0x6D74_6F62  # "mtob"
+"""The advisory lock key every PostgreSQL transaction that inserts outbox rows takes first."""
+
+_COLUMNS: Final = (
+    "event_id",
+    "type",
+    "key",
+    "account_login",
+    "account_server",
+    "terminal_id",
+    "data",
+    "at",
+)
+SQLITE_INSERT: Final = (
+    f"INSERT INTO outbox ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_PG_LOCK_SQL: Final = text(f"SELECT pg_advisory_xact_lock({PG_LOCK})")
+
+Ts = Callable[[int], Any]
+
+
+def values(entry: Entry, ts: Ts) -> tuple[Any, ...]:
+    """The row of ``entry``, its time through ``ts`` (the backend's timestamp conversion)."""
+    return (
+        entry.event_id,
+        entry.type,
+        entry.key,
+        entry.account_login,
+        entry.account_server,
+        entry.terminal_id,
+        entry.data.decode(),
+        ts(entry.at_ms),
+    )
+
+
+def sqlite_insert(cur: sqlite3.Cursor | Any, entries: Sequence[Entry], ts: Ts) -> None:
+    """Insert ``entries`` in the cursor's open transaction, in the order they were made."""
+    if len(entries) == 1:
+        cur.execute(SQLITE_INSERT, values(entries[0], ts))
+    elif entries:
+        ordered = sorted(entries, key=_made)
+        cur.executemany(SQLITE_INSERT, [values(e, ts) for e in ordered])
+
+
+def _made(entry: Entry) -> int:
+    return entry.n
+
+
+def insert_rows(conn: Connection, entries: Sequence[Entry]) -> None:
+    """Insert ``entries`` in the connection's open transaction (SQLAlchemy, any dialect)."""
+    if not entries:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_LOCK_SQL)
+    ordered = sorted(entries, key=_made)
+    conn.execute(
+        insert(outbox),
+        [dict(zip(_COLUMNS, values(e, rows.ms_to_datetime), strict=True)) for e in ordered],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An outbox row as read back: the envelope a sink sends, and its account."""
+
+    event: Event
+    account_login: int | None
+    account_server: str | None
+
+
+def _iso(ms: int) -> str:
+    return rows.ms_to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _stored(row: Any) -> Stored:
+    at = rows.datetime_to_ms(row.at)
+    account = None if row.account_login is None else f"{row.account_login}@{row.account_server}"
+    event = Event(
+        id=row.event_id,
+        seq=row.seq,
+        type=row.type,
+        at=_iso(at),
+        key=row.key,
+        account=account,
+        terminal_id=row.terminal_id,
+        data=_raw(row.data),
+    )
+    return Stored(event, row.account_login, row.account_server)
+
+
+def _raw(data: str) -> msgspec.Raw:
+    return msgspec.Raw(data.encode())
+
+
+class OutboxReader:
+    """Reads of the outbox and the sinks' cursors; every method blocks (call it in a thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def after(self, seq: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` events after ``seq``, in ``seq`` order."""
+        stmt = select(outbox).where(outbox.c.seq > seq).order_by(outbox.c.seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [_stored(r) for r in conn.execute(stmt)]
+
+    def head(self) -> int:
+        """The last ``seq`` written (0: none yet)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(outbox.c.seq), 0))).scalar_one())
+
+    def oldest(self) -> int | None:
+        """The first ``seq`` still kept (None: the outbox is empty)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(func.min(outbox.c.seq))).scalar_one()
+        return None if found is None else int(found)
+
+    def cursors(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {r.sink: int(r.seq) for r in conn.execute(select(outbox_cursors))}
+
+    def save_cursor(self, sink: str, seq: int, at_ms: int) -> None:
+        row = {"sink": sink, "seq": seq, "updated_at": rows.ms_to_datetime(at_ms)}
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                outbox_cursors.update()
+                .where(outbox_cursors.c.sink == sink)
+                .values(seq=seq, updated_at=row["updated_at"])
+            )
+            if done.rowcount == 0:
+                conn.execute(insert(outbox_cursors), row)
+
+    def prune(self, before_ms: int, up_to_seq: int) -> int:
+        """Delete the events older than ``before_ms`` that every durable sink has relayed
+        (``seq <= up_to_seq``); how many went."""
+        stmt = delete(outbox).where(
+            outbox.c.at < rows.ms_to_datetime(before_ms), outbox.c.seq <= up_to_seq
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount or 0)
