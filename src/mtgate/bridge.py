@@ -11,10 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from mtgate.config import DEFAULT_MAGIC, Config
+from mtgate.config import DEFAULT_MAGIC, Config, EventsSection
 from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
 from mtgate.domain.retry import RetryPolicy
+from mtgate.events.relay import Relay, Sink
+from mtgate.events.service import Events
 from mtgate.execution.book import OrderBook
 from mtgate.execution.forced import ForcedAttempts
 from mtgate.execution.overrides import OverrideResult, Overrides
@@ -82,6 +84,8 @@ class Bridge:
         routing: RoutingPolicy | None = None,
         retry: RetryPolicy | None = None,
         health: HealthSettings | None = None,
+        events: EventsSection | None = None,
+        event_sinks: list[Sink] | None = None,
     ) -> None:
         """``terminals``: each terminal id's key and the accounts it may serve.
         ``store_url``: where positions, deals and account states are kept (usually the
@@ -89,7 +93,9 @@ class Bridge:
         ``magic``: the magic number of orders placed without one. ``failover_wait_s``: how
         long a new order waits for unknown orders of its account carried by another terminal
         to be resolved (DESIGN §4). ``health``: connection-quality sampling and alert
-        limits (docs/operations.md, "Connection health and alerts")."""
+        limits (docs/operations.md, "Connection health and alerts"). ``events``: the outbox
+        and its sinks (docs/events.md); None writes no events. ``event_sinks`` replaces the
+        sinks ``events`` names (tests)."""
         if not 0 < magic <= 2**31 - 1:
             raise ValueError(f"magic must be in 1..2147483647, got {magic}")
         self._grants = dict(terminals)
@@ -116,6 +122,13 @@ class Bridge:
         self._health_settings = health or HealthSettings()
         self._health: HealthMonitor | None = None
         self._alert_listeners: list[AlertListener] = []
+        self._events = (
+            None
+            if events is None or not events.enabled
+            else Events(events, journal, self._store, self._clock, event_sinks)
+        )
+        if self._events is not None:
+            self._alert_listeners.append(self._events.alert_listener())
         self.address: tuple[str, int] | None = None
 
     @classmethod
@@ -152,6 +165,7 @@ class Bridge:
             ),
             store_flush_interval_s=s.store_flush_interval_ms / 1000,
             health=config.health.settings(),
+            events=config.events,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -170,6 +184,8 @@ class Bridge:
             health=self._health_settings,
         )
         self._tracker.attach(self._registry)
+        if self._events is not None:
+            self._events.attach(self._registry)
         self._service = ExecutionService(
             book,
             self._registry,
@@ -204,6 +220,8 @@ class Bridge:
         )
         if self._health_settings.enabled:
             self._health.start()
+        if self._events is not None:
+            await self._events.start()
         self.address = await self._registry.listen(self._host, self._port)
         return self.address
 
@@ -221,6 +239,8 @@ class Bridge:
         if self._store is not None:
             await self._store.close()
         await self._journal.close()
+        if self._events is not None:
+            await self._events.close()  # last: it relays what the closing writers wrote
 
     async def __aenter__(self) -> Bridge:
         await self.start()
@@ -269,6 +289,17 @@ class Bridge:
         if self._store is None:
             raise RuntimeError("the bridge runs without a store")
         return self._store
+
+    @property
+    def relay(self) -> Relay:
+        """The outbox relay (docs/events.md)."""
+        if self._events is None or self._events.relay is None:
+            raise RuntimeError("the bridge runs without events")
+        return self._events.relay
+
+    @property
+    def has_events(self) -> bool:
+        return self._events is not None and self._events.relay is not None
 
     @property
     def journal(self) -> Journal:

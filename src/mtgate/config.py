@@ -204,6 +204,34 @@ class ApiSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return Tokens((t.name, t.secret(), [Scope(s) for s in t.scopes]) for t in self.tokens)
 
 
+class EventsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[events]``: the outbox and its sinks (docs/events.md). The WebSocket stream needs no
+    setting; NATS and Kafka are on when their address is set."""
+
+    enabled: bool = True
+    """Write the outbox. Off: no event anywhere (the WebSocket stream stays empty)."""
+    retention_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 365)] = 72.0
+    """How long relayed events stay for a WebSocket client to resume from."""
+    poll_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 25
+    nats_url: str = ""
+    """``nats://host:4222``: publish to JetStream (empty: no NATS sink)."""
+    nats_stream: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    ] = "MTGATE"
+    nats_subject_prefix: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
+    ] = "mtgate"
+    kafka_bootstrap: str = ""
+    """``host:9092[,host:9092]``: produce to Kafka (empty: no Kafka sink)."""
+    kafka_topic_prefix: Annotated[
+        str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9._-]*$")
+    ] = ""
+    kafka_partitions: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    kafka_idempotence: bool = False
+    """The idempotent producer, where the broker supports it (Apache Kafka does)."""
+
+
 class RetrySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[retry]``: the bridge's retry strategies (mtgate.domain.retry, docs/operations.md)."""
 
@@ -267,6 +295,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log: LogSection = LogSection()
     retry: RetrySection = RetrySection()
     api: ApiSection = ApiSection(enabled=False)
+    events: EventsSection = EventsSection()
     """Off unless the file has an ``[api]`` table (a library user embeds no HTTP server)."""
     terminals: list[TerminalEntry] = []
 
@@ -288,6 +317,7 @@ _SECTIONS = {
     "log": LogSection,
     "retry": RetrySection,
     "api": ApiSection,
+    "events": EventsSection,
 }
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from mtgate.bridge import Bridge
+from mtgate.config import EventsSection
 from mtgate.domain.clock import ManualClock
 from mtgate.domain.enums import MarginMode, Platform
+from mtgate.events.relay import Sink
 from mtgate.health.settings import HealthSettings
 from mtgate.sessions.registry import HandshakeLimits
 from mtgate.sessions.routing import RoutingPolicy
@@ -110,6 +112,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         routing: RoutingPolicy | None = None,
         health: HealthSettings | None = None,
         journal_url: str | None = None,
+        events: EventsSection | None = None,
+        event_sinks: list[Sink] | None = None,
     ) -> Harness:
         clock = ManualClock(START_MS)
         configs = configs or {
@@ -134,6 +138,8 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             failover_wait_s=failover_wait_s,
             routing=routing,
             health=health,
+            events=events,
+            event_sinks=event_sinks,
         )
         harness = Harness(world, bridge, clock, db)
         made.append(harness)

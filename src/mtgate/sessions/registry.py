@@ -116,6 +116,10 @@ class TerminalRegistry:
             self._on_switch,
         )
         self.switch_listeners: list[Callable[[Switch], None]] = []
+        self.terminal_listeners: list[Callable[[bool, TerminalSession, str], None]] = []
+        """Called with (True, session, "") when a session becomes ready, and with (False,
+        session, reason) when a session that was ready closes."""
+        self._announced: set[TerminalSession] = set()
         self._observer = observer
         self._clock = clock
         self.settings = settings or SessionSettings()
@@ -207,6 +211,8 @@ class TerminalRegistry:
             terminal=session.terminal_id,
             account=str(session.identity and session.identity.account),
         )
+        self._announced.add(session)
+        self._tell_terminal(True, session, "")
         await self._notify()
 
     def session_event(self, session: TerminalSession, name: str, payload: Any) -> None:
@@ -231,6 +237,9 @@ class TerminalRegistry:
         if meter is not None:
             meter.disconnected(self._clock.monotonic_ns())
         log.info("terminal disconnected", terminal=session.terminal_id, reason=reason)
+        if session in self._announced:
+            self._announced.discard(session)
+            self._tell_terminal(False, session, reason)
         self._observer.on_closed(session, reason)
         self._spawn(self._notify(), "notify")
 
@@ -292,6 +301,13 @@ class TerminalRegistry:
                 )
             )
         return out
+
+    def _tell_terminal(self, up: bool, session: TerminalSession, reason: str) -> None:
+        for listener in list(self.terminal_listeners):
+            try:
+                listener(up, session, reason)
+            except Exception as exc:  # one listener's bug must not stop the others
+                log.error("terminal listener failed", error=repr(exc))
 
     def _on_switch(self, switch: Switch) -> None:
         for listener in list(self.switch_listeners):

@@ -93,6 +93,7 @@ class Stored:
     event: Event
     account_login: int | None
     account_server: str | None
+    at_ms: int
 
 
 def _iso(ms: int) -> str:
@@ -112,7 +113,7 @@ def _stored(row: Any) -> Stored:
         terminal_id=row.terminal_id,
         data=_raw(row.data),
     )
-    return Stored(event, row.account_login, row.account_server)
+    return Stored(event, row.account_login, row.account_server, at)
 
 
 def _raw(data: str) -> msgspec.Raw:
@@ -157,11 +158,13 @@ class OutboxReader:
             if done.rowcount == 0:
                 conn.execute(insert(outbox_cursors), row)
 
-    def prune(self, before_ms: int, up_to_seq: int) -> int:
+    def prune(self, before_ms: int, up_to_seq: int) -> tuple[int, int]:
         """Delete the events older than ``before_ms`` that every durable sink has relayed
-        (``seq <= up_to_seq``); how many went."""
-        stmt = delete(outbox).where(
-            outbox.c.at < rows.ms_to_datetime(before_ms), outbox.c.seq <= up_to_seq
-        )
+        (``seq <= up_to_seq``); how many went, and the highest ``seq`` of them (0: none)."""
+        where = (outbox.c.at < rows.ms_to_datetime(before_ms), outbox.c.seq <= up_to_seq)
         with self.engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount or 0)
+            highest = conn.execute(select(func.max(outbox.c.seq)).where(*where)).scalar_one()
+            if highest is None:
+                return 0, 0
+            gone = conn.execute(delete(outbox).where(*where, outbox.c.seq <= highest))
+            return int(gone.rowcount or 0), int(highest)
