@@ -12,14 +12,17 @@ rejected is a result (``status`` rejected), as in-process.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import msgspec
 
 from mtgate.api.endpoints import Probe, TerminalChange
+from mtgate.domain.backoff import Backoff
 from mtgate.execution.requests import (
     CancelOrderRequest,
     MarketOrderRequest,
@@ -63,6 +66,76 @@ class _Error(msgspec.Struct):
     error: _Detail
 
 
+class StreamEvent(msgspec.Struct, frozen=True):
+    """One event as the stream carries it (docs/events.md, "Envelope"); ``data`` decoded."""
+
+    id: str
+    seq: int
+    type: str
+    at: str
+    key: str
+    account: str | None
+    terminal_id: str | None
+    data: dict[str, Any]
+
+
+class _Control(msgspec.Struct, frozen=True):
+    control: str
+    seq: int = 0
+    after: int = 0
+    head: int = 0
+    message: str = ""
+
+
+class StreamGap(Exception):
+    """The bridge pruned the events after ``after``: reload the state over HTTP, then
+    stream after ``head``."""
+
+    def __init__(self, after: int, head: int, message: str) -> None:
+        super().__init__(message)
+        self.after, self.head = after, head
+
+
+class _Frames:
+    """Decodes a frame as an event or a control frame (they share no required key)."""
+
+    def __init__(self) -> None:
+        self._event = msgspec.json.Decoder(StreamEvent)
+        self._control = msgspec.json.Decoder(_Control)
+
+    def decode(self, frame: str | bytes) -> StreamEvent | _Control:
+        try:
+            return self._event.decode(frame)
+        except msgspec.ValidationError:
+            return self._control.decode(frame)
+
+
+_frame_decoder = _Frames()
+_REFUSALS = {4400: (422, "invalid_request"), 4401: (401, "unauthorized"), 4403: (403, "forbidden")}
+
+
+def _refusal(code: int | None, exc: BaseException) -> ApiError | None:
+    if code == 1011:
+        return ApiError(503, "no_events", str(exc), None)
+    found = _REFUSALS.get(code or 0)
+    return None if found is None else ApiError(found[0], found[1], str(exc), None)
+
+
+def _ssl_context(verify: Any) -> Any:
+    import ssl
+
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return ssl.create_default_context()
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -78,6 +151,9 @@ class Client:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: Any = True,
     ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._verify = verify
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
@@ -99,6 +175,75 @@ class Client:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    # --- the event stream (docs/events.md, "WebSocket") -----------------------------------------
+
+    async def events(
+        self,
+        after: int = 0,
+        *,
+        types: Sequence[str] = (),
+        account: str | None = None,
+        backoff_base_s: float = 0.2,
+        backoff_cap_s: float = 10.0,
+        on_reconnect: Callable[[int, BaseException], None] | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Every event after ``after`` (a ``seq``), forever, in ``seq`` order: a dropped
+        connection is dialled again with backoff and resumed after the last ``seq`` seen (or
+        heartbeat-confirmed), so nothing is missed; an event may come twice across a
+        reconnect only if the bridge relayed it twice (de-duplicate on ``id``). Raises
+        :class:`StreamGap` when the bridge no longer keeps what comes after ``after``, and
+        :class:`ApiError` for a refusal (bad token, scope or parameter), which a retry
+        cannot cure. ``on_reconnect(attempt, error)`` is told of each drop."""
+        import websockets
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_cap_s)
+        query = {"after": str(after)}
+        if types:
+            query["types"] = ",".join(types)
+        if account is not None:
+            query["account"] = account
+        ws_base = (
+            "ws" + self._base_url[len("http") :]
+            if self._base_url.startswith("http")
+            else self._base_url
+        )
+        ssl_context = _ssl_context(self._verify) if ws_base.startswith("wss") else None
+        while True:
+            query["after"] = str(after)
+            url = f"{ws_base}/v1/events?{urlencode(query)}"
+            try:
+                async with websockets.connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {self._token}"},
+                    ssl=ssl_context,
+                    open_timeout=10,
+                    max_size=2**22,
+                ) as ws:
+                    async for frame in ws:
+                        decoded = _frame_decoder.decode(frame)
+                        if isinstance(decoded, StreamEvent):
+                            if decoded.seq > after:
+                                after = decoded.seq
+                                backoff.reset()
+                                yield decoded
+                        elif decoded.control == "heartbeat":
+                            after = max(after, decoded.seq)
+                            backoff.reset()
+                        elif decoded.control == "gap":
+                            raise StreamGap(decoded.after, decoded.head, decoded.message)
+                    raise ConnectionError("the bridge closed the stream")
+            except ConnectionClosed as exc:
+                refusal = _refusal(exc.rcvd.code if exc.rcvd is not None else None, exc)
+                if refusal is not None:
+                    raise refusal from exc
+                drop: BaseException = exc
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionError) as exc:
+                drop = exc
+            if on_reconnect is not None:
+                on_reconnect(backoff.attempt + 1, drop)
+            await asyncio.sleep(backoff.next_delay_s())
 
     # --- orders ------------------------------------------------------------------------------
 

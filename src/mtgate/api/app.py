@@ -25,6 +25,7 @@ from mtgate.api.auth import Scope, Tokens
 from mtgate.api.endpoints import ENDPOINTS, Call, Conflict, Endpoint, NotFound, Probe
 from mtgate.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mtgate.api.metrics import exposition, registry_for
+from mtgate.api.stream import stream_route
 from mtgate.bridge import Bridge
 from mtgate.execution.requests import InvalidRequest
 from mtgate.execution.service import account_key
@@ -176,6 +177,7 @@ def create_app(bridge: Bridge, tokens: Tokens) -> Litestar:
             *(_handler(e, bridge, tokens) for e in ENDPOINTS),
             _openapi_route(),
             _metrics_route(bridge, tokens),
+            stream_route(bridge, tokens),
         ],
         openapi_config=None,
         exception_handlers={HTTPException: _http_error, Exception: _internal},
