@@ -106,10 +106,13 @@ async def test_client_reconnects_and_misses_nothing_across_a_server_restart(
             on_reconnect=lambda attempt, _: drops.append(attempt),
         )  # fmt: skip
         got: list[StreamEvent] = []
+        four = asyncio.Event()
 
         async def consume() -> None:
             async for event in stream:
                 got.append(event)
+                if len(got) == 4:
+                    four.set()
                 if len(got) == 8:
                     return
 
@@ -119,8 +122,7 @@ async def test_client_reconnects_and_misses_nothing_across_a_server_restart(
                 account=h.account(MT4), symbol="EURUSD", side="buy", volume=0.1,
                 client_order_id=f"rc-{i}",
             )  # fmt: skip
-        while len(got) < 4:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(four.wait(), 10)
         await server.stop()
         for i in range(2, 4):  # while the API is down: written to the outbox, not streamed
             await h.bridge.place_market_order(
