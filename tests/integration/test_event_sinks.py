@@ -8,7 +8,6 @@ consumer sees every event id at least once, in per-account order.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -123,17 +122,13 @@ def _check_order(seen: list[tuple[str, str, int]], expected: int) -> None:
         assert seqs == sorted(seqs), key
 
 
-async def test_kafka_sink_survives_a_broker_restart_in_order(
-    tmp_path: Path, tansu: Tansu
-) -> None:
+async def test_kafka_sink_survives_a_broker_restart_in_order(tmp_path: Path, tansu: Tansu) -> None:
     from aiokafka import AIOKafkaConsumer
 
     journal = await _outbox(tmp_path / "k.db", 20)
     engine = make_engine(f"sqlite:///{tmp_path / 'k.db'}")
     sink = KafkaSink(tansu.bootstrap, prefix="t1.", timeout_s=2.0)
-    relay = Relay(
-        OutboxReader(engine), [sink], now_ms=lambda: 0, poll_s=0.01, backoff_cap_s=0.5
-    )
+    relay = Relay(OutboxReader(engine), [sink], now_ms=lambda: 0, poll_s=0.01, backoff_cap_s=0.5)
     await relay.start()
     await eventually(lambda: relay.states["kafka"].cursor >= 20, 20)
     # The broker dies (and, in memory, forgets everything): what follows waits, then goes.
@@ -200,9 +195,7 @@ async def test_nats_sink_loses_nothing_when_cut_and_keeps_order(
     journal = await _outbox(tmp_path / "n.db", 15, accounts=3)
     engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
     sink = NatsSink(NATS_URL, stream=stream, prefix=prefix)
-    relay = Relay(
-        OutboxReader(engine), [sink], now_ms=lambda: 0, poll_s=0.01, backoff_cap_s=0.3
-    )
+    relay = Relay(OutboxReader(engine), [sink], now_ms=lambda: 0, poll_s=0.01, backoff_cap_s=0.3)
     try:
         await relay.start()
         await eventually(lambda: relay.states["nats"].cursor >= 15, 20)
@@ -239,7 +232,7 @@ async def test_nats_sink_loses_nothing_when_cut_and_keeps_order(
         while True:
             try:
                 msgs = await sub.fetch(50, timeout=1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             for msg in msgs:
                 env = msgspec.json.decode(msg.data)

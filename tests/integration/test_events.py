@@ -227,3 +227,61 @@ async def test_a_stream_resumed_before_the_pruned_events_is_told(tmp_path: Path)
     assert await relay.read(relay.head, 10) == []
     await relay.close()
     engine.dispose()
+
+
+SCHEMAS = Path(__file__).parents[2] / "docs" / "events"
+
+
+def test_the_committed_schemas_are_current() -> None:
+    from mtgate.events.schemas import render
+
+    for t in EventType:
+        path = SCHEMAS / f"{t.value}.json"
+        assert path.read_text() == render(t), f"{path} is stale: python -m mtgate.events.schemas"
+    assert {p.stem for p in SCHEMAS.glob("*.json")} == {t.value for t in EventType}
+
+
+async def test_every_emitted_event_validates_against_its_schema(
+    make_harness: HarnessFactory,
+) -> None:
+    """A run that makes every kind of event the simulator can cause; each one is checked
+    against the JSON Schema of its type (docs/events/)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    sink = Collecting()
+    h = await make_harness(events=EVENTS, event_sinks=[sink])
+    mt4, mt5 = h.account(MT4), h.account(MT5H)
+    await h.bridge.place_market_order(
+        account=mt4, symbol="EURUSD", side="buy", volume=0.1, client_order_id="s-1"
+    )
+    await h.bridge.place_market_order(
+        account=mt5, symbol="EURUSD", side="buy", volume=1000.0, client_order_id="s-2"
+    )
+    pending = await h.bridge.place_pending_order(
+        account=mt5, symbol="EURUSD", kind="buy_limit", volume=0.1, price=1.0,
+        client_order_id="s-3",
+    )  # fmt: skip
+    await h.bridge.cancel_order(account=mt5, client_order_id=pending.client_order_id)
+    await eventually(lambda: EventType.ACCOUNT_SYNCED.value in sink.types(), 8.0)
+    await eventually(lambda: EventType.POSITION_OPENED.value in sink.types(), 8.0)
+    h.terminal(MT4).drop()
+    await eventually(lambda: EventType.TERMINAL_DISCONNECTED.value in sink.types())
+    seen = set()
+    for stored in sink.got:
+        e = stored.event
+        document = json.loads(msgspec.json.encode(e))
+        validator = Draft202012Validator(
+            json.loads((SCHEMAS / f"{e.type}.json").read_text()),
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        errors = [err.message for err in validator.iter_errors(document)]
+        assert not errors, (e.type, errors, document)
+        seen.add(e.type)
+    assert {
+        "execution.order.submitted", "execution.order.filled", "execution.order.rejected",
+        "execution.order.placed", "execution.order.cancelled", "execution.position.opened",
+        "execution.account.synced", "bridge.terminal.connected", "bridge.terminal.disconnected",
+        "bridge.account.switched",
+    } <= seen  # fmt: skip
