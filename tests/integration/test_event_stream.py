@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
@@ -178,4 +179,5 @@ async def test_an_idle_stream_sends_heartbeats_with_its_position(
     ws = "ws" + url[4:] + f"/v1/events?after={head}&types=nothing."
     async with websockets.connect(ws, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         frame = await asyncio.wait_for(c.recv(), 5)
-    assert frame == f'{{"control":"heartbeat","seq":{head}}}'
+    beat = msgspec.json.decode(frame)
+    assert beat["control"] == "heartbeat" and beat["seq"] >= head  # sync events may follow

@@ -34,6 +34,7 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             server_header=False,
+            timeout_graceful_shutdown=5,  # event streams are closed, not waited for
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

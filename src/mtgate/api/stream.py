@@ -18,6 +18,7 @@ reason says which), 4410 the gap, 1011 the bridge runs without events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Final
 
 import msgspec
@@ -95,9 +96,19 @@ def stream_route(bridge: Bridge, tokens: Tokens) -> Any:
         if not bridge.has_events:
             await socket.close(1011, "the bridge runs without events ([events] enabled = false)")
             return
+        pump = asyncio.ensure_future(_pump(socket, bridge, after, types, account))
+        listen = asyncio.ensure_future(_until_closed(socket))
         try:
-            await _pump(socket, bridge, after, types, account)
-        except WebSocketDisconnect:
+            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, listen):
+                task.cancel()
+            await asyncio.gather(pump, listen, return_exceptions=True)
+        if listen.done() and not listen.cancelled():
+            return  # the client left: nothing more to send
+        try:
+            pump.result()
+        except (WebSocketDisconnect, asyncio.CancelledError):
             return
         except ResumeGap as gap:
             frame = Gap("gap", gap.after, gap.pruned_through, gap.head, str(gap))
@@ -105,6 +116,14 @@ def stream_route(bridge: Bridge, tokens: Tokens) -> Any:
             await socket.close(4410, "events pruned; reload and resume from head")
 
     return websocket("/v1/events")(events)
+
+
+async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:
+    """Reads (and ignores) what the client sends, to learn at once that it left: the pump
+    would only find out at its next send, up to a heartbeat later."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await socket.receive_data("text")
 
 
 async def _pump(

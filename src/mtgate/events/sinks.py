@@ -57,6 +57,7 @@ class NatsSink:
             allow_reconnect=False,  # the relay reconnects, with its own backoff
             max_reconnect_attempts=0,
             name="mtgate-relay",
+            error_cb=self._error,
         )
         try:
             js = nc.jetstream(timeout=self.timeout_s)
@@ -75,6 +76,10 @@ class NatsSink:
         self._nc, self._js = nc, js
         log.info("event sink connected", sink=self.name, url=self.url, stream=self.stream)
         return js
+
+    async def _error(self, exc: Exception) -> None:
+        """The client's own error report (a dropped connection): one line, no traceback."""
+        log.warning("NATS connection error", sink=self.name, error=repr(exc)[:300])
 
     async def send(self, events: Sequence[Stored]) -> None:
         js = self._js if self._js is not None else await self._connect()
