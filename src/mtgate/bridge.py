@@ -297,6 +297,10 @@ class Bridge:
             raise RuntimeError("the bridge runs without events")
         return self._events.relay
 
+    def now_ms(self) -> int:
+        """The bridge's clock (epoch ms)."""
+        return self._clock.now_ms()
+
     @property
     def has_events(self) -> bool:
         return self._events is not None and self._events.relay is not None

@@ -181,3 +181,29 @@ async def test_an_idle_stream_sends_heartbeats_with_its_position(
         frame = await asyncio.wait_for(c.recv(), 5)
     beat = msgspec.json.decode(frame)
     assert beat["control"] == "heartbeat" and beat["seq"] >= head  # sync events may follow
+
+
+async def test_metrics_report_the_relay_and_promtool_accepts_them(
+    served: tuple[Harness, ApiServer, str],
+) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.test_api import _promtool
+
+    h, _, url = served
+    await h.bridge.place_market_order(
+        account=h.account(MT4), symbol="EURUSD", side="buy", volume=0.1, client_order_id="m-1"
+    )
+    async with httpx.AsyncClient() as http:
+        scraped = await http.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    head = families["mtgate_events_head_seq"].samples[0].value
+    assert head >= 1 and head <= h.bridge.relay.head
+    assert "mtgate_events_outbox_lag" in families  # no durable sink here: no samples
+    proc = await asyncio.create_subprocess_exec(
+        _promtool(), "check", "metrics", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(scraped.content), 30)
+    assert proc.returncode == 0, out + err

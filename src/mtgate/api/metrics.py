@@ -85,6 +85,41 @@ class BridgeCollector(Collector):
         yield from (up, state, rtt, latency, errors, timeouts, disconnects)
         yield self._orders()
         yield self._alerts()
+        if self._bridge.has_events:
+            yield from self._events()
+
+    def _events(self) -> Iterator[Metric]:
+        relay = self._bridge.relay
+        head = GaugeMetricFamily(
+            "mtgate_events_head_seq", "The last outbox sequence number the relay has seen"
+        )
+        head.add_metric([], float(relay.head))
+        lag = GaugeMetricFamily(
+            "mtgate_events_outbox_lag",
+            "Events written to the outbox and not yet acknowledged by the sink",
+            labels=["sink"],
+        )
+        age = GaugeMetricFamily(
+            "mtgate_events_oldest_unsent_age_seconds",
+            "Age of the oldest event the sink has not acknowledged (0: none waiting)",
+            labels=["sink"],
+        )
+        sent = CounterMetricFamily(
+            "mtgate_events_sent", "Events the sink acknowledged", labels=["sink"]
+        )
+        failures = CounterMetricFamily(
+            "mtgate_events_sink_failures",
+            "Sends or connections of the sink that failed (each retried with backoff)",
+            labels=["sink"],
+        )
+        now_ms = self._bridge.now_ms()
+        for name, state in sorted(relay.states.items()):
+            lag.add_metric([name], float(relay.lag(name)))
+            oldest = state.oldest_unsent_at_ms
+            age.add_metric([name], 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
+            sent.add_metric([name], float(state.sent))
+            failures.add_metric([name], float(state.failures))
+        yield from (head, lag, age, sent, failures)
 
     def _orders(self) -> Metric:
         open_orders = GaugeMetricFamily(
