@@ -174,6 +174,9 @@ def bench(
     http: Annotated[
         bool, typer.Option(help="also place the orders through the HTTP API (http_latency_ms)")
     ] = False,
+    events: Annotated[
+        bool, typer.Option(help="write the event outbox, as mtgate serve does (docs/events.md)")
+    ] = False,
 ) -> None:
     """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
     the cost of syncing many accounts, and the round trip while they sync."""
@@ -191,6 +194,7 @@ def bench(
         sync_positions=sync_positions,
         sync_seconds=sync_seconds,
         http=http,
+        events=events,
     )
     logs.configure(level="ERROR")
     _use_uvloop()

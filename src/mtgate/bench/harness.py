@@ -26,6 +26,7 @@ from typing import Any
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
 from mtgate.bridge import Bridge
+from mtgate.config import EventsSection
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.requests import MarketOrderRequest, Side
 from mtgate.protocol import codec
@@ -56,6 +57,8 @@ class BenchOptions:
     sync_seconds: float = 10.0
     """How long the bridge's CPU is measured with only the sync load running."""
     http: bool = False
+    events: bool = False
+    """Write the outbox (and run its relay, with no sink), as ``mtgate serve`` does."""
     """Also place ``orders`` through the HTTP API, from a process of their own."""
 
 
@@ -218,6 +221,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             journal=journal,
             store_url=f"sqlite:///{db}",
             sync=SyncSettings(interval_ms=opts.sync_interval_ms),
+            events=EventsSection() if opts.events else None,
         )
         host, port = await bridge.start()
         plan = SimPlan(
@@ -298,6 +302,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "orders_sent_total": total_sent,
         "orders_executed_by_simulator": executed,
         "journal_sync": opts.journal_sync,
+        "events": opts.events,
         "frame_bytes": _order_frame_size(),
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
