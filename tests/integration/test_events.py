@@ -285,3 +285,33 @@ async def test_every_emitted_event_validates_against_its_schema(
         "execution.account.synced", "bridge.terminal.connected", "bridge.terminal.disconnected",
         "bridge.account.switched",
     } <= seen  # fmt: skip
+
+
+@pytest.mark.postgres
+async def test_order_events_on_postgresql(make_harness: HarnessFactory, pg_schema_url: str) -> None:
+    """The PostgreSQL journal writes each order change's event in its transaction (under the
+    outbox lock); the relay reads them from the same database."""
+    sink = Collecting()
+    h = await make_harness(journal_url=pg_schema_url, events=EVENTS, event_sinks=[sink])
+    results = await asyncio.gather(
+        *(
+            h.bridge.place_market_order(
+                account=h.account(tid),
+                symbol="EURUSD",
+                side="buy",
+                volume=0.1,
+                client_order_id=f"pg-{i}",
+            )  # fmt: skip
+            for i, tid in enumerate([MT4, MT5H, MT4, MT5H])
+        )
+    )
+    assert all(r.status == OrderStatus.FILLED for r in results)
+
+    def filled() -> int:
+        return sink.types().count(EventType.ORDER_FILLED.value)
+
+    await eventually(lambda: filled() == 4)
+    seqs = [s.event.seq for s in sink.got]
+    assert seqs == sorted(seqs)
+    # The store is another database here: its events are not written where nobody reads.
+    assert EventType.ACCOUNT_SYNCED.value not in sink.types()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import URL
 from sqlalchemy.pool import NullPool
 
+from mtgate import logs
 from mtgate.config import EventsSection
 from mtgate.domain.clock import Clock
 from mtgate.events.builders import BridgeEvents, order_entry, sync_entries
@@ -20,6 +23,8 @@ from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SqliteJournal
 from mtgate.store.sync_store import SyncStore
 
+log = logs.get("mtgate.events")
+
 
 def journal_url(journal: Journal) -> URL:
     """Where the journal's database is, for the relay's own connection."""
@@ -28,6 +33,12 @@ def journal_url(journal: Journal) -> URL:
     if isinstance(journal, SqlJournal):
         return journal.url
     raise TypeError(f"no outbox reader for a {type(journal).__name__}")
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    if a.get_backend_name() == b.get_backend_name() == "sqlite":
+        return Path(a.database or "").resolve() == Path(b.database or "").resolve()
+    return a.set(drivername="postgresql") == b.set(drivername="postgresql")
 
 
 def sinks_of(settings: EventsSection) -> list[Sink]:
@@ -66,8 +77,14 @@ class Events:
         self._journal = journal
         self._clock = clock
         journal.outbox = order_entry
-        if store is not None:
+        if store is not None and _same_database(store.url, journal_url(journal)):
             store.outbox = sync_entries
+        elif store is not None:  # its rows would land in an outbox nobody relays
+            log.warning(
+                "the sync store is not in the journal's database: position and account "
+                "events are not published",
+                store=store.url.render_as_string(hide_password=True),
+            )
         self.bridge_events = BridgeEvents(journal.record_outbox, clock.now_ms)
         self._sinks = sinks_of(settings) if sinks is None else sinks
         self.relay: Relay | None = None
