@@ -301,7 +301,7 @@ async def test_order_events_on_postgresql(make_harness: HarnessFactory, pg_schem
                 side="buy",
                 volume=0.1,
                 client_order_id=f"pg-{i}",
-            )  # fmt: skip
+            )
             for i, tid in enumerate([MT4, MT5H, MT4, MT5H])
         )
     )
