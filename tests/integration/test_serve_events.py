@@ -226,7 +226,11 @@ async def test_serve_streams_every_event_to_websocket_kafka_and_nats(tmp_path: P
     finally:
         await world.stop()
         proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 30)
+        try:
+            code = await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()  # never leave a bridge running behind a failed test
+            raise
         assert proc.stderr is not None
         err = (await proc.stderr.read()).decode(errors="replace")
         if failed:
