@@ -207,3 +207,18 @@ async def test_metrics_report_the_relay_and_promtool_accepts_them(
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(scraped.content), 30)
     assert proc.returncode == 0, out + err
+
+    # Every metric the Grafana dashboard queries is one the bridge exports.
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())
+    queried = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"mtgate_[a-z_]+", target["expr"])
+    }
+    exported = set(re.findall(r"^# TYPE (mtgate_[a-z_]+) ", scraped.text, re.M))
+    assert queried and queried <= exported, queried - exported
