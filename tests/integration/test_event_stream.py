@@ -14,7 +14,7 @@ from mtgate.api.server import ApiServer
 from mtgate.client import ApiError, Client, StreamEvent
 from mtgate.config import ApiSection, ApiToken, EventsSection
 from mtgate.events.model import EventType
-from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory
+from tests.integration.conftest import MT4, MT5H, Harness, HarnessFactory, eventually
 
 TOKEN = "s" * 40
 WEAK = "w" * 40  # no token of this bridge (every scope includes read: no 4403 to test)
@@ -195,6 +195,7 @@ async def test_metrics_report_the_relay_and_promtool_accepts_them(
     await h.bridge.place_market_order(
         account=h.account(MT4), symbol="EURUSD", side="buy", volume=0.1, client_order_id="m-1"
     )
+    await eventually(lambda: h.bridge.relay.head >= 1)  # no consumer: the head, once a second
     async with httpx.AsyncClient() as http:
         scraped = await http.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     families = {f.name: f for f in text_string_to_metric_families(scraped.text)}

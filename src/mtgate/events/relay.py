@@ -29,6 +29,8 @@ from mtgate.store.outbox import OutboxReader, Stored
 
 log = logs.get("mtgate.events")
 
+IDLE_HEAD_S: float = 1.0
+"""With no consumer, how often the tail reads the outbox's head (for the metrics)."""
 PRUNED: str = "(pruned)"
 """The cursor row that remembers the highest ``seq`` pruned (not a sink)."""
 
@@ -107,6 +109,10 @@ class Relay:
         self._grew = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.tail_errors = 0
+        self._streams = 0
+        """WebSocket streams reading now: with none and no sink, the tail only follows the
+        head."""
+        self._woken = asyncio.Event()
 
     async def start(self) -> None:
         cursors = await asyncio.to_thread(self.reader.cursors)
@@ -138,9 +144,20 @@ class Relay:
     # --- reading ---------------------------------------------------------------------------
 
     async def _tail(self) -> None:
+        """Read new events into the ring while someone consumes them (a sink, a stream);
+        otherwise only follow the head, once a second: reading every event back costs the
+        process about as much as writing it, and nobody would read the ring."""
         while True:
+            consumed = bool(self.sinks) or self._streams > 0
             try:
-                found = await asyncio.to_thread(self.reader.after, self.head, self.batch)
+                if consumed:
+                    found = await asyncio.to_thread(self.reader.after, self.head, self.batch)
+                else:
+                    head = await asyncio.to_thread(self.reader.head)
+                    found = []
+                    if head > self.head:
+                        self._ring.clear()  # it no longer reaches the head
+                        self.head = head
             except Exception as exc:  # the database is away: try again, never stop tailing
                 self.tail_errors += 1
                 log.warning("reading the outbox failed; retrying", error=repr(exc))
@@ -153,7 +170,12 @@ class Relay:
                     self._grew.notify_all()
                 if len(found) == self.batch:
                     continue  # more behind: no sleep
-            await asyncio.sleep(self.poll_s)
+            if consumed:
+                await asyncio.sleep(self.poll_s)
+            else:
+                self._woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), IDLE_HEAD_S)
 
     async def read(self, after: int, limit: int) -> list[Stored]:
         """Up to ``limit`` events after ``after``, from the ring when it holds them, else from
@@ -165,7 +187,8 @@ class Relay:
         ring = self._ring
         if ring and after >= ring[0].event.seq - 1:  # nothing between ``after`` and the ring
             start = _first_after(ring, after)
-            return list(itertools.islice(ring, start, start + limit))
+            if start < len(ring):
+                return list(itertools.islice(ring, start, start + limit))
         return await asyncio.to_thread(self.reader.after, after, limit)
 
     async def wait(self, after: int, timeout_s: float | None = None) -> bool:
@@ -180,14 +203,19 @@ class Relay:
     async def stream(self, after: int, *, idle_s: float = 15.0) -> AsyncIterator[list[Stored]]:
         """Batches of the events after ``after``, forever; an empty batch every ``idle_s``
         without events (a WebSocket sends it as a keep-alive). Raises ResumeGap."""
-        while True:
-            found = await self.read(after, self.batch)
-            if found:
-                after = found[-1].event.seq
-                yield found
-                continue
-            if not await self.wait(after, idle_s):
-                yield []
+        self._streams += 1
+        self._woken.set()  # the tail starts reading at once
+        try:
+            while True:
+                found = await self.read(after, self.batch)
+                if found:
+                    after = found[-1].event.seq
+                    yield found
+                    continue
+                if not await self.wait(after, idle_s):
+                    yield []
+        finally:
+            self._streams -= 1
 
     # --- sinks -----------------------------------------------------------------------------
 

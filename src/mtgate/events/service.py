@@ -118,4 +118,4 @@ class Events:
         relay, self.relay = self.relay, None
         if relay is not None:
             await relay.close()
-            relay.reader.engine.dispose()
+            relay.reader.close()

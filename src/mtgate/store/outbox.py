@@ -14,6 +14,7 @@ Reads (:class:`OutboxReader`) run in a worker thread on a connection of their ow
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -120,14 +121,52 @@ def _raw(data: str) -> msgspec.Raw:
     return msgspec.Raw(data.encode())
 
 
+_SQLITE_AFTER: Final = (
+    "SELECT seq, event_id, type, key, account_login, account_server, terminal_id, data, at "
+    "FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def _sqlite_stored(row: tuple[Any, ...]) -> Stored:
+    """A row read by the stdlib driver: ``at`` is SQLAlchemy's SQLite text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), turned into RFC 3339 by slicing, not parsing."""
+    seq, event_id, type_, key, login, server, terminal_id, data, at = row
+    at_ms = rows.sqlite_ts_to_ms(at)
+    iso = f"{at[:10]}T{at[11:23]}Z" if len(at) >= 23 and at[10] == " " else _iso(at_ms)
+    account = None if login is None else f"{login}@{server}"
+    event = Event(event_id, seq, type_, iso, key, account, terminal_id, msgspec.Raw(data.encode()))
+    return Stored(event, login, server, at_ms)
+
+
 class OutboxReader:
-    """Reads of the outbox and the sinks' cursors; every method blocks (call it in a thread)."""
+    """Reads of the outbox and the sinks' cursors; every method blocks (call it in a thread).
+
+    On SQLite the tail's reads (:meth:`after`, many per second) use one stdlib connection of
+    their own, serialised by a lock, instead of SQLAlchemy: reading the events back measured
+    as costly as writing them."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._sqlite: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        if engine.dialect.name == "sqlite" and engine.url.database:
+            self._sqlite = sqlite3.connect(
+                engine.url.database, check_same_thread=False, isolation_level=None
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sqlite is not None:
+                self._sqlite.close()
+                self._sqlite = None
+        self.engine.dispose()
 
     def after(self, seq: int, limit: int) -> list[Stored]:
         """Up to ``limit`` events after ``seq``, in ``seq`` order."""
+        if self._sqlite is not None:
+            with self._lock:
+                found = self._sqlite.execute(_SQLITE_AFTER, (seq, limit)).fetchall()
+            return [_sqlite_stored(r) for r in found]
         stmt = select(outbox).where(outbox.c.seq > seq).order_by(outbox.c.seq).limit(limit)
         with self.engine.connect() as conn:
             return [_stored(r) for r in conn.execute(stmt)]
