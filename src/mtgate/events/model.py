@@ -84,6 +84,19 @@ OrderOutbox = Callable[[OrderRecord, OrderStatus, Trigger | None, str], Entry | 
 """The journal's hook that makes the outbox entry of an order's change (None: no event)."""
 
 
+def entries_of(
+    hook: OrderOutbox | None,
+    order: OrderRecord,
+    previous: OrderStatus,
+    trigger: Trigger | None,
+    detail: str,
+) -> list[Entry]:
+    """The outbox entries a journal writes with one change of ``order`` (none without a hook,
+    or for a change that is no event). Made at once, from the record as it is now."""
+    made = None if hook is None else hook(order, previous, trigger, detail)
+    return [] if made is None else [made]
+
+
 class Event(msgspec.Struct, frozen=True):
     """The envelope every sink carries (docs/events.md, "Envelope")."""
 

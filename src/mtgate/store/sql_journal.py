@@ -27,7 +27,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.events.model import Entry, OrderOutbox
+from mtgate.events.model import Entry, OrderOutbox, entries_of
 from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import execution_orders
@@ -129,24 +129,16 @@ class SqlJournal:
             written.add_done_callback(functools.partial(_log_orphan, client_order_id))
             raise
 
-    def _entry(
-        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
-    ) -> list[Entry]:
-        """Made now, on the loop: the record may change before the worker writes it."""
-        hook = self.outbox
-        made = None if hook is None else hook(order, previous, trigger, detail)
-        return [] if made is None else [made]
-
     async def record_submitted(self, order: OrderRecord, *, new_id: bool = False) -> None:
         check_transition(OrderStatus.NEW, Trigger.SEND, order.status)
-        made = self._entry(order, OrderStatus.NEW, Trigger.SEND, "")
+        made = entries_of(self.outbox, order, OrderStatus.NEW, Trigger.SEND, "")
         write = functools.partial(_insert, order, Trigger.SEND, "", made)
         await self._write(write, order.client_order_id)
 
     async def record_refused(self, order: OrderRecord) -> None:
         check_transition(OrderStatus.NEW, Trigger.REFUSE, order.status)
         detail = order.rejection_reason or ""
-        made = self._entry(order, OrderStatus.NEW, Trigger.REFUSE, detail)
+        made = entries_of(self.outbox, order, OrderStatus.NEW, Trigger.REFUSE, detail)
         write = functools.partial(_insert, order, Trigger.REFUSE, detail, made)
         await self._write(write, order.client_order_id)
 
@@ -154,12 +146,12 @@ class SqlJournal:
         self, order: OrderRecord, previous: OrderStatus, trigger: Trigger, detail: str = ""
     ) -> None:
         check_transition(previous, trigger, order.status)
-        made = self._entry(order, previous, trigger, detail)
+        made = entries_of(self.outbox, order, previous, trigger, detail)
         write = functools.partial(_update, order, previous, trigger, detail, made)
         await self._write(write, order.client_order_id)
 
     async def record_event(self, order: OrderRecord, detail: str) -> None:
-        made = self._entry(order, order.status, None, detail)
+        made = entries_of(self.outbox, order, order.status, None, detail)
         write = functools.partial(_update, order, order.status, None, detail, made)
         await self._write(write, order.client_order_id)
 
@@ -168,7 +160,7 @@ class SqlJournal:
     ) -> None:
         if trigger is not None:
             check_transition(previous, trigger, order.status)
-        made = self._entry(order, previous, trigger, detail)
+        made = entries_of(self.outbox, order, previous, trigger, detail)
         write = functools.partial(_update, order, previous, trigger, detail, made, attempt=True)
         await self._write(write, order.client_order_id)
 

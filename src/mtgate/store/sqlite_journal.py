@@ -45,7 +45,7 @@ from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.events.model import Entry, OrderOutbox
+from mtgate.events.model import Entry, OrderOutbox, entries_of
 from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import bridge_health_metrics
@@ -369,7 +369,7 @@ class SqliteJournal:
             raise
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
         moved = rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row[_UPDATED_AT])
-        made = self._entry(order, OrderStatus.NEW, trigger, detail)
+        made = entries_of(self.outbox, order, OrderStatus.NEW, trigger, detail)
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute(*INSERT_ORDER.bind(row))
@@ -429,7 +429,7 @@ class SqliteJournal:
         guard = (stored_id, order.client_order_id, rows.STATUS_VALUES[previous])
         at = values[len(rows.ATTEMPT_COLUMNS) + _M_UPDATED_AT]
         event = rows.event_row(order, stored_id, previous, trigger, detail, at)
-        made = self._entry(order, previous, trigger, detail)
+        made = entries_of(self.outbox, order, previous, trigger, detail)
         cur.execute("BEGIN IMMEDIATE")
         try:
             if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
@@ -481,13 +481,6 @@ class SqliteJournal:
             raise
         self._remember(order, order.status)
         self._schedule_flush()
-
-    def _entry(
-        self, order: OrderRecord, previous: OrderStatus, trigger: Trigger | None, detail: str
-    ) -> list[Entry]:
-        hook = self.outbox
-        made = None if hook is None else hook(order, previous, trigger, detail)
-        return [] if made is None else [made]
 
     def record_outbox(self, entry: Entry) -> None:
         """Write an event of no order (a terminal session, an alert) behind, with the next
