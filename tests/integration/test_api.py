@@ -500,3 +500,19 @@ async def test_bulk_trailing_rejections_and_overrides_over_http(
     assert refused.status_code == 403
     conflict = await client.post("/v1/overrides/resolve", json=override, headers=auth(ADMIN))
     assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "conflict")
+
+
+async def test_a_trailing_stop_on_an_unknown_account_or_position_is_a_404(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    """Found by the schemathesis run: these were 500s (a PositionError nobody mapped)."""
+    cases = [
+        ({"account": "0@0", "distance_points": 1, "ticket": 1}, "unknown_account", None),
+        ({"account": harness.account(MT4), "distance_points": 1, "ticket": 999}, "not_found",
+         "ticket"),
+    ]  # fmt: skip
+    for body, code, field in cases:
+        r = await client.post("/v1/positions/trailing", json=body, headers=auth(TRADE))
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == code
+        assert r.json()["error"].get("field") == field

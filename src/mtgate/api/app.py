@@ -29,6 +29,7 @@ from mtgate.api.stream import stream_route
 from mtgate.bridge import Bridge
 from mtgate.execution.requests import InvalidRequest
 from mtgate.execution.service import account_key
+from mtgate.positions.errors import PositionError
 from mtgate.sessions.errors import NotRoutable, RequestTimeout, SessionError, TerminalRejected
 
 log = logs.get("mtgate.api")
@@ -85,6 +86,8 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
             return _error(409, "conflict", str(exc))
         except NotRoutable as exc:
             return _not_routable(bridge, call, exc)
+        except PositionError as exc:  # a trailing stop on a position that cannot be found
+            return _position_refused(bridge, call, exc)
         except RequestTimeout as exc:
             return _error(504, "terminal_timeout", str(exc))
         except TerminalRejected as exc:
@@ -107,7 +110,19 @@ def _handler(endpoint: Endpoint, bridge: Bridge, tokens: Tokens) -> Any:
     )
 
 
-def _not_routable(bridge: Bridge, call: Call, exc: NotRoutable) -> Response[bytes]:
+def _position_refused(bridge: Bridge, call: Call, exc: PositionError) -> Response[bytes]:
+    """Unknown position: 404; its account not routable: as any call's; else 422."""
+    r = exc.refusal
+    if r.rule == "not_routable":
+        return _not_routable(bridge, call, exc)
+    if r.rule == "no_position":
+        return _error(404, "not_found", r.message, r.field)
+    if r.rule == "lookup_failed":
+        return _error(503, "not_routable", r.message, r.field)
+    return _error(422, "invalid_request", r.message, r.field)
+
+
+def _not_routable(bridge: Bridge, call: Call, exc: Exception) -> Response[bytes]:
     """An account no terminal is configured for is the caller's mistake (404); one whose
     terminals are all down is the bridge's state (503)."""
     text = call.path.get("account") or call.query.get("account") or _body_account(call.body)
