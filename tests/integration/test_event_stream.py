@@ -189,6 +189,7 @@ async def test_metrics_report_the_relay_and_promtool_accepts_them(
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
+    from mtgate.events import model as events_model
     from tests.integration.test_api import _promtool
 
     h, _, url = served
@@ -202,6 +203,8 @@ async def test_metrics_report_the_relay_and_promtool_accepts_them(
     head = families["mtgate_events_head_seq"].samples[0].value
     assert head >= 1 and head <= h.bridge.relay.head
     assert "mtgate_events_outbox_lag" in families  # no durable sink here: no samples
+    # Process-wide (an earlier test may have broken a builder on purpose): what was counted.
+    assert families["mtgate_events_unmade"].samples[0].value == events_model.unmade.count
     proc = await asyncio.create_subprocess_exec(
         _promtool(), "check", "metrics", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -315,3 +315,26 @@ async def test_order_events_on_postgresql(make_harness: HarnessFactory, pg_schem
     assert seqs == sorted(seqs)
     # The store is another database here: its events are not written where nobody reads.
     assert EventType.ACCOUNT_SYNCED.value not in sink.types()
+
+
+async def test_an_event_that_cannot_be_made_never_stops_the_order(
+    make_harness: HarnessFactory,
+) -> None:
+    """A bug in an event's builder loses that event (logged, counted), not the order."""
+    import mtgate.events.model as model
+
+    sink = Collecting()
+    h = await make_harness(events=EVENTS, event_sinks=[sink])
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("builder bug")
+
+    h.bridge.journal.outbox = broken  # type: ignore[assignment]
+    before = model.unmade.count
+    result = await h.bridge.place_market_order(
+        account=h.account(MT4), symbol="EURUSD", side="buy", volume=0.1, client_order_id="bug-1"
+    )
+    assert result.status == OrderStatus.FILLED
+    assert model.unmade.count >= before + 2  # submitted and filled
+    stored = await h.bridge.journal.get("bug-1")
+    assert stored is not None and stored.status == OrderStatus.FILLED

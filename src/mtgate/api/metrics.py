@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from mtgate.bridge import Bridge
+from mtgate.events import model as events_model
 from mtgate.health.meter import LATENCY_BUCKETS_MS
 from mtgate.sessions.session import SessionState
 
@@ -119,7 +120,12 @@ class BridgeCollector(Collector):
             age.add_metric([name], 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
             sent.add_metric([name], float(state.sent))
             failures.add_metric([name], float(state.failures))
-        yield from (head, lag, age, sent, failures)
+        unmade = CounterMetricFamily(
+            "mtgate_events_unmade",
+            "Events that could not be built (a bug, logged at ERROR); the change itself was kept",
+        )
+        unmade.add_metric([], float(events_model.unmade.count))
+        yield from (head, lag, age, sent, failures, unmade)
 
     def _orders(self) -> Metric:
         open_orders = GaugeMetricFamily(

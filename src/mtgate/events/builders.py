@@ -8,19 +8,22 @@ terminals and alerts from the bridge's listeners (:class:`BridgeEvents`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
+from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.events.model import Entry, EventType, entry, order_type_of
+from mtgate.events.model import Entry, EventType, entry, order_type_of, unmade
 from mtgate.execution.book import result_of
 from mtgate.execution.requests import OrderResult
 from mtgate.health.alerts import Alert, AlertKind
 from mtgate.sessions.routing import Switch
 from mtgate.store.sync_values import AccountState, PositionEvent
 from mtgate.store.sync_writes import Buffer
+
+log = logs.get("mtgate.events")
 
 
 class OrderEventData(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -121,9 +124,17 @@ def account_entry(state: AccountState) -> Entry:
 
 
 def sync_entries(buffer: Buffer) -> list[Entry]:
-    """The sync store's outbox hook: a flush's position events, then its account syncs."""
-    made = [position_entry(e) for e in buffer.events]
-    made += [account_entry(s) for s in buffer.accounts.values()]
+    """The sync store's outbox hook: a flush's position events, then its account syncs. One
+    that cannot be made is logged and left out: the flush's rows must land all the same."""
+    made: list[Entry] = []
+    items: list[tuple[Callable[[Any], Entry], Any]] = [(position_entry, e) for e in buffer.events]
+    items += [(account_entry, s) for s in buffer.accounts.values()]
+    for build, value in items:
+        try:
+            made.append(build(value))
+        except Exception as exc:
+            unmade.count += 1
+            log.error("a sync event could not be made; it is left out", error=repr(exc)[:500])
     return made
 
 

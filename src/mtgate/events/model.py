@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger, new_order_id
 from mtgate.domain.records import OrderRecord
 
@@ -84,6 +85,31 @@ OrderOutbox = Callable[[OrderRecord, OrderStatus, Trigger | None, str], Entry | 
 """The journal's hook that makes the outbox entry of an order's change (None: no event)."""
 
 
+def entry_of(
+    hook: OrderOutbox | None,
+    order: OrderRecord,
+    previous: OrderStatus,
+    trigger: Trigger | None,
+    detail: str,
+) -> Entry | None:
+    """The outbox entry of one change of ``order`` (None without a hook, or for a change that
+    is no event), made at once from the record as it is now. A hook that fails loses its
+    event, logged and counted, never the journal write: an order must not go unsent because
+    its event could not be made."""
+    if hook is None:
+        return None
+    try:
+        return hook(order, previous, trigger, detail)
+    except Exception as exc:
+        unmade.count += 1
+        log.error(
+            "an order event could not be made; the order's change is journalled without it",
+            client_order_id=order.client_order_id,
+            error=repr(exc)[:500],
+        )
+        return None
+
+
 def entries_of(
     hook: OrderOutbox | None,
     order: OrderRecord,
@@ -91,9 +117,8 @@ def entries_of(
     trigger: Trigger | None,
     detail: str,
 ) -> list[Entry]:
-    """The outbox entries a journal writes with one change of ``order`` (none without a hook,
-    or for a change that is no event). Made at once, from the record as it is now."""
-    made = None if hook is None else hook(order, previous, trigger, detail)
+    """:func:`entry_of` as the list a journal inserts."""
+    made = entry_of(hook, order, previous, trigger, detail)
     return [] if made is None else [made]
 
 
@@ -116,6 +141,16 @@ class Event(msgspec.Struct, frozen=True):
 
 _encode = msgspec.json.Encoder().encode
 _made = itertools.count()
+log = logs.get("mtgate.events")
+
+
+class Unmade:
+    """Events whose builder failed since start (each logged at ERROR), for the metrics."""
+
+    count = 0
+
+
+unmade = Unmade()
 
 
 def encode_data(value: object) -> bytes:

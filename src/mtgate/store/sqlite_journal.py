@@ -45,7 +45,7 @@ from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.events.model import Entry, OrderOutbox, entries_of
+from mtgate.events.model import Entry, OrderOutbox, entries_of, entry_of
 from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import bridge_health_metrics
@@ -294,8 +294,7 @@ class SqliteJournal:
             order, stored_id, OrderStatus.NEW, Trigger.SEND, "", row[_UPDATED_AT]
         )
         payload = encode_intent(row, created, moved)
-        hook = self.outbox
-        made = None if hook is None else hook(order, OrderStatus.NEW, Trigger.SEND, "")
+        made = entry_of(self.outbox, order, OrderStatus.NEW, Trigger.SEND, "")
         # The id is taken now, so a second order with it in the same batch is refused.
         self._unfolded.add(cid)
         loop = asyncio.get_running_loop()
@@ -461,8 +460,7 @@ class SqliteJournal:
             raise StaleOrderError(cid, previous, None if known is None else known[1])
         stored_id = rows.sqlite_uuid(order.order_id)
         fold = self._pending_folds.get(cid)
-        hook = self.outbox
-        made = None if hook is None else hook(order, previous, trigger, detail)
+        made = entry_of(self.outbox, order, previous, trigger, detail)
         try:
             if fold is not None:  # not written yet: write it as it stands now
                 fold.row = rows.order_row(order, stored_id, _ts)

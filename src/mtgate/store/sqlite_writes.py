@@ -16,7 +16,7 @@ import msgspec
 
 from mtgate import logs
 from mtgate.domain.orders import OrderStatus, Trigger
-from mtgate.events.model import Entry, OrderOutbox
+from mtgate.events.model import Entry, OrderOutbox, entries_of
 from mtgate.store import outbox, quarantine, queries, rows
 from mtgate.store.models import execution_orders, order_events
 
@@ -212,8 +212,7 @@ def recovered_entry(row: Sequence[Any], hook: OrderOutbox | None) -> list[Entry]
     except Exception as exc:  # the fold itself decides what to do with the row
         log.error("a logged intent's event cannot be made", error=quarantine.error_text(exc))
         return []
-    made = hook(record, OrderStatus.NEW, Trigger.SEND, "")
-    return [] if made is None else [made]
+    return entries_of(hook, record, OrderStatus.NEW, Trigger.SEND, "")
 
 
 def fold_logged_intents(conn: sqlite3.Connection, hook: OrderOutbox | None = None) -> Recovery:
