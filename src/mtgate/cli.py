@@ -399,6 +399,7 @@ def _print_bench(f: dict[str, object]) -> None:
         ("bridge market order (c=1)", "latency_concurrency_1_ms"),
         ("bridge market order (c=C)", "latency_ms"),
         ("bridge market order (c=C), sync running", "latency_with_sync_ms"),
+        ("HTTP API market order (c=1)", "http_latency_concurrency_1_ms"),
         ("HTTP API market order (c=C)", "http_latency_ms"),
     ):
         if key not in f:

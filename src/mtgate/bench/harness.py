@@ -21,8 +21,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from mtgate.bench.httpdrive import Drive
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
 from mtgate.bridge import Bridge
@@ -258,10 +259,10 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
             cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
-            http: list[float] = []
+            http: _HttpRun | None = None
             if opts.http:
-                http, http_errors = await _http_phase(bridge, accounts, opts, ctx)
-                errors += http_errors
+                http = await _http_phase(bridge, accounts, opts, ctx)
+                errors += http.drive.errors
             sync: dict[str, Any] | None = None
             with_sync: list[float] = []
             sync_errors = 0
@@ -283,7 +284,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             await bridge.stop()
     total_sent = opts.warmup + min(opts.orders, 1000) + opts.orders * (2 if sync else 1)
     if opts.http:
-        total_sent += HTTP_WARMUP + opts.orders
+        total_sent += HTTP_WARMUP + min(opts.orders, 1000) + opts.orders
     lat = percentiles(latencies)
     flo = percentiles(floor)
     return {
@@ -307,16 +308,22 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
         **_sync_figures(sync, lat, with_sync),
-        **_http_figures(http, lat),
+        **_http_figures(http, lat, percentiles(c1)),
     }
 
 
 HTTP_WARMUP = 200
 
 
+class _HttpRun(NamedTuple):
+    drive: Drive
+    cpu_us_per_order: float
+    """The bridge process's CPU over the whole HTTP phase, per order it placed."""
+
+
 async def _http_phase(
     bridge: Bridge, accounts: list[str], opts: BenchOptions, ctx: Any
-) -> tuple[list[float], int]:
+) -> _HttpRun:
     """The same orders through ``mtgate serve``'s HTTP API (uvicorn in the bridge's loop, as
     serve runs it), sent over loopback TCP by another process."""
     from mtgate.api.server import ApiServer  # the HTTP stack loads only for --http
@@ -334,26 +341,38 @@ async def _http_phase(
               opts.concurrency, child),
         daemon=True,
     )  # fmt: skip
+    cpu0 = time.process_time()
     proc.start()
     try:
-        latencies, errors = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+        drive: Drive = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     finally:
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
         await server.stop()
-    return latencies, errors
+    placed = HTTP_WARMUP + min(opts.orders, 1000) + opts.orders
+    return _HttpRun(drive, (time.process_time() - cpu0) / placed * 1e6)
 
 
-def _http_figures(http: list[float], in_process: dict[str, float]) -> dict[str, Any]:
-    if not http:
+def _http_figures(
+    http: _HttpRun | None, in_process: dict[str, float], serial: dict[str, float]
+) -> dict[str, Any]:
+    """The HTTP path beside the in-process one of the same run: at concurrency C (the
+    headline, ``http_latency_ms``) and one order at a time."""
+    if http is None or not http.drive.concurrent:
         return {}
-    lat = percentiles(http)
+    lat = percentiles(http.drive.concurrent)
+    one = percentiles(http.drive.serial)
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 2) if b else None
+
     return {
-        "http_latency_ms": {"p50": lat["p50"], "p99": lat["p99"]},
-        "http_overhead_ratio_p50": round(lat["p50"] / in_process["p50"], 2)
-        if in_process["p50"]
-        else None,
+        "http_latency_ms": {"p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"]},
+        "http_latency_concurrency_1_ms": {"p50": one["p50"], "p90": one["p90"], "p99": one["p99"]},
+        "http_overhead_ratio_p50": ratio(lat["p50"], in_process["p50"]),
+        "http_overhead_ratio_concurrency_1_p50": ratio(one["p50"], serial["p50"]),
+        "http_bridge_cpu_us_per_order": round(http.cpu_us_per_order, 1),
     }
 
 
