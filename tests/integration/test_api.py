@@ -217,6 +217,56 @@ async def test_a_huge_body_is_refused_unread(harness: Harness, client: httpx.Asy
     assert harness.trades_seen(MT5H) == 0
 
 
+async def test_a_huge_streamed_body_is_refused_without_a_length(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    """No Content-Length (chunked): the body is counted as it comes and refused past the cap."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"{"
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+        yield b"}"
+
+    r = await client.post(
+        "/v1/orders/market",
+        content=chunks(),
+        headers={**auth(TRADE), "content-type": "application/json"},
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "body_too_large")
+    assert harness.trades_seen(MT5H) == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "body"),
+    [
+        (TRADE, b'{"account": "1@x", "symbol": "EURUSD", "side": "up", "volume": 0.1}'),
+        (TRADE, b"not json"),
+        (TRADE, b'{"symbol": "EURUSD"}'),
+        (READ, b"{}"),
+        ("", b"{}"),
+    ],
+)
+async def test_the_direct_path_and_litestar_answer_a_call_alike(
+    harness: Harness, client: httpx.AsyncClient, token: str, body: bytes
+) -> None:
+    """An order call without a query string is answered by the direct path; the same call with
+    one goes through Litestar (app.DirectPath): the two answers must be the same."""
+    headers = {**(auth(token) if token else {}), "content-type": "application/json"}
+    direct = await client.post("/v1/orders/market", content=body, headers=headers)
+    routed = await client.post("/v1/orders/market?via=litestar", content=body, headers=headers)
+    assert direct.status_code == routed.status_code and direct.status_code >= 400
+    assert direct.json() == routed.json()
+    assert direct.headers.get("www-authenticate") == routed.headers.get("www-authenticate")
+    assert direct.headers["content-type"].startswith("application/json")
+    assert harness.trades_seen(MT5H) == 0
+
+
+async def test_a_wrong_method_on_a_direct_path_is_litestars_405(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/orders/market", headers=auth(TRADE))
+    assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
+
+
 async def test_probes_need_no_token(harness: Harness, client: httpx.AsyncClient) -> None:
     assert (await client.get("/livez")).json() == {"status": "ok", "accounts_without_terminal": []}
     ready = await client.get("/readyz")

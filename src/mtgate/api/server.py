@@ -33,6 +33,7 @@ class ApiServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            http="httptools",
             server_header=False,
             timeout_graceful_shutdown=5,  # event streams are closed, not waited for
         )
