@@ -302,6 +302,10 @@ class Bridge:
         return self._clock.now_ms()
 
     @property
+    def has_sync(self) -> bool:
+        return self._sync is not None
+
+    @property
     def has_events(self) -> bool:
         return self._events is not None and self._events.relay is not None
 

@@ -21,6 +21,7 @@ from mtgate.api.auth import Scope, Tokens
 from mtgate.api.openapi import render
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.service import account_key as _key
+from mtsim.faults import Fault, FaultKind
 from tests.integration.conftest import MT4, MT5H, MT5N, Harness, eventually, open_tickets
 
 READ = "r" * 40
@@ -365,6 +366,54 @@ async def test_metrics_count_what_the_terminals_answered(
                  state="ready") == 1.0  # fmt: skip
 
 
+async def test_metrics_by_account_operation_retries_reconnects_and_sync_delay(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    account = harness.account(MT5H)
+    harness.terminal(MT5H).plan.script(Fault(FaultKind.REQUOTE))  # one retry: fresh_price
+    r = await client.post(
+        "/v1/orders/market",
+        json={"account": account, "symbol": "EURUSD", "side": "buy", "volume": 0.1},
+        headers=auth(TRADE),
+    )
+    assert r.json()["status"] == "filled"
+    ticket = r.json()["ticket"]
+    closed = await client.post(
+        "/v1/positions/close", json={"account": account, "ticket": ticket}, headers=auth(TRADE)
+    )
+    assert closed.status_code == 200, closed.text
+    harness.terminal(MT5H).drop()  # the terminal's connection dies: it dials in again
+    await eventually(lambda: harness.bridge.registry.session(MT5H) is None)
+    await harness.ready(MT5H)
+    await eventually(lambda: harness.bridge.synced_account(account) is not None)
+    scraped = await client.get("/metrics", headers=auth(READ))
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        found = [
+            s.value
+            for s in families[family].samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+        assert len(found) == 1, (family, labels, found)
+        return found[0]
+
+    count = "mtgate_execution_latency_seconds_count"
+    family = "mtgate_execution_latency_seconds"
+    # Two market attempts (the requote, then the fill) and one close, each under its op.
+    assert value(family, count, account=account, terminal=MT5H, operation="market_order") == 2
+    assert value(family, count, account=account, terminal=MT5H, operation="close_position") == 1
+    assert value("mtgate_order_retries", "mtgate_order_retries_total", account=account,
+                 strategy="fresh_price") == 1  # fmt: skip
+    assert value("mtgate_terminal_reconnects", "mtgate_terminal_reconnects_total",
+                 terminal=MT5H) == 1  # fmt: skip
+    assert value("mtgate_terminal_reconnects", "mtgate_terminal_reconnects_total",
+                 terminal=MT4) == 0  # fmt: skip
+    age = value("mtgate_sync_age_seconds", "mtgate_sync_age_seconds", account=account)
+    assert 0 <= age < 60
+    assert value("mtgate_sync_stale", "mtgate_sync_stale", account=account) == 0
+
+
 async def test_promtool_accepts_the_metrics(
     harness: Harness, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -399,7 +448,8 @@ async def test_promtool_accepts_the_alerting_rules() -> None:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out + err
-    assert b"7 rules found" in out
+    written = rules.read_text().count("- alert: ")
+    assert written >= 9 and f"{written} rules found".encode() in out  # every rule was read
 
 
 def test_every_alert_the_bridge_raises_has_a_rule() -> None:

@@ -25,6 +25,7 @@ from mtgate.sessions.session import SessionState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _STATES = [s.value for s in SessionState] + ["disconnected"]
+_BUCKET_LABELS = [repr(bound / 1000) for bound in LATENCY_BUCKETS_MS] + ["+Inf"]
 
 
 class BridgeCollector(Collector):
@@ -46,8 +47,8 @@ class BridgeCollector(Collector):
         )
         latency = HistogramMetricFamily(
             "mtgate_execution_latency_seconds",
-            "Trade requests from send to answer",
-            labels=["terminal"],
+            "Trade requests from send to answer, by account, terminal and operation",
+            labels=["account", "terminal", "operation"],
         )
         errors = CounterMetricFamily(
             "mtgate_terminal_errors",
@@ -62,6 +63,11 @@ class BridgeCollector(Collector):
             "Sessions of the terminal that closed",
             labels=["terminal"],
         )
+        reconnects = CounterMetricFamily(
+            "mtgate_terminal_reconnects",
+            "Sessions of the terminal after its first (each one authenticated)",
+            labels=["terminal"],
+        )
         for tid in sorted(registry.grants()):
             session = registry.session(tid)
             current = session.state.value if session is not None else "disconnected"
@@ -71,19 +77,23 @@ class BridgeCollector(Collector):
             if session is not None and session.rtt_ms is not None:
                 rtt.add_metric([tid], session.rtt_ms / 1000)
             meter = registry.meters[tid]
-            running, buckets = 0, []
-            for bound, count in zip(
-                (*LATENCY_BUCKETS_MS, float("inf")), meter.trade_buckets, strict=True
-            ):
-                running += count
-                label = "+Inf" if bound == float("inf") else repr(bound / 1000)
-                buckets.append((label, float(running)))
-            latency.add_metric([tid], buckets, sum_value=meter.trade_sum_ms / 1000)
+            for (account, operation), histogram in sorted(meter.trades.items()):
+                running, buckets = 0, []
+                for label, count in zip(_BUCKET_LABELS, histogram.buckets, strict=True):
+                    running += count
+                    buckets.append((label, float(running)))
+                latency.add_metric(
+                    [account, tid, operation], buckets, sum_value=histogram.sum_ms / 1000
+                )
             for code, count in sorted(meter.error_codes.items()):
                 errors.add_metric([tid, str(code)], float(count))
             timeouts.add_metric([tid], float(meter.trade_timeouts))
             disconnects.add_metric([tid], float(meter.closes.total))
-        yield from (up, state, rtt, latency, errors, timeouts, disconnects)
+            reconnects.add_metric([tid], float(max(0, meter.ready_sessions - 1)))
+        yield from (up, state, rtt, latency, errors, timeouts, disconnects, reconnects)
+        yield self._retries()
+        if self._bridge.has_sync:
+            yield from self._sync()
         yield self._orders()
         yield self._alerts()
         if self._bridge.has_events:
@@ -126,6 +136,36 @@ class BridgeCollector(Collector):
         )
         unmade.add_metric([], float(events_model.unmade.count))
         yield from (head, lag, age, sent, failures, unmade)
+
+    def _retries(self) -> Metric:
+        retries = CounterMetricFamily(
+            "mtgate_order_retries",
+            "Attempts that followed a refused or absent one, by account and retry strategy",
+            labels=["account", "strategy"],
+        )
+        for (account, strategy), n in sorted(self._bridge.service.book.retries.items()):
+            retries.add_metric([account, strategy], float(n))
+        return retries
+
+    def _sync(self) -> Iterator[Metric]:
+        age = GaugeMetricFamily(
+            "mtgate_sync_age_seconds",
+            "Time since the account's last snapshot arrived (the sync delay)",
+            labels=["account"],
+        )
+        stale = GaugeMetricFamily(
+            "mtgate_sync_stale",
+            "1 while the account's snapshots are overdue (the account_stale alert)",
+            labels=["account"],
+        )
+        sync = self._bridge.sync
+        now_ns = sync.clock.monotonic_ns()
+        for account, view in sorted(sync.views.items()):
+            name = str(account)
+            stale.add_metric([name], 1.0 if view.stale else 0.0)
+            if view.last_snapshot_ns is not None:
+                age.add_metric([name], max(0.0, (now_ns - view.last_snapshot_ns) / 1e9))
+        yield from (age, stale)
 
     def _orders(self) -> Metric:
         open_orders = GaugeMetricFamily(

@@ -47,6 +47,9 @@ class OrderBook:
         self.retrying: set[str] = set()
         """Orders between two attempts (mtgate.execution.retries): their sender decides what
         comes next, so nothing else looks them up, proves them absent or overrides them."""
+        self.retries: dict[tuple[str, str], int] = {}
+        """Attempts that followed a refused or absent one since start, by (account, strategy):
+        bounded by the configured accounts and the strategies (``/metrics``)."""
         self.absence_waiters: dict[str, asyncio.Future[Any]] = {}
         """Orders whose sender retries them once proven absent (mtgate.execution.retries):
         resolution hands the proof (the session that made it) to the waiter instead of

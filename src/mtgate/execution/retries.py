@@ -176,6 +176,9 @@ class OrderRetries:
             return await self._end(record, pending, built)
         target, frame, strategy = built
         self.attempts.append(msgspec.structs.replace(previous, next=strategy.value))
+        book = self.runner.book
+        key = (f"{record.account_login}@{record.account_server}", strategy.value)
+        book.retries[key] = book.retries.get(key, 0) + 1
         return target, frame
 
     async def _await_absence(

@@ -42,8 +42,20 @@ OUTCOMES_KEPT = 100_000
 """At most this many trade answers per terminal are kept for the rejection rate."""
 
 
+class TradeHistogram:
+    """Answered trades of one account and operation by latency since the bridge started."""
+
+    __slots__ = ("buckets", "sum_ms")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        """``[i]`` counts those at most ``LATENCY_BUCKETS_MS[i]`` and above the bucket before
+        (the last: above every bound); summed into Prometheus's cumulative form when read."""
+        self.sum_ms = 0.0
+
+
 class TerminalMeter:
-    """Request latencies, trade outcomes and disconnects of one terminal id."""
+    """Request latencies, trade outcomes, sessions and disconnects of one terminal id."""
 
     __slots__ = (
         "account",
@@ -52,10 +64,10 @@ class TerminalMeter:
         "latencies",
         "outcomes",
         "platform",
-        "trade_buckets",
+        "ready_sessions",
         "trade_latencies",
-        "trade_sum_ms",
         "trade_timeouts",
+        "trades",
     )
 
     def __init__(self, settings: HealthSettings) -> None:
@@ -72,31 +84,39 @@ class TerminalMeter:
         """The platform of the terminal's latest session (how its error codes read)."""
         self.account: AccountKey | None = None
         """The account of the terminal's latest session."""
-        self.trade_buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
-        """Answered trades by latency since the bridge started: ``[i]`` counts those at most
-        ``LATENCY_BUCKETS_MS[i]`` and above the bucket before (the last: above every bound);
-        cumulative, as Prometheus histograms are."""
-        self.trade_sum_ms = 0.0
+        self.trades: dict[tuple[str, str], TradeHistogram] = {}
+        """Answered trades by (account, operation): the accounts are those the terminal's
+        sessions served (bounded by its grants), the operations the protocol's trade ops."""
         self.trade_timeouts = 0
+        self.ready_sessions = 0
+        """Sessions of this terminal id that proved its key and took the id (above one:
+        reconnects)."""
         self.error_codes: dict[int, int] = {}
         """Error answers by the platform's code since the bridge started (at most
         :data:`CODES_KEPT` codes; any beyond count under ``-1``)."""
 
-    def answered(self, trade: bool, now_ns: int, latency_ns: int, error_code: int | None) -> None:
-        """A request was answered ``latency_ns`` after it was sent; ``error_code`` is the
-        platform's code of an error answer, None for a result."""
+    def answered(
+        self, operation: str | None, now_ns: int, latency_ns: int, error_code: int | None
+    ) -> None:
+        """A request was answered ``latency_ns`` after it was sent; ``operation`` is the trade
+        op's name (None for a read); ``error_code`` is the platform's code of an error answer,
+        None for a result."""
         latency_ms = latency_ns / 1e6
         self.latencies.record(now_ns, latency_ms)
-        if not trade:
+        if operation is None:
             return
         self.trade_latencies.record(now_ns, latency_ms)
-        self.trade_buckets[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        self.trade_sum_ms += latency_ms
+        key = (str(self.account) if self.account is not None else "", operation)
+        histogram = self.trades.get(key)
+        if histogram is None:
+            histogram = self.trades[key] = TradeHistogram()
+        histogram.buckets[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        histogram.sum_ms += latency_ms
         refused = False
         if error_code is not None:
             codes = self.error_codes
-            key = error_code if error_code in codes or len(codes) < CODES_KEPT else -1
-            codes[key] = codes.get(key, 0) + 1
+            kept = error_code if error_code in codes or len(codes) < CODES_KEPT else -1
+            codes[kept] = codes.get(kept, 0) + 1
             platform = self.platform
             refused = platform is None or lookup(platform, error_code).classification in _REFUSED
         self.outcomes.record(now_ns, refused)

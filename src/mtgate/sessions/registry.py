@@ -190,6 +190,7 @@ class TerminalRegistry:
         self._by_terminal[tid] = session
         meter = self.meters[tid]
         meter.platform, meter.account = session.identity.platform, session.identity.account
+        meter.ready_sessions += 1
         session.meter = meter
         self._by_account.setdefault(session.identity.account, []).append(session)
         self._platforms[session.identity.account] = session.identity.platform

@@ -163,7 +163,8 @@ _Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle, in
 _SECOND_NS = 1_000_000_000
 _EXPIRED_KEPT = 1024
 _CLOCK_RATE_MARGIN = 1e-3
-_TRADE_OPS = frozenset(m.TRADE_OPS)
+_TRADE_OPS = {op: str(op.__struct_config__.tag) for op in m.TRADE_OPS}
+"""The trade ops by their wire names (the metrics' ``operation``)."""
 PRE_AUTH_MAX_FRAME = 16 * 1024
 """Largest frame accepted before ``ready``: a ``hello`` or ``auth`` is a few hundred bytes,
 so an unauthenticated peer cannot make the bridge buffer or decode a megabyte."""
@@ -420,7 +421,7 @@ class TerminalSession:
         if self.meter is not None:
             now_ns = self._clock.monotonic_ns()
             code = None if msg.ok else (msg.error.code if msg.error else -4)
-            self.meter.answered(op in _TRADE_OPS, now_ns, now_ns - sent_ns, code)
+            self.meter.answered(_TRADE_OPS.get(op), now_ns, now_ns - sent_ns, code)
         if future.done():
             return
         if msg.ok:

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from mtgate.domain.codes import MT4, MT5
 from mtgate.domain.enums import Platform
-from mtgate.health.meter import TerminalMeter
+from mtgate.health.meter import LATENCY_BUCKETS_MS, TerminalMeter
 from mtgate.health.settings import HealthSettings
 from mtgate.health.windows import FlapDetector, LatencyWindow, OutcomeWindow, percentile
+from mtgate.sessions.session import AccountKey
 
 S = 1_000_000_000
 
@@ -87,13 +88,19 @@ def test_flap_detector_needs_the_threshold_within_the_window() -> None:
 def test_meter_measures_every_request_and_counts_refused_trades() -> None:
     meter = TerminalMeter(HealthSettings())
     meter.platform = Platform.MT5
-    meter.answered(False, 1, 2_000_000, None)  # a read: latency only
-    meter.answered(True, 2, 150_000_000, None)
-    meter.answered(True, 3, 10_000_000, MT5.TRADE_DISABLED)  # refused
-    meter.answered(True, 4, 10_000_000, MT5.TIMEOUT)  # outcome unknown: not a refusal
+    meter.account = AccountKey(7, "Demo")
+    meter.answered(None, 1, 2_000_000, None)  # a read: latency only
+    meter.answered("market_order", 2, 150_000_000, None)
+    meter.answered("market_order", 3, 10_000_000, MT5.TRADE_DISABLED)  # refused
+    meter.answered("close_position", 4, 10_000_000, MT5.TIMEOUT)  # unknown: not a refusal
     assert meter.latencies.recent(5) == [2.0, 10.0, 10.0, 150.0]
     assert meter.trade_latencies.recent(5) == [10.0, 10.0, 150.0]
     assert meter.outcomes.counts(5) == (3, 1)
+    market = meter.trades[("7@Demo", "market_order")]
+    assert sum(market.buckets) == 2 and market.sum_ms == 160.0
+    assert market.buckets[LATENCY_BUCKETS_MS.index(10.0)] == 1  # 10 ms: at most 10
+    assert market.buckets[LATENCY_BUCKETS_MS.index(250.0)] == 1  # 150 ms: above 100
+    assert sum(meter.trades[("7@Demo", "close_position")].buckets) == 1
     meter.timed_out(True, 6, 400_000_000)
     assert meter.trade_latencies.percentiles(7, 99) == (400.0,)
 
@@ -101,8 +108,8 @@ def test_meter_measures_every_request_and_counts_refused_trades() -> None:
 def test_meter_reads_codes_with_the_terminals_platform() -> None:
     meter = TerminalMeter(HealthSettings())
     meter.platform = Platform.MT4
-    meter.answered(True, 1, 1_000_000, MT4.TRADE_DISABLED)
-    meter.answered(True, 2, 1_000_000, MT4.REQUOTE)  # retryable: still a refusal
+    meter.answered("market_order", 1, 1_000_000, MT4.TRADE_DISABLED)
+    meter.answered("market_order", 2, 1_000_000, MT4.REQUOTE)  # retryable: still a refusal
     assert meter.outcomes.counts(3) == (2, 2)
 
 
