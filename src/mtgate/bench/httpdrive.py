@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -63,10 +64,17 @@ class Drive(NamedTuple):
 
 
 async def drive(
-    url: str, token: str, accounts: list[str], n: int, warmup: int, concurrency: int
+    url: str,
+    token: str,
+    accounts: list[str],
+    n: int,
+    warmup: int,
+    concurrency: int,
+    phase: Callable[[], None] = lambda: None,
 ) -> Drive:
     """``warmup`` orders (not timed), then ``min(n, 1000)`` one at a time, then ``n`` from
-    ``concurrency`` keep-alive connections, as the in-process run does."""
+    ``concurrency`` keep-alive connections, as the in-process run does; ``phase`` is called
+    as the concurrent run starts."""
     host = urlsplit(url).netloc
     callers = [await Caller.open(url) for _ in range(concurrency)]
     latencies: list[float] = []
@@ -98,6 +106,7 @@ async def drive(
         await run(warmup, timed=False, width=concurrency)
         await run(min(n, 1000), timed=True, width=1)
         serial, latencies = latencies, []
+        phase()  # the bridge's CPU is measured over the concurrent run from here
         await run(n, timed=True, width=concurrency)
     finally:
         for caller in callers:
@@ -114,4 +123,7 @@ def main(
     concurrency: int,
     conn: Connection,
 ) -> None:
-    conn.send(asyncio.run(drive(url, token, accounts, n, warmup, concurrency)))
+    def phase() -> None:
+        conn.send("concurrent")
+
+    conn.send(asyncio.run(drive(url, token, accounts, n, warmup, concurrency, phase)))
