@@ -35,6 +35,9 @@ class ApiServer:
             lifespan="off",
             http="httptools",
             server_header=False,
+            # The API serves its callers directly (TLS of its own): a caller's X-Forwarded-*
+            # headers are not trusted, and the middleware that reads them is not paid for.
+            proxy_headers=False,
             timeout_graceful_shutdown=5,  # event streams are closed, not waited for
         )
         self._server = _Server(config)
