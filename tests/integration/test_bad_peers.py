@@ -7,6 +7,7 @@ import json
 import struct
 
 import pytest
+import structlog.testing
 
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import MarginMode, Platform
@@ -163,8 +164,19 @@ async def test_terminal_refuses_a_bridge_without_the_key(make_harness: HarnessFa
     )
     host, port = await h.bridge.start()
     terminal = h.terminal("lonely")
-    closed = await terminal.connect(host, port)
-    await asyncio.wait_for(closed.wait(), 5)
+    with structlog.testing.capture_logs() as logged:
+        closed = await terminal.connect(host, port)
+        await asyncio.wait_for(closed.wait(), 5)
+        await eventually(
+            lambda: any(e["event"] == "terminal refused the handshake" for e in logged)
+        )
+    # The operator sees the refusal on the bridge's side too (review D12).
+    [refusal] = [e for e in logged if e["event"] == "terminal refused the handshake"]
+    assert (refusal["terminal"], refusal["code"], refusal["log_level"]) == (
+        "lonely",
+        "auth_failed",
+        "warning",
+    )
     assert terminal.sessions == 0
     assert not [e for e in h.server("lonely").executed if isinstance(e.request, m.TRADE_OPS)]
     assert h.bridge.registry.sessions() == []

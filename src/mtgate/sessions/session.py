@@ -353,6 +353,18 @@ class TerminalSession:
 
     def _on_auth(self, msg: m.BridgeInbound) -> None:
         if isinstance(msg, m.Bye):
+            # The EA refused the bridge (its proof, the welcome's values): the operator must
+            # see it here, since the terminal's log is on another machine (review D12).
+            suppressed = _refusals.allow()
+            if suppressed is not None:
+                log.warning(
+                    "terminal refused the handshake",
+                    terminal=self.terminal_id,
+                    peer=self.peer,
+                    code=msg.code[:64],
+                    reason=msg.reason[:500],
+                    suppressed=suppressed,
+                )
             self._shutdown(f"terminal refused the handshake: {msg.reason}")
             return
         if not isinstance(msg, m.Auth):
