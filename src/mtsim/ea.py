@@ -10,6 +10,8 @@ Two rules of docs/protocol.md that a real EA enforces on its own side of the ter
   negative code guarantees. The simulated EA answers it when the request arrives, ahead of
   queued trades (responses may come in any order, §4.1): nothing is queued, so nothing can
   execute.
+- **The welcome's values** (§3.3): after the proof, the nonce, the heartbeat range and the
+  features the EA offered; :func:`welcome_refusal`.
 - **Liveness before each trade** (§4.3 rule 4, §8): the EA starts a trade only if the session
   is alive: no ``bye`` arrived, the socket is open, and a frame arrived within the last 3
   heartbeat intervals. :func:`heartbeat_expired` is the time part of that test.
@@ -19,7 +21,11 @@ from __future__ import annotations
 
 from mtgate.domain.limits import MT_DATETIME_MAX_MS
 from mtgate.protocol import messages as m
+from mtgate.protocol.auth import valid_nonce
 
+HEARTBEAT_MS_MIN = 100
+HEARTBEAT_MS_MAX = 60_000
+"""The ``welcome.heartbeat_ms`` an EA accepts (docs/protocol.md §8)."""
 MISSED_HEARTBEATS = 3
 """A peer silent for this many heartbeat intervals is dead (docs/protocol.md §8)."""
 
@@ -34,6 +40,22 @@ def invalid_request(msg: m.Request) -> str | None:
                 f"expiration_ms {expiration} is not an MQL datetime "
                 "(1970-01-01 to 3000-12-31 23:59:59)"
             )
+    return None
+
+
+def welcome_refusal(msg: m.Welcome, offered: frozenset[str]) -> str | None:
+    """The EA's third check of a ``welcome`` whose proof verified (docs/protocol.md §3.3):
+    why its values cannot be taken (``bye invalid_message``), or None."""
+    if not valid_nonce(msg.nonce):
+        return "welcome nonce must be 32 lowercase hex characters"
+    if not HEARTBEAT_MS_MIN <= msg.heartbeat_ms <= HEARTBEAT_MS_MAX:
+        return (
+            f"welcome heartbeat_ms {msg.heartbeat_ms} is outside "
+            f"{HEARTBEAT_MS_MIN}-{HEARTBEAT_MS_MAX}"
+        )
+    extra = sorted(set(msg.features) - offered)
+    if extra:
+        return f"welcome features {extra} were not offered in hello"
     return None
 
 

@@ -353,6 +353,10 @@ class _Connection:
             # A bridge that cannot prove the key gets nothing executed.
             self.close("bridge failed to prove the terminal key", code="auth_failed")
             return
+        refusal = ea.welcome_refusal(msg, frozenset(self._features()))
+        if refusal is not None:  # docs/protocol.md §3.3, the EA's third check
+            self.close(refusal, code="invalid_message")
+            return
         self._heartbeat_ms = msg.heartbeat_ms
         self.t.bridge_features = frozenset(msg.features)
         self._state = "auth"

@@ -73,6 +73,8 @@ def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         (f'[[terminals]]\nid = "a b"\nkey = "{KEY}"\n{ACCOUNT}', "terminals[0].id"),
         ("[bridge]\nmagic = 0\n", "bridge.magic"),
         ("[bridge]\nheartbeat_ms = 600000\n", "bridge.heartbeat_ms"),
+        ("[bridge]\nheartbeat_ms = 60001\n", "bridge.heartbeat_ms"),  # protocol review D10
+        ("[bridge]\nheartbeat_ms = 99\n", "bridge.heartbeat_ms"),
         ("[bridge]\nmax_trade_call_s = 0\n", "bridge.max_trade_call_s"),
         ("[bridge]\nmax_trade_call_s = 1e9\n", "bridge.max_trade_call_s"),
     ],
@@ -262,3 +264,13 @@ def test_the_example_configurations_load(monkeypatch: pytest.MonkeyPatch) -> Non
     (grant,) = cfg.grants().values()
     assert AccountKey(entry.login, entry.server) in grant.accounts
     assert Secret.from_hex(entry.key) == grant.key
+
+
+@pytest.mark.parametrize("heartbeat_ms", [99, 60_001])
+def test_a_session_heartbeat_no_ea_accepts_is_refused(heartbeat_ms: int) -> None:
+    """Built without a config file too (docs/protocol.md §8: an EA refuses it, forever)."""
+    from mtgate.sessions.session import SessionSettings
+
+    with pytest.raises(ValueError, match="heartbeat_ms"):
+        SessionSettings(heartbeat_ms=heartbeat_ms)
+    assert SessionSettings(heartbeat_ms=60_000).heartbeat_ms == 60_000

@@ -130,6 +130,10 @@ class SessionSettings:
     server: after a trade's deadline plus this, a lookup on any terminal of the account that
     does not find the order proves it absent (docs/protocol.md §4.4)."""
 
+    def __post_init__(self) -> None:
+        if not 100 <= self.heartbeat_ms <= 60_000:  # what an EA accepts (docs/protocol.md §8)
+            raise ValueError(f"heartbeat_ms {self.heartbeat_ms} is outside 100-60000")
+
 
 class SessionHost(Protocol):
     """What a session needs from the bridge around it (the registry implements it)."""

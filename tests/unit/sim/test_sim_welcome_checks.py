@@ -1,0 +1,82 @@
+"""The simulated EA checks a ``welcome`` as docs/protocol.md §3.3 says: version, proof, then
+its values (nonce, heartbeat range, features it offered); a bad value is ``bye
+invalid_message`` and no ``auth`` is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from mtgate.domain.enums import Platform
+from mtgate.protocol import messages as m
+from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
+from mtsim.terminal import SimTerminal, TerminalConfig
+from tests.unit.sim.simdesk import MakeDesk
+from tests.unit.sim.simwire import WireBridge
+
+
+async def _answer_hello_with(make_desk: MakeDesk, **welcome: Any) -> list[Any]:
+    """The frames the terminal sends after ``hello`` when it gets a welcome with ``welcome``
+    (over the good values), until it closes or 1 s passes."""
+    desk = make_desk(Platform.MT5)
+    key = new_key()
+    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(WireBridge(reader, writer))
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    terminal = SimTerminal(desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login))
+    closed = await terminal.connect("127.0.0.1", port)
+    try:
+        bridge = await asyncio.wait_for(accepted.get(), 5)
+        hello = await bridge.receive()
+        assert isinstance(hello, m.Hello)
+        nonce = welcome.pop("nonce", new_nonce())
+        values: dict[str, Any] = {
+            "v": 1,
+            "nonce": nonce,
+            "proof": bridge_proof(key, "t1", hello.nonce, nonce),
+            "session": "s1",
+            "heartbeat_ms": 1000,
+            "features": [],
+        }
+        values.update(welcome)
+        bridge.send(m.Welcome(**values))
+        try:
+            frames = await bridge.until_closed(1.0)
+        except TimeoutError:
+            frames = bridge.frames[1:]
+        return frames
+    finally:
+        terminal.stop()
+        await asyncio.wait_for(closed.wait(), 5)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("welcome", "why"),
+    [
+        ({"heartbeat_ms": 70_000}, "heartbeat_ms 70000"),
+        ({"heartbeat_ms": 99}, "heartbeat_ms 99"),
+        ({"nonce": "AB" * 16}, "nonce"),
+        ({"features": ["sync", "teleport"]}, "not offered"),
+    ],
+)
+async def test_a_welcome_with_a_bad_value_is_refused_before_auth(
+    make_desk: MakeDesk, welcome: dict[str, Any], why: str
+) -> None:
+    frames = await _answer_hello_with(make_desk, **welcome)
+    assert not [f for f in frames if isinstance(f, m.Auth)]
+    [bye] = [f for f in frames if isinstance(f, m.Bye)]
+    assert bye.code == "invalid_message" and why in bye.reason
+
+
+@pytest.mark.parametrize("heartbeat_ms", [100, 60_000])
+async def test_the_heartbeat_range_is_inclusive(make_desk: MakeDesk, heartbeat_ms: int) -> None:
+    frames = await _answer_hello_with(make_desk, heartbeat_ms=heartbeat_ms)
+    assert [type(f) for f in frames[:1]] == [m.Auth]
+    assert not [f for f in frames if isinstance(f, m.Bye)]
