@@ -170,11 +170,13 @@ class SimTerminal:
                 continue
             try:
                 closed = await self.connect(host, port)
-                opened = asyncio.get_running_loop().time()
                 await closed.wait()
-                lasted = asyncio.get_running_loop().time() - opened
-                if self._conn is not None and self._conn.authenticated and lasted >= 1.0:
-                    backoff.reset()  # a session that was refused at once keeps backing off
+                conn = self._conn
+                ready_at = conn.ready_at if conn is not None else None
+                # docs/protocol.md §2.3: reset only after a session ready for 1 s or more; one
+                # refused or closed sooner keeps backing off.
+                if ready_at is not None and asyncio.get_running_loop().time() - ready_at >= 1.0:
+                    backoff.reset()
             except OSError:
                 pass
             self.connected.clear()
@@ -248,6 +250,8 @@ class _Connection:
         self.t = terminal
         self.closed = asyncio.Event()
         self.authenticated = False
+        self.ready_at: float | None = None
+        """Loop time of `ready` (the backoff resets after a session ready for 1 s)."""
         self._link: FramedLink | None = None
         self._nonce = new_nonce()
         self._state = "hello"
@@ -365,6 +369,7 @@ class _Connection:
     def _on_ready(self) -> None:
         self._state = "ready"
         self.authenticated = True
+        self.ready_at = asyncio.get_running_loop().time()
         self.t.sessions += 1
         server, login = self.t.server, self.t.config.login
         self._unsubscribe.append(server.on_event(login, self._push_event))
