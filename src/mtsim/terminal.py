@@ -102,6 +102,10 @@ class TerminalFaults:
     refuse_syncs: int = 0
     """Answer this many more ``sync`` requests with -3 ``not_ready`` (an EA whose terminal is
     still loading its history), subscribing nothing."""
+    not_ready_reads: int = 0
+    """Answer this many more reads (``subscribe`` and ``sync`` included) with -3 ``not_ready``, executing
+    nothing: a terminal just started, whose data is not synchronised yet (docs/protocol.md
+    §4.2)."""
     bye_after_next_read: bool = False
     """Answer the next read, then say ``bye`` and close in the same write (an EA stopping
     right after a read)."""
@@ -140,6 +144,9 @@ class SimTerminal:
         self.config = config
         self.connected = asyncio.Event()
         self.sessions = 0
+        """Sessions that reached ``ready``."""
+        self.dials = 0
+        """Connections attempted (refused and failed ones included)."""
         self.last_bye: str = ""
         self.bridge_features: frozenset[str] = frozenset()
         """What the bridge's last ``welcome`` said it will use."""
@@ -192,6 +199,7 @@ class SimTerminal:
         loop = asyncio.get_running_loop()
         conn = _Connection(self)
         self._conn = conn
+        self.dials += 1
         await loop.create_connection(lambda: FramedLink(lambda: conn), host, port)
         return conn.closed
 
@@ -390,6 +398,9 @@ class _Connection:
         elif isinstance(msg, m.Bye):
             self.t.last_bye = f"{msg.code}: {msg.reason}"
             self.abort()
+        elif isinstance(msg, m.READ_OPS) and self.t.faults.not_ready_reads > 0:
+            self.t.faults.not_ready_reads -= 1
+            self._refuse(msg.id, -3, "not_ready", "the terminal's data is not synchronised yet")
         elif isinstance(msg, m.Subscribe):
             self._ticks = {s for s in msg.ticks if s in self.t.server.symbols}
             self._respond(msg.id, m.Subscribed(ticks=sorted(self._ticks)))

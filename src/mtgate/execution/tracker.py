@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from mtgate import logs
+from mtgate.domain.backoff import Backoff
 from mtgate.domain.enums import OrderState
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderAction, OrderStatus, Trigger, client_id_from_comment
@@ -28,7 +29,7 @@ from mtgate.execution.matching import lookup_request
 from mtgate.execution.resolution import Resolver
 from mtgate.execution.validation import Market, OrderIntent, Refusal, prevalidate
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import IdentityMismatch, SessionError
+from mtgate.sessions.errors import IdentityMismatch, SessionError, TerminalRejected
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, TerminalSession
 
@@ -36,6 +37,38 @@ if TYPE_CHECKING:
     from mtgate.sync.synchronizer import Synchronizer
 
 log = logs.get("mtgate.tracker")
+NOT_READY = -3
+"""The EA cannot serve the request yet: its terminal's data is not synchronised (§4.2)."""
+
+
+async def startup_read(session: TerminalSession, msg: m.Request) -> Any:
+    """One read of a session's start-up (docs/protocol.md §3.3). A terminal that has just
+    started answers -3 ``not_ready`` until its data is synchronised: the read is asked again
+    in the same session, with backoff (0.25 s doubling to 2 s, full jitter), for up to
+    ``settings.not_ready_wait_s``; only then does its error stand (and the session end,
+    ``sync_failed``). Ending the session at the first -3 made a reconnect storm of a terminal
+    that was merely starting (protocol review D6)."""
+    loop = asyncio.get_running_loop()
+    settings = session.settings
+    give_up = loop.time() + settings.not_ready_wait_s
+    backoff = Backoff(base_s=0.25, cap_s=2.0)
+    while True:
+        try:
+            return await session.request(msg, settings.read_timeout_s)
+        except TerminalRejected as exc:
+            left = give_up - loop.time()
+            if exc.code != NOT_READY or left <= 0:
+                raise
+            delay = min(backoff.next_delay_s(), left)
+            if backoff.attempt == 1:
+                log.info(
+                    "terminal not ready; asking again",
+                    terminal=session.terminal_id,
+                    op=type(msg).__name__,
+                    reason=exc.message[:200],
+                )
+        await asyncio.sleep(delay)
+
 
 ACCOUNT_REFRESH_DELAY_S = 0.2
 _UNFINISHED = (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.PLACED)
@@ -338,8 +371,7 @@ class Tracker:
 
     async def onboard(self, session: TerminalSession) -> None:
         assert session.identity is not None
-        timeout = session.settings.read_timeout_s
-        report: m.AccountReport = await session.request(m.AccountInfo(id=0), timeout)
+        report: m.AccountReport = await startup_read(session, m.AccountInfo(id=0))
         claimed = session.identity.account
         if (report.login, report.server) != (claimed.login, claimed.server):
             # The key is bound to the account in hello; the terminal itself must agree.
@@ -348,11 +380,11 @@ class Tracker:
                 f"not the {claimed} it said hello for"
             )
         session.view.account = report
-        specs: list[Any] = await session.request(m.Symbols(id=0), timeout)
+        specs: list[Any] = await startup_read(session, m.Symbols(id=0))
         session.view.symbols = {s.name: s for s in specs}
-        await session.request(m.Subscribe(id=0, ticks=list(session.view.symbols)), timeout)
+        await startup_read(session, m.Subscribe(id=0, ticks=list(session.view.symbols)))
         ticks = await asyncio.gather(
-            *(session.request(m.GetTick(id=0, symbol=s), timeout) for s in session.view.symbols),
+            *(startup_read(session, m.GetTick(id=0, symbol=s)) for s in session.view.symbols),
             return_exceptions=True,
         )
         for tick in ticks:
@@ -374,7 +406,6 @@ class Tracker:
         the others are looked up one by one."""
         assert session.identity is not None
         account = session.identity.account
-        timeout = session.settings.read_timeout_s
         journalled = await self.book.journal.list_orders(
             account_login=account.login,
             account_server=account.server,
@@ -383,7 +414,7 @@ class Tracker:
         )
         pending: dict[int, m.OrderReport] = {}
         if any(r.status == OrderStatus.PLACED for r in journalled):
-            reports: list[m.OrderReport] = await session.request(m.Orders(id=0), timeout)
+            reports: list[m.OrderReport] = await startup_read(session, m.Orders(id=0))
             pending = {o.ticket: o for o in reports}
         for stored in journalled:
             record = self.book.get(stored.client_order_id) or stored
@@ -399,7 +430,7 @@ class Tracker:
                 continue
             try:
                 asked_ms = self.book.clock.now_ms()
-                found = await session.request(lookup_request(record), timeout)
+                found = await startup_read(session, lookup_request(record))
                 settled = await self.resolver.apply_lookup(record, found, session, asked_ms)
             except SessionError as exc:
                 log.warning(

@@ -129,6 +129,9 @@ class SessionSettings:
     """The longest a trade call the terminal started can still be executing at the trade
     server: after a trade's deadline plus this, a lookup on any terminal of the account that
     does not find the order proves it absent (docs/protocol.md §4.4)."""
+    not_ready_wait_s: float = 30.0
+    """How long a start-up read answered -3 ``not_ready`` is asked again in the same session
+    before the session ends (``sync_failed``)."""
 
     def __post_init__(self) -> None:
         if not 100 <= self.heartbeat_ms <= 60_000:  # what an EA accepts (docs/protocol.md §8)
