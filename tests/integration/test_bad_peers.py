@@ -9,12 +9,14 @@ import struct
 import pytest
 import structlog.testing
 
+from mtgate import logs
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.orders import OrderStatus
 from mtgate.protocol import auth, codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import new_key
+from mtgate.sessions import session as session_module
 from mtgate.sessions.registry import HandshakeLimits
 from mtgate.sessions.session import UNKNOWN_TERMINAL, grants_for
 from mtgate.store.journal import open_journal
@@ -154,8 +156,12 @@ async def test_peer_that_cannot_prove_the_key_is_refused(harness: Harness) -> No
     await _still_trades(harness)
 
 
-async def test_terminal_refuses_a_bridge_without_the_key(make_harness: HarnessFactory) -> None:
+async def test_terminal_refuses_a_bridge_without_the_key(
+    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bridge configured with another key gets nothing executed by the terminal."""
+    # The refusal log is throttled process-wide: earlier tests' refusals must not hide this one.
+    monkeypatch.setattr(session_module, "_refusals", logs.Throttle(per_s=5.0))
     accounts = [AccountSpec("lonely", 3001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING)]
     h = await make_harness(accounts, start=False)
     h.bridge = Bridge(
