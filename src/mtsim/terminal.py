@@ -102,6 +102,9 @@ class TerminalFaults:
     refuse_syncs: int = 0
     """Answer this many more ``sync`` requests with -3 ``not_ready`` (an EA whose terminal is
     still loading its history), subscribing nothing."""
+    lose_events: int = 0
+    """Drop this many more ``order``/``deal``/``account``/``snapshot`` events, counting their
+    ``seq`` (docs/protocol.md §7: the bridge sees the gap at the next event)."""
     not_ready_reads: int = 0
     """Answer this many more reads (``subscribe`` and ``sync`` included) with -3 ``not_ready``, executing
     nothing: a terminal just started, whose data is not synchronised yet (docs/protocol.md
@@ -715,6 +718,12 @@ class _Connection:
         if self._state != "ready":
             return
         self._seq += 1
+        faults = self.t.faults
+        if faults.lose_events > 0 and name != "tick":
+            # Dropped (a full send buffer, say) but counted, as §7 requires of an EA: the
+            # bridge sees the gap at the next event.
+            faults.lose_events -= 1
+            return
         self._send(m.Event(seq=self._seq, name=name, data=codec.encode_payload(payload)))
 
     def _push_tick(self, symbol: str, bid: float, ask: float, time_ms: int) -> None:

@@ -332,8 +332,10 @@ class Tracker:
             await self.book.note(record, f"levels refreshed from the terminal: {seen}")
 
     def on_gap(self, session: TerminalSession) -> None:
-        """Events were missed: re-read every unfinished order of the account."""
+        """Events were missed (docs/protocol.md §7): re-read the account and every unfinished
+        order of it; the positions and the history come with the next snapshot (``sync``)."""
         assert session.identity is not None
+        self._refresh_account_soon(session)
         for record in self.book.active(session.identity.account):
             if not self.book.busy(record.client_order_id):  # its own sender settles it
                 self.refresh_later(record)
