@@ -114,8 +114,9 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         journal_url: str | None = None,
         events: EventsSection | None = None,
         event_sinks: list[Sink] | None = None,
+        server_start_ms: int | None = None,
     ) -> Harness:
-        clock = ManualClock(START_MS)
+        clock = ManualClock(START_MS if server_start_ms is None else server_start_ms)
         configs = configs or {
             name: ServerConfig(sessions=US30_CLOSED_NOW) for name in ("Sim-MT4", "Sim-MT5")
         }

@@ -351,8 +351,7 @@ class ExecutionService:
             spec=session.view.symbols.get(intent.symbol),
             tick=tick,
             account=session.view.account,
-            # Expirations are in trade-server time; the last tick's time is the bridge's best view of it.
-            now_ms=tick.time_ms if tick is not None else self.clock.now_ms(),
+            now_ms=session.server_now_ms(),  # expirations are in the trade server's time
         )
         return prevalidate(intent, market)
 

@@ -467,7 +467,7 @@ class Tracker:
             spec,
             tick,
             None,
-            self.book.clock.now_ms(),
+            session.server_now_ms(),  # expirations are in the trade server's time
         )
         if spec is not None and tick is not None and record.requested_price is not None:
             freeze = spec.freeze_level * spec.point

@@ -58,7 +58,9 @@ class Market(NamedTuple):
     spec: SymbolSpec | None
     tick: m.Tick | None
     account: m.AccountReport | None
-    now_ms: int
+    now_ms: int | None
+    """The trade server's clock now (:meth:`TerminalSession.server_now_ms`); None before it
+    reported any time: then no server time is checked here, the server checks it."""
 
 
 def _trade_mode(intent: OrderIntent, spec: SymbolSpec) -> Refusal | None:
@@ -88,7 +90,7 @@ def _order_kind(intent: OrderIntent, spec: SymbolSpec, market: Market) -> Refusa
             return Refusal(
                 "expiration_ms", "expiration_mode", f"{spec.name} does not allow an expiration time"
             )
-        if intent.expiration_ms <= market.now_ms:
+        if market.now_ms is not None and intent.expiration_ms <= market.now_ms:
             return Refusal("expiration_ms", "expiration", "expiration time is in the past")
     return None
 

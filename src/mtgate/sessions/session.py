@@ -170,6 +170,8 @@ _Pending = tuple["asyncio.Future[Any]", type[m.Request], asyncio.TimerHandle, in
 _SECOND_NS = 1_000_000_000
 _EXPIRED_KEPT = 1024
 _CLOCK_RATE_MARGIN = 1e-3
+SERVER_OFFSET_TTL_NS = 60 * 1_000_000_000
+"""How long the best trade-server clock offset stands against a lower one (a clock set back)."""
 _TRADE_OPS = {op: str(op.__struct_config__.tag) for op in m.TRADE_OPS}
 """The trade ops by their wire names (the metrics' ``operation``)."""
 PRE_AUTH_MAX_FRAME = 16 * 1024
@@ -234,6 +236,9 @@ class TerminalSession:
         self.server_time_ms = 0
         """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
         results): a lower bound of the server's clock, which is not the bridge's."""
+        self._server_offset: tuple[int, int] | None = None
+        """(server ms minus the bridge's monotonic ms, monotonic ns it was taken at): the best
+        (largest) offset seen lately, for :meth:`server_now_ms`."""
         self._ea_clock: tuple[int, int] | None = None
         """Feature ``deadline``: the EA's clock in its latest ``ping`` and the bridge's
         monotonic ns when that ping arrived (docs/protocol.md §4.4)."""
@@ -406,6 +411,35 @@ class TerminalSession:
         )
         self._host.session_authenticated(self)
 
+    # --- the trade server's clock -----------------------------------------------------------
+
+    def _saw_server_time(self, seen_ms: int) -> None:
+        """A report carried the trade server's time ``seen_ms`` (docs/protocol.md §5: not
+        UTC, the broker's own clock, often hours off the bridge's)."""
+        if seen_ms <= 0:
+            return
+        if seen_ms > self.server_time_ms:
+            self.server_time_ms = seen_ms
+        now_ns = self._clock.monotonic_ns()
+        offset = seen_ms - now_ns // 1_000_000
+        best = self._server_offset
+        # The largest offset is the freshest report (each lags the instant it was made); one
+        # older than a minute gives way, so that a server clock set back (a broker's DST
+        # change) is followed within a minute of reports.
+        if best is None or offset >= best[0] or now_ns - best[1] > SERVER_OFFSET_TTL_NS:
+            self._server_offset = (offset, now_ns)
+
+    def server_now_ms(self) -> int | None:
+        """The trade server's clock now, as this session has seen it: its freshest report
+        carried forward by the time elapsed since. Never ahead of the server's clock by more
+        than it drifts (a report lags the instant it was made); None before the first report.
+        Checks of server times (an expiration in the past) compare with this, never with
+        the bridge's own clock (protocol review D7)."""
+        best = self._server_offset
+        if best is None:
+            return None
+        return best[0] + self._clock.monotonic_ns() // 1_000_000
+
     # --- after the handshake -----------------------------------------------------------------
 
     def _on_message(self, msg: m.BridgeInbound) -> None:
@@ -450,9 +484,7 @@ class TerminalSession:
                 future.set_exception(exc)
                 self.on_protocol_error(exc)
                 return
-            seen = getattr(result, "time_ms", 0)
-            if seen > self.server_time_ms:
-                self.server_time_ms = seen
+            self._saw_server_time(getattr(result, "time_ms", 0))
             future.set_result(result)
         else:
             err = msg.error or m.Error(code=-4, name="internal", message="error without details")
@@ -477,9 +509,7 @@ class TerminalSession:
             self.view.ticks[payload.symbol] = payload
         elif isinstance(payload, m.AccountReport):
             self.view.account = payload
-        seen = getattr(payload, "time_ms", 0)
-        if seen > self.server_time_ms:
-            self.server_time_ms = seen
+        self._saw_server_time(getattr(payload, "time_ms", 0))
         try:
             self._host.session_event(self, msg.name, payload)
         except Exception as exc:  # what the bridge makes of an event must not end the session
