@@ -137,6 +137,9 @@ class TerminalConfig:
     that clock is answered -6 ``deadline_passed``, unexecuted."""
     random_faults: RandomFaults | None = None
     """Faults drawn per trade under ``seed`` (:mod:`mtsim.faults`); None: only scripted ones."""
+    handshake_timeout_s: float = 5.0
+    """The EA's own handshake deadline (docs/protocol.md §3.1): no ``ready`` this long after
+    the connection was established, and it says ``bye handshake_timeout`` and closes."""
 
 
 class SimTerminal:
@@ -267,6 +270,7 @@ class _Connection:
         self._nonce = new_nonce()
         self._state = "hello"
         self._seq = 0
+        self._last_request_id = 0
         self._ticks: set[str] = set()
         self._trades: collections.deque[m.Request] = collections.deque()
         self._trade_worker: asyncio.Task[None] | None = None
@@ -284,7 +288,9 @@ class _Connection:
 
     def on_connected(self, link: FramedLink) -> None:
         self._link = link
-        self._last_frame_s = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_frame_s = loop.time()
+        loop.call_later(self.t.config.handshake_timeout_s, self._handshake_expired)
         server, login = self.t.server, self.t.config.login
         account = server.handle(login, m.AccountInfo(id=0))
         assert isinstance(account, m.AccountReport)
@@ -358,6 +364,10 @@ class _Connection:
 
     # --- handshake ---------------------------------------------------------------------------
 
+    def _handshake_expired(self) -> None:
+        if self._state not in ("ready", "closed") and self._link is not None and self._link.open:
+            self.close("ready not received in time", code="handshake_timeout")
+
     def _on_welcome(self, msg: m.Welcome) -> None:
         cfg = self.t.config
         if msg.v != m.PROTOCOL_VERSION:
@@ -394,6 +404,16 @@ class _Connection:
     # --- requests ----------------------------------------------------------------------------
 
     def _on_message(self, msg: Any) -> None:
+        if isinstance(msg, m.Request):
+            if msg.id <= self._last_request_id:
+                # §4.1: ids strictly increase within a session; a repeated one may be a
+                # resent trade, and executing it again could double an order.
+                self.close(
+                    f"request id {msg.id} is not above the last one ({self._last_request_id})",
+                    code="invalid_message",
+                )
+                return
+            self._last_request_id = msg.id
         if isinstance(msg, m.Ping):
             self._send(m.Pong(t_ms=msg.t_ms))
         elif isinstance(msg, m.Pong):
@@ -424,7 +444,7 @@ class _Connection:
     def _start_sync(self, msg: m.Sync) -> None:
         """Answer ``sync``, push the first snapshot now and start the interval task (see the
         module docstring); the previous subscription, if any, ends first."""
-        if not self.t.config.sync:
+        if m.SYNC_FEATURE not in self.t.bridge_features:  # not offered, or not taken (§12)
             self._refuse(msg.id, -1, "unknown_operation", "sync is not supported")
             return
         if self.t.faults.refuse_syncs > 0:
@@ -475,7 +495,7 @@ class _Connection:
             return
         if not self._alive_for_trade() or self._past_deadline(msg):
             return
-        if not self.t.config.positions and isinstance(msg, _POSITION_OPS):
+        if isinstance(msg, _POSITION_OPS) and m.POSITIONS_FEATURE not in self.t.bridge_features:
             self._refuse(msg.id, -1, "unknown_operation", "position operations are not supported")
             return
         faults = self.t.faults

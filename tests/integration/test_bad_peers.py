@@ -97,6 +97,7 @@ def _bye_code(frames: list[m.Message]) -> str:
         (_frame(_hello("mt5h", nonce="short")), "invalid_message"),
         (_frame(_hello("mt5h", v=2)), "unsupported_version"),
         (_frame(_hello("nobody")), "unknown_terminal"),
+        (_frame(_hello("x" * 65)), "unknown_terminal"),  # any id without a key (spec §3.3)
         (
             _frame(
                 {
@@ -122,6 +123,7 @@ def _bye_code(frames: list[m.Message]) -> str:
         "bad-nonce",
         "version",
         "unknown-terminal",
+        "malformed-terminal-id",
         "request-from-terminal",
         "before-hello",
     ],

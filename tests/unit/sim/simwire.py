@@ -87,10 +87,16 @@ class WireBridge:
 
 @contextlib.asynccontextmanager
 async def wire_session(
-    desk: Desk, *, heartbeat_ms: int = 60_000, deadline: bool = False, **config: Any
+    desk: Desk,
+    *,
+    heartbeat_ms: int = 60_000,
+    deadline: bool = False,
+    withheld: frozenset[str] = frozenset(),
+    **config: Any,
 ) -> AsyncIterator[tuple[WireBridge, SimTerminal]]:
     """A terminal on ``desk``'s account, connected and past ``ready``; ``heartbeat_ms`` is
-    what the bridge's ``welcome`` announces (the bridge side sends no pings by itself)."""
+    what the bridge's ``welcome`` announces (the bridge side sends no pings by itself);
+    ``withheld``: features the EA offers that the welcome does not take."""
     key = new_key()
     accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
 
@@ -116,7 +122,11 @@ async def wire_session(
                 session="s1",
                 heartbeat_ms=heartbeat_ms,
                 # "deadline" only when asked: under it the EA pings at once after ``ready``.
-                features=[f for f in hello.features if deadline or f != m.DEADLINE_FEATURE],
+                features=[
+                    f
+                    for f in hello.features
+                    if (deadline or f != m.DEADLINE_FEATURE) and f not in withheld
+                ],
             )
         )
         assert isinstance(await bridge.receive(), m.Auth)

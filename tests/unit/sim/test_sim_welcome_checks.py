@@ -80,3 +80,34 @@ async def test_the_heartbeat_range_is_inclusive(make_desk: MakeDesk, heartbeat_m
     frames = await _answer_hello_with(make_desk, heartbeat_ms=heartbeat_ms)
     assert [type(f) for f in frames[:1]] == [m.Auth]
     assert not [f for f in frames if isinstance(f, m.Bye)]
+
+
+async def test_a_bridge_that_never_answers_hello_is_left_at_the_handshake_deadline(
+    make_desk: MakeDesk,
+) -> None:
+    """§3.1: the deadline binds either side; the EA's own runs from the connection."""
+    desk = make_desk(Platform.MT4)
+    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(WireBridge(reader, writer))
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    config = TerminalConfig(
+        terminal_id="t1", key=new_key(), login=desk.login, handshake_timeout_s=0.3
+    )
+    terminal = SimTerminal(desk.server, config)
+    started = asyncio.get_running_loop().time()
+    closed = await terminal.connect("127.0.0.1", port)
+    try:
+        bridge = await asyncio.wait_for(accepted.get(), 5)
+        assert isinstance(await bridge.receive(), m.Hello)  # and the bridge says nothing
+        frames = await bridge.until_closed(3.0)
+        waited = asyncio.get_running_loop().time() - started
+        [bye] = [f for f in frames if isinstance(f, m.Bye)]
+        assert bye.code == "handshake_timeout" and 0.3 <= waited < 2.0
+    finally:
+        terminal.stop()
+        await asyncio.wait_for(closed.wait(), 5)
+        listener.close()

@@ -1,0 +1,54 @@
+"""Request ids strictly increase within a session (docs/protocol.md §4.1): the EA refuses a
+repeated or lower id with ``bye invalid_message`` and executes nothing of it (a resent trade
+must never be executed twice)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtgate.domain.enums import Platform
+from mtgate.protocol import messages as m
+from tests.unit.sim.simdesk import MakeDesk
+from tests.unit.sim.simwire import wire_session
+
+
+def _order(req_id: int) -> m.MarketOrder:
+    return m.MarketOrder(
+        id=req_id, symbol="EURUSD", order_type=0, volume=0.1, magic=7, comment=f"mg:ids-{req_id}"
+    )
+
+
+@pytest.mark.parametrize("platform", [Platform.MT4, Platform.MT5])
+@pytest.mark.parametrize("second_id", [5, 4])
+async def test_a_repeated_or_lower_request_id_ends_the_session_unexecuted(
+    make_desk: MakeDesk, platform: Platform, second_id: int
+) -> None:
+    desk = make_desk(platform)
+    async with wire_session(desk) as (bridge, _terminal):
+        first = await bridge.request(_order(5))
+        assert first.ok
+        bridge.send(_order(second_id))
+        frames = await bridge.until_closed()
+    [bye] = [f for f in frames if isinstance(f, m.Bye)]
+    assert bye.code == "invalid_message" and "request id" in bye.reason
+    assert not [f for f in frames if isinstance(f, m.Response)]
+    assert len(desk.server.positions(desk.login)) == 1  # the first order only
+
+
+@pytest.mark.parametrize(
+    ("feature", "msg"),
+    [
+        (m.SYNC_FEATURE, m.Sync(id=1, interval_ms=1000)),
+        (m.POSITIONS_FEATURE, m.ClosePosition(id=1, ticket=1, volume=0.0, deviation=10)),
+    ],
+)
+async def test_a_request_of_a_feature_not_taken_is_unknown(
+    make_desk: MakeDesk, feature: str, msg: m.Request
+) -> None:
+    """§12: the EA offers the feature, the welcome does not take it: the request is -1 and
+    executes nothing, as if the EA did not know it."""
+    desk = make_desk(Platform.MT5)
+    async with wire_session(desk, withheld=frozenset({feature})) as (bridge, _terminal):
+        answer = await bridge.request(msg)
+    assert not answer.ok and answer.error is not None
+    assert (answer.error.code, answer.error.name) == (-1, "unknown_operation")
