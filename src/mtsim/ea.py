@@ -19,6 +19,7 @@ Two rules of docs/protocol.md that a real EA enforces on its own side of the ter
 
 from __future__ import annotations
 
+from mtgate.domain.enums import Platform
 from mtgate.domain.limits import MT_DATETIME_MAX_MS
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import valid_nonce
@@ -30,9 +31,27 @@ MISSED_HEARTBEATS = 3
 """A peer silent for this many heartbeat intervals is dead (docs/protocol.md §8)."""
 
 
-def invalid_request(msg: m.Request) -> str | None:
-    """Why the EA cannot execute trade request ``msg`` as asked (answered -2
-    ``invalid_request``, the platform not called), or None when it can try."""
+COMMENT_MAX = 31
+"""The longest comment an EA passes on (docs/protocol.md §13); a longer one is refused, never
+cut: a cut comment could lose the client order id's attempt suffix."""
+_GTC, _DAY, _SPECIFIED, _SPECIFIED_DAY = 0, 1, 2, 3
+
+
+def invalid_request(msg: m.Request, platform: Platform) -> str | None:
+    """Why the EA cannot execute request ``msg`` as asked (answered -2 ``invalid_request``,
+    the platform not called), or None when it can try. docs/protocol.md §4.2, §5, §10, §13."""
+    if isinstance(msg, m.MarketOrder | m.PendingOrder | m.GetTick) and not msg.symbol:
+        return "symbol is empty"  # (in ``positions``/``orders``, "" means every symbol)
+    comment = getattr(msg, "comment", "")
+    if len(comment) > COMMENT_MAX:
+        return f"comment of {len(comment)} characters (at most {COMMENT_MAX})"
+    if isinstance(msg, m.MarketOrder) and msg.order_type not in (0, 1):
+        return f"order_type {msg.order_type} is not a market order (0 buy, 1 sell)"
+    if isinstance(msg, m.PendingOrder):
+        if not 2 <= msg.order_type <= 7:
+            return f"order_type {msg.order_type} is not a pending order (2-7)"
+        if platform == Platform.MT4 and msg.order_type in (6, 7):
+            return "MT4 has no stop-limit orders"
     if isinstance(msg, m.PendingOrder | m.ModifyOrder):
         expiration = msg.expiration_ms
         if not 0 <= expiration <= MT_DATETIME_MAX_MS:
@@ -40,6 +59,28 @@ def invalid_request(msg: m.Request) -> str | None:
                 f"expiration_ms {expiration} is not an MQL datetime "
                 "(1970-01-01 to 3000-12-31 23:59:59)"
             )
+        refusal = _time_type_refusal(msg.time_type, expiration, platform)
+        if refusal is not None:
+            return refusal
+    if isinstance(msg, m.OrderGet) and (msg.ticket != 0) == (msg.client_id != ""):
+        return "order_get takes exactly one of ticket and client_id"
+    if isinstance(msg, m.History):
+        if msg.since_ms < 0 or msg.until_ms < 0:
+            return "since_ms and until_ms must be >= 0"
+        if msg.until_ms and msg.since_ms > msg.until_ms:
+            return f"since_ms {msg.since_ms} is after until_ms {msg.until_ms}"
+    return None
+
+
+def _time_type_refusal(time_type: int, expiration_ms: int, platform: Platform) -> str | None:
+    if time_type not in (_GTC, _DAY, _SPECIFIED, _SPECIFIED_DAY):
+        return f"time_type {time_type} is not an ORDER_TIME value (0-3)"
+    if platform == Platform.MT4 and time_type in (_DAY, _SPECIFIED_DAY):
+        return "MT4 has no DAY or SPECIFIED_DAY orders"
+    if time_type in (_GTC, _DAY) and expiration_ms != 0:
+        return f"time_type {time_type} takes no expiration_ms"
+    if time_type in (_SPECIFIED, _SPECIFIED_DAY) and expiration_ms == 0:
+        return f"time_type {time_type} needs an expiration_ms"
     return None
 
 

@@ -432,7 +432,10 @@ class _Connection:
         elif isinstance(msg, m.TRADE_OPS):
             self._submit_trade(msg)
         elif isinstance(msg, m.READ_OPS):
-            if self.t.config.read_delay_ms > 0:
+            invalid = ea.invalid_request(msg, self.t.server.platform)
+            if invalid is not None:  # a read the EA cannot make as asked: the platform not called
+                self._refuse(msg.id, -2, "invalid_request", invalid)
+            elif self.t.config.read_delay_ms > 0:
                 self._spawn(self._delayed_read(msg))
             else:
                 self._execute(msg)
@@ -489,7 +492,7 @@ class _Connection:
         return cursor
 
     def _submit_trade(self, msg: m.Request) -> None:
-        invalid = ea.invalid_request(msg)
+        invalid = ea.invalid_request(msg, self.t.server.platform)
         if invalid is not None:
             self._refuse(msg.id, -2, "invalid_request", invalid)
             return
@@ -751,10 +754,27 @@ class _Connection:
             self._push_event("tick", m.Tick(symbol=symbol, bid=bid, ask=ask, time_ms=time_ms))
 
     async def _heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._state == "ready":
             await asyncio.sleep(self._heartbeat_ms / 1000)
-            if not self.t.faults.frozen:
-                self._send(m.Ping(t_ms=self.t.ea_clock_ms()))
+            if self.t.faults.frozen:
+                continue
+            worker = self._trade_worker
+            if worker is not None and not worker.done():
+                # A real EA is blocked in its trade call (or starts the next one only after
+                # checking liveness itself, ``_alive_for_trade``): it neither pings nor times
+                # the bridge out meanwhile (§8: the bridge waits for the trade's deadline).
+                continue
+            if ea.heartbeat_expired(loop.time(), self._last_frame_s, self._heartbeat_ms):
+                # §8: a bridge silent for 3 intervals is dead. What arrived meanwhile is read
+                # first (one loop turn), so a stall of this process is not taken for silence.
+                await asyncio.sleep(0)
+                silent_ms = (loop.time() - self._last_frame_s) * 1000
+                if self._state == "ready" and silent_ms > ea.MISSED_HEARTBEATS * self._heartbeat_ms:
+                    self._trades.clear()
+                    self.close(f"nothing received for {silent_ms:.0f} ms", code="heartbeat_timeout")
+                    return
+            self._send(m.Ping(t_ms=self.t.ea_clock_ms()))
 
     # --- plumbing ----------------------------------------------------------------------------
 

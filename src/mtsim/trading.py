@@ -183,8 +183,9 @@ def _result(
         bid=quote.bid,
         ask=quote.ask,
         time_ms=venue.clock.now_ms(),
-        deal=deal,
-        position=position,
+        # docs/protocol.md §6, §10: MT4 has no deal or position ids; its results carry 0.
+        deal=0 if venue.mt4 else deal,
+        position=0 if venue.mt4 else position,
         comment=comment,
     )
 

@@ -349,7 +349,10 @@ async def test_f10_a_row_the_database_refuses_does_not_keep_accounts_from_syncin
 
 class _SlowFirstSync:
     """Wraps a terminal's connections so that the first ``sync`` request is handled only
-    ``hold_s`` after it arrived (a terminal busy loading its history), and counts them."""
+    ``hold_s`` after it arrived (a terminal busy loading its history), and counts them. The
+    frames that arrive meanwhile wait behind it, in order, as they would in the EA's socket
+    (an EA handles its frames in the order they came: a request handled after a later one
+    would be a repeated id, docs/protocol.md §4.1); their arrival still counts as liveness."""
 
     def __init__(self, terminal: SimTerminal, hold_s: float) -> None:
         self.terminal = terminal
@@ -365,20 +368,34 @@ class _SlowFirstSync:
         assert conn is not None
         handle = conn.on_frame
 
+        held: list[bytes] = []
+        holding = False
+
         def on_frame(body: bytes) -> None:
+            nonlocal holding
             try:
                 is_sync = isinstance(codec.decode_for_terminal(body), m.Sync)
             except codec.ProtocolError:
                 is_sync = False  # the terminal's own handler says what is wrong with it
             if is_sync:
                 self.syncs += 1
-                if self.syncs == 1:
-                    asyncio.get_running_loop().call_later(self.hold_s, release, body)
-                    return
+            if holding:
+                held.append(body)
+                conn._last_frame_s = asyncio.get_running_loop().time()  # it did arrive
+                return
+            if is_sync and self.syncs == 1:
+                holding = True
+                held.append(body)
+                asyncio.get_running_loop().call_later(self.hold_s, release)
+                return
             handle(body)
 
-        def release(body: bytes) -> None:
-            handle(body)
+        def release() -> None:
+            nonlocal holding
+            holding = False
+            for body in held:
+                handle(body)
+            held.clear()
             self.released.set()
 
         conn.on_frame = on_frame  # type: ignore[method-assign]

@@ -97,7 +97,12 @@ class NatsSink:
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
-            await nc.close()
+            # A server that is away (nats-py reconnecting to it) must not hold the bridge's
+            # stop up: what it did not confirm is sent again from the outbox.
+            try:
+                await asyncio.wait_for(nc.close(), self.timeout_s)
+            except TimeoutError:
+                log.warning("NATS connection did not close in time; left behind", sink=self.name)
 
 
 class KafkaSink:

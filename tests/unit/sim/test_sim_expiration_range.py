@@ -98,13 +98,15 @@ def test_ea_rule_is_the_datetime_range(expiration_ms: int) -> None:
         magic=0,
         comment="",
         expiration_ms=expiration_ms,
+        time_type=2,
     )
-    modify = m.ModifyOrder(id=2, ticket=5, price=1.0, expiration_ms=expiration_ms)
-    assert ea.invalid_request(pending) is not None
-    assert ea.invalid_request(modify) is not None
-    assert ea.invalid_request(m.ModifyOrder(id=3, ticket=5, price=1.0)) is None
-    ok = m.ModifyOrder(id=4, ticket=5, price=1.0, expiration_ms=MT_DATETIME_MAX_MS)
-    assert ea.invalid_request(ok) is None
+    modify = m.ModifyOrder(id=2, ticket=5, price=1.0, expiration_ms=expiration_ms, time_type=2)
+    mt5 = Platform.MT5
+    assert ea.invalid_request(pending, mt5) is not None
+    assert ea.invalid_request(modify, mt5) is not None
+    assert ea.invalid_request(m.ModifyOrder(id=3, ticket=5, price=1.0), mt5) is None
+    ok = m.ModifyOrder(id=4, ticket=5, price=1.0, expiration_ms=MT_DATETIME_MAX_MS, time_type=2)
+    assert ea.invalid_request(ok, mt5) is None
 
 
 @pytest.mark.parametrize("expiration_ms", [MT_DATETIME_MAX_MS + 1, -1])

@@ -95,3 +95,32 @@ async def test_a_queued_trade_runs_while_the_bridge_keeps_pinging(make_desk: Mak
                 await pinger
     assert [(a.id, a.ok) for a in answers] == [(1, True), (2, True)]
     assert len(desk.server.positions(desk.login)) == 2
+
+
+async def test_an_idle_ea_times_a_silent_bridge_out(make_desk: MakeDesk) -> None:
+    """§8 binds the EA too: with no trade in flight and nothing from the bridge for 3
+    intervals, the EA says ``bye heartbeat_timeout`` and closes (and dials again, with
+    backoff: a session that lived under a second does not reset it)."""
+    desk = make_desk(Platform.MT4)
+    async with wire_session(desk, heartbeat_ms=HEARTBEAT_MS) as (bridge, _terminal):
+        started = asyncio.get_running_loop().time()
+        frames = await bridge.until_closed(3.0)
+        waited = asyncio.get_running_loop().time() - started
+    pings = [f for f in frames if isinstance(f, m.Ping)]
+    [bye] = [f for f in frames if isinstance(f, m.Bye)]
+    assert bye.code == "heartbeat_timeout" and frames[-1] is bye
+    assert 3 * HEARTBEAT_MS / 1000 <= waited < 2.0
+    assert pings  # it pinged while it waited
+
+
+async def test_a_bridge_that_answers_pings_is_kept(make_desk: MakeDesk) -> None:
+    desk = make_desk(Platform.MT5)
+    async with wire_session(desk, heartbeat_ms=HEARTBEAT_MS) as (bridge, _terminal):
+        pinger = asyncio.get_running_loop().create_task(_ping_every(bridge, 0.05))
+        try:
+            with pytest.raises(TimeoutError):
+                await bridge.until_closed(1.0)  # still open after 10 intervals
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger

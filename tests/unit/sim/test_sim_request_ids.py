@@ -4,10 +4,13 @@ must never be executed twice)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mtgate.domain.enums import Platform
 from mtgate.protocol import messages as m
+from mtsim.faults import Fault, FaultKind
 from tests.unit.sim.simdesk import MakeDesk
 from tests.unit.sim.simwire import wire_session
 
@@ -52,3 +55,20 @@ async def test_a_request_of_a_feature_not_taken_is_unknown(
         answer = await bridge.request(msg)
     assert not answer.ok and answer.error is not None
     assert (answer.error.code, answer.error.name) == (-1, "unknown_operation")
+
+
+@pytest.mark.parametrize("platform", [Platform.MT4, Platform.MT5])
+async def test_a_requote_is_answered_and_never_resent_by_the_ea(
+    make_desk: MakeDesk, platform: Platform
+) -> None:
+    """§4.3: the EA MUST NOT resend after a requote or any error: retries are the bridge's."""
+    desk = make_desk(platform)
+    async with wire_session(desk) as (bridge, terminal):
+        terminal.plan.script(Fault(FaultKind.REQUOTE))
+        answer = await bridge.request(_order(1))
+        assert not answer.ok and answer.error is not None
+        assert answer.error.code == (138 if platform == Platform.MT4 else 10004)
+        assert answer.error.bid > 0 and answer.error.ask > 0  # §4.2: the new prices offered
+        await asyncio.sleep(0.2)
+    assert desk.server.positions(desk.login) == []
+    assert len([e for e in desk.server.executed if isinstance(e.request, m.MarketOrder)]) <= 1

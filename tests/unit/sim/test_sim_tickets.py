@@ -30,7 +30,7 @@ def test_ref_1_3_mt4_one_ticket_space_for_everything(make_desk: MakeDesk) -> Non
     pending = desk.pending(T.BUY_LIMIT, px(ASK, -100))
     second = desk.market(T.SELL)
     assert [market.order, pending.order, second.order] == [10_000_001, 10_000_002, 10_000_003]
-    assert (market.position, market.deal) == (market.order, 0)
+    assert (market.position, market.deal) == (0, 0)  # protocol §6, §10: always 0 on MT4
     deals = desk.server.deals(desk.login)
     # synthetic deals: 2 x ticket for the open (entry IN)
     assert [(d.ticket, d.order, d.position_id, d.entry) for d in deals] == [

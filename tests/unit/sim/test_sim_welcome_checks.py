@@ -111,3 +111,34 @@ async def test_a_bridge_that_never_answers_hello_is_left_at_the_handshake_deadli
         terminal.stop()
         await asyncio.wait_for(closed.wait(), 5)
         listener.close()
+
+
+async def test_a_request_before_ready_is_refused_and_never_executed(make_desk: MakeDesk) -> None:
+    """§3.1: an EA MUST NOT execute or even queue a request before ``ready``."""
+    desk = make_desk(Platform.MT5)
+    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(WireBridge(reader, writer))
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    terminal = SimTerminal(
+        desk.server, TerminalConfig(terminal_id="t1", key=new_key(), login=desk.login)
+    )
+    closed = await terminal.connect("127.0.0.1", port)
+    try:
+        bridge = await asyncio.wait_for(accepted.get(), 5)
+        assert isinstance(await bridge.receive(), m.Hello)
+        bridge.send(
+            m.MarketOrder(id=1, symbol="EURUSD", order_type=0, volume=0.1, magic=1, comment="x")
+        )
+        frames = await bridge.until_closed(3.0)
+    finally:
+        terminal.stop()
+        await asyncio.wait_for(closed.wait(), 5)
+        listener.close()
+    [bye] = [f for f in frames if isinstance(f, m.Bye)]
+    assert bye.code == "not_ready"
+    assert not [f for f in frames if isinstance(f, m.Response)]
+    assert not [e for e in desk.server.executed if isinstance(e.request, m.MarketOrder)]
