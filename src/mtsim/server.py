@@ -233,7 +233,8 @@ class TradeServer:
         )
 
     def on_event(self, login: int, callback: EventListener) -> Callable[[], None]:
-        """Call ``callback(name, payload)`` for each ``"order"``/``"deal"`` event of ``login``;
+        """Call ``callback(name, payload)`` for each ``"order"``/``"deal"``/``"account"`` event
+        of ``login``;
         returns the unsubscribe function."""
         listeners = self._listeners.setdefault(login, [])
         listeners.append(callback)
@@ -251,12 +252,24 @@ class TradeServer:
         return acct
 
     def _flush(self) -> None:
+        """Deliver the queued events; after a batch with a deal (a fill, a close, a balance
+        operation: the account changed), the account as it is now (docs/protocol.md §7)."""
         venue = self._venue
         while venue.outbox:
             events, venue.outbox = venue.outbox, []
+            changed: dict[int, None] = {}
             for login, name, payload in events:
+                if name == "deal":
+                    changed[login] = None
                 for callback in list(self._listeners.get(login, ())):
                     callback(name, payload)
+            for login in changed:
+                listeners = self._listeners.get(login)
+                if not listeners or login not in self._accounts:
+                    continue
+                report = self._account_info(self._accounts[login], AccountInfo(id=0))
+                for callback in list(listeners):
+                    callback("account", report)
 
     # --- requests -------------------------------------------------------------------------
 

@@ -478,11 +478,10 @@ class _Connection:
         period = interval_ms / 1000
         due = loop.time()
         while self._state == "ready":
-            due += period
             now = loop.time()
-            if due < now:
-                due = now
-            await asyncio.sleep(due - now)
+            due = next_slot(due, now, period)
+            if due > now:
+                await asyncio.sleep(due - now)
             if not self.t.faults.frozen:  # a hung EA's timer does not run either
                 cursor = self._push_snapshot(cursor)
 
@@ -799,6 +798,17 @@ class _Connection:
     def abort(self) -> None:
         if self._link is not None:
             self._link.abort()
+
+
+def next_slot(last_slot_s: float, now_s: float, period_s: float) -> float:
+    """The slot of the snapshot after the one of ``last_slot_s``, on the fixed grid of
+    ``period_s`` (docs/protocol.md §5.3). When that slot is already past (the EA was late),
+    the latest slot not after now: it is pushed at once, and the slots before it are skipped,
+    not made up; the pushes after it keep the grid."""
+    slot = last_slot_s + period_s
+    if slot < now_s:
+        slot += ((now_s - slot) // period_s) * period_s
+    return slot
 
 
 def sync_interval_ms(requested: int) -> int:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtgate.domain.enums import DealEntry, MarginMode, OrderState, OrderType, Platform
-from mtgate.protocol.messages import DealReport, OrderReport
+from mtgate.protocol.messages import AccountReport, DealReport, OrderReport
 from mtsim.config import DAY_MS, ServerConfig
 from tests.unit.sim.simdesk import ASK, BID, Desk, MakeDesk, make_desk, px
 
@@ -313,4 +313,9 @@ def test_events_are_typed_payloads(make_desk: MakeDesk) -> None:
     desk.pending(T.BUY_LIMIT, px(ASK, -100))
     _market_at(desk, ask=px(ASK, -100))
     kinds = [(name, type(payload)) for name, payload in desk.events]
-    assert kinds == [("order", OrderReport), ("order", OrderReport), ("deal", DealReport)]
+    assert kinds == [
+        ("order", OrderReport),
+        ("order", OrderReport),
+        ("deal", DealReport),
+        ("account", AccountReport),  # §7: the deal changed the account
+    ]

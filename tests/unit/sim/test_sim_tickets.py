@@ -204,8 +204,8 @@ def test_unsubscribed_listener_gets_nothing(make_desk: MakeDesk) -> None:
     desk.market(T.BUY)
     unsubscribe()
     desk.market(T.BUY)
-    assert seen == ["deal"]
-    assert [n for n, _ in desk.events] == ["deal", "deal"]
+    assert seen == ["deal", "account"]
+    assert [n for n, _ in desk.events] == ["deal", "account", "deal", "account"]
 
 
 def test_comments_are_truncated_to_the_server_limit(
