@@ -52,6 +52,8 @@ def invalid_request(msg: m.Request, platform: Platform) -> str | None:
             return f"order_type {msg.order_type} is not a pending order (2-7)"
         if platform == Platform.MT4 and msg.order_type in (6, 7):
             return "MT4 has no stop-limit orders"
+        if msg.order_type not in (6, 7) and msg.stoplimit != 0:
+            return "stoplimit is for stop-limit orders only (it must be 0)"
     if isinstance(msg, m.PendingOrder | m.ModifyOrder):
         expiration = msg.expiration_ms
         if not 0 <= expiration <= MT_DATETIME_MAX_MS:

@@ -478,13 +478,15 @@ async def test_a_signal_sizes_each_account_by_risk_and_a_resend_doubles_nothing(
             {"account": harness.account(MT5N), "risk_pct": 0.0001},  # below the minimum
         ],
     }
-    r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
-    assert r.status_code == 200, r.text
-    by_account = {o["account"]: o for o in r.json()["orders"]}
+    # The equity each order is sized on: the account as the bridge sees it before the fills
+    # (each fill's account event changes it afterwards).
     equity = {
         tid: harness.bridge.registry.route(_key(harness.account(tid))).view.account.equity  # type: ignore[union-attr]
         for tid in (MT4, MT5H)
     }
+    r = await client.post("/v1/signals", json=signal, headers=auth(TRADE))
+    assert r.status_code == 200, r.text
+    by_account = {o["account"]: o for o in r.json()["orders"]}
     loss_per_lot = 0.0050 / 0.00001 * 1.0  # 500 ticks of $1 a lot
     for tid, pct in ((MT4, 0.5), (MT5H, 1.0)):
         order = by_account[harness.account(tid)]

@@ -48,6 +48,7 @@ CASES = [
     ("empty symbol", [MT4, MT5], _market(symbol="")),
     ("pending order_type 1", [MT4, MT5], _pending(order_type=1)),
     ("MT4 stop-limit", [MT4], _pending(order_type=6, stoplimit=1.1)),
+    ("stoplimit on a limit", [MT4, MT5], _pending(order_type=2, stoplimit=0.9)),
     ("GTC with expiration", [MT4, MT5], _pending(time_type=0, expiration_ms=EXP)),
     ("DAY with expiration", [MT5], _pending(time_type=1, expiration_ms=EXP)),
     ("SPECIFIED without", [MT4, MT5], _pending(time_type=2)),
