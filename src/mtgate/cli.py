@@ -217,15 +217,34 @@ def chaos(
     db: Annotated[
         Path | None, typer.Option(help="keep the journal in this SQLite file (default: temporary)")
     ] = None,
+    drop_comments: Annotated[
+        bool, typer.Option(help="the brokers drop the bridge's order comments")
+    ] = False,
+    server_offset_h: Annotated[
+        int,
+        typer.Option(
+            min=-14, max=14, help="the trade servers' clock runs this many hours off the bridge's"
+        ),
+    ] = 0,
+    not_ready_reads: Annotated[
+        int,
+        typer.Option(min=0, max=100, help="each terminal answers its first N reads -3 not_ready"),
+    ] = 0,
 ) -> None:
     """Random orders, position changes, failovers and faults (terminal kills, bridge
     restarts, ...) against simulated terminals, then the journal checked against the
     simulator's ground truth. Exit 1 when any duplicate, lost, unresolved or mismatch."""
     from mtgate.chaos.report import not_injected, run
+    from mtgate.chaos.world import Broker
 
     logs.configure(level="CRITICAL")
     _use_uvloop()
-    figures, verdict, notes = run(orders, seed, db=db)
+    broker = Broker(
+        drop_comments=drop_comments,
+        server_offset_h=server_offset_h,
+        not_ready_reads=not_ready_reads,
+    )
+    figures, verdict, notes = run(orders, seed, db=db, broker=broker)
     _print_chaos(figures, not_injected(notes), verdict.findings[:20])
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")

@@ -21,9 +21,11 @@ from mtgate.chaos.faults import SimFaultInjector, inject
 from mtgate.chaos.plan import ACCOUNTS, ChaosAccount, Fault, FaultKind, Op, Step
 from mtgate.chaos.truth import Intent, Truth, Verdict, compare
 from mtgate.chaos.world import (
+    FRIENDLY,
     SETTINGS,
     START_MS,
     SYNC,
+    Broker,
     account_id,
     build_bridge,
     build_world,
@@ -70,11 +72,14 @@ class ChaosDriver:
         *,
         accounts: tuple[ChaosAccount, ...] = ACCOUNTS,
         on_step: Callable[[], None] | None = None,
+        broker: Broker = FRIENDLY,
     ) -> None:
         self.plan = plan
         self.accounts = accounts
         self.clock = ServerClock(START_MS)
-        self.world = build_world(accounts, self.clock, seed)
+        """The bridge's clock."""
+        self.server_clock = ServerClock(START_MS + broker.server_offset_h * 3_600_000)
+        self.world = build_world(accounts, self.server_clock, seed, broker)
         self.db = db
         self.bridge = build_bridge(self.world, db, self.clock, accounts)
         self.figures = RunFigures()
@@ -228,7 +233,10 @@ class ChaosDriver:
         start_ns = time.perf_counter_ns()
         while time.perf_counter_ns() < limit:
             frozen = frozen or t.faults.frozen
-            session = self.bridge.registry.ready_session(terminal)
+            try:
+                session = self.bridge.registry.ready_session(terminal)
+            except RuntimeError:  # the bridge is being restarted: the return is its, no sample
+                return
             if session is not None and session.ready_since_ns >= start_ns - 2_000_000:
                 self._sample(terminal, (session.ready_since_ns - start_ns) / 1e6, frozen)
                 return
@@ -289,10 +297,13 @@ async def run_chaos(
     *,
     on_step: Callable[[], None] | None = None,
     db: Path | None = None,
+    broker: Broker = FRIENDLY,
 ) -> tuple[Verdict, RunFigures, Truth]:
     """Drive ``plan`` on a journal at ``db`` (default: a temporary file, removed after)."""
     with tempfile.TemporaryDirectory(prefix="mtgate-chaos-") as tmp:
-        driver = ChaosDriver(plan, seed, db or Path(tmp) / "journal.db", on_step=on_step)
+        driver = ChaosDriver(
+            plan, seed, db or Path(tmp) / "journal.db", on_step=on_step, broker=broker
+        )
         verdict = await driver.run()
         assert driver.last_truth is not None
         return verdict, driver.figures, driver.last_truth

@@ -10,6 +10,7 @@ from typing import Any
 from mtgate.chaos.driver import RunFigures, run_chaos
 from mtgate.chaos.plan import FaultKind, Op, PlanOptions, Step, make_plan
 from mtgate.chaos.truth import Truth, Verdict, retries
+from mtgate.chaos.world import FRIENDLY, Broker
 
 KEYS = (
     "orders",
@@ -67,15 +68,15 @@ def not_injected(run: RunFigures) -> list[str]:
 
 
 async def _run(
-    plan: tuple[Step, ...], seed: int, progress: bool, db: Path | None
+    plan: tuple[Step, ...], seed: int, progress: bool, db: Path | None, broker: Broker
 ) -> tuple[Verdict, RunFigures, Truth]:
     if not progress:
-        return await run_chaos(plan, seed, db=db)
+        return await run_chaos(plan, seed, db=db, broker=broker)
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
         task = bar.add_task(f"chaos seed {seed}", total=len(plan))
-        return await run_chaos(plan, seed, on_step=lambda: bar.advance(task), db=db)
+        return await run_chaos(plan, seed, on_step=lambda: bar.advance(task), db=db, broker=broker)
 
 
 def run(
@@ -85,9 +86,10 @@ def run(
     progress: bool | None = None,
     options: PlanOptions | None = None,
     db: Path | None = None,
+    broker: Broker = FRIENDLY,
 ) -> tuple[dict[str, Any], Verdict, RunFigures]:
     """Plan, drive and judge one run; the JSON figures, the verdict and the run's figures."""
     plan = make_plan(orders, seed, options)
     show = sys.stdout.isatty() if progress is None else progress
-    verdict, run_figures, truth = asyncio.run(_run(plan, seed, show, db))
+    verdict, run_figures, truth = asyncio.run(_run(plan, seed, show, db, broker))
     return figures(plan, verdict, run_figures, truth), verdict, run_figures

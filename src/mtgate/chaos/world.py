@@ -4,11 +4,13 @@ file (again, after a restart), on one clock.
 One clock for both sides: server time starts on a Wednesday at 10:00 and runs at real speed
 (:class:`mtsim.clock.ServerClock`), and the bridge reads the same clock, so the journal's
 times, the trade servers' history and the deadlines agree while timeouts, heartbeats and
-reconnects take real time, as in the bench.
+reconnects take real time, as in the bench. With :attr:`Broker.server_offset_h` the servers'
+clock runs that many hours off the bridge's, as a real broker's does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -41,15 +43,39 @@ def account_id(spec: ChaosAccount) -> str:
     return f"{spec.login}@{spec.server}"
 
 
-def build_world(accounts: tuple[ChaosAccount, ...], clock: Clock, seed: int) -> SimWorld:
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """How hostile the simulated brokers are, beyond the plan's faults (docs/protocol.md
+    review: what a friendly simulator never did). Off by default."""
+
+    drop_comments: bool = False
+    """The servers drop the EA's comments: no ``mg:`` id survives on orders, positions or
+    deals (the bridge must find its orders by ticket and in the history, §9)."""
+    server_offset_h: int = 0
+    """The trade servers' clock runs this many hours off the bridge's (a UTC-5 broker: -5;
+    server times are checked against the server's clock as reported, §5)."""
+    not_ready_reads: int = 0
+    """Each terminal answers this many of its first reads -3 ``not_ready`` (a terminal just
+    started, §4.2); the bridge must ask again within the session."""
+
+
+FRIENDLY = Broker()
+
+
+def build_world(
+    accounts: tuple[ChaosAccount, ...], clock: Clock, seed: int, broker: Broker = FRIENDLY
+) -> SimWorld:
     specs = [
         AccountSpec(tid, a.login, a.server, a.platform, a.margin_mode, balance=10_000_000.0)
         for a in accounts
         for tid in a.terminals
     ]
     servers = {a.server for a in accounts}
-    configs = {name: ServerConfig(seed=seed) for name in servers}
+    rewrite = "" if broker.drop_comments else None
+    configs = {name: ServerConfig(seed=seed, rewrite_comment=rewrite) for name in servers}
     world = SimWorld(specs, clock=clock, seed=seed, configs=configs)
+    for terminal in world.terminals.values():
+        terminal.faults.not_ready_reads = broker.not_ready_reads
     for server in world.servers.values():
         for name, spec in list(server.symbols.items()):
             if server.platform == Platform.MT4:
