@@ -414,7 +414,11 @@ class TradeServer:
         return self._checks.symbol(self.symbols, name)
 
     def _symbols(self, _: Account, req: Symbols) -> list[SymbolSpec]:
-        return [self._spec(n) for n in req.names] if req.names else list(self.symbols.values())
+        """The specs of ``names`` (all: every symbol); a name the terminal does not know is
+        left out, not an error (docs/protocol.md §5.1)."""
+        if not req.names:
+            return list(self.symbols.values())
+        return [self.symbols[n] for n in dict.fromkeys(req.names) if n in self.symbols]
 
     def _tick(self, _: Account, req: GetTick) -> Tick:
         bid, ask, time_ms = self.feed.quote(self._spec(req.symbol).name)

@@ -297,3 +297,14 @@ def test_closes_are_in_the_ground_truth_log(make_desk: MakeDesk) -> None:
     result = desk.send(request)
     assert desk.server.executed[-1].request is request
     assert desk.server.executed[-1].outcome is result
+
+
+@pytest.mark.parametrize("platform", [Platform.MT4, Platform.MT5])
+def test_a_close_takes_the_positions_magic(make_desk: MakeDesk, platform: Platform) -> None:
+    """protocol §5.2: ``close_position`` carries no magic; MT5's close order and its deal take
+    the position's, MT4's closed ticket keeps its own (the §9 history fallback matches on it)."""
+    desk = make_desk(platform)
+    opened = desk.market(0, 0.1, magic=77)
+    desk.close(opened.order)
+    deals = desk.server.deals(desk.login)
+    assert [d.magic for d in deals] == [77, 77]

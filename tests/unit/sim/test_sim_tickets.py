@@ -169,9 +169,9 @@ def test_reads(make_desk: MakeDesk, platform: Platform) -> None:
     assert desk.refused(GetTick(id=8, symbol="NOPE")).code == (
         4106 if platform == Platform.MT4 else 10013
     )
-    assert desk.refused(Symbols(id=9, names=["NOPE"])).code == (
-        4106 if platform == Platform.MT4 else 10013
-    )
+    # protocol §5.1: a name the terminal does not know is left out, the others answered
+    assert desk.send(Symbols(id=9, names=["NOPE"])) == []
+    assert [s.name for s in desk.send(Symbols(id=10, names=["NOPE", "US30"]))] == ["US30"]
 
 
 def test_subscribe_and_unknown_accounts_are_not_server_requests(make_desk: MakeDesk) -> None:
