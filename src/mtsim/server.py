@@ -70,7 +70,7 @@ from mtsim.positions import close_by, close_position, modify_position
 from mtsim.prices import PriceFeed, Quote
 from mtsim.reports import Valuation, account_report, pending_report, position_reports
 from mtsim.stopout import stop_out
-from mtsim.symbols import DEFAULT_SYMBOLS
+from mtsim.symbols import DEFAULT_SYMBOLS, mt4_view
 from mtsim.trading import cancel_order, market_order, modify_order, pending_order
 from mtsim.validation import Checks, closed
 from mtsim.watch import expire_due, process_quote
@@ -146,7 +146,11 @@ class TradeServer:
         self.platform = platform
         self.clock = clock
         self.feed = feed
-        self.symbols: dict[str, SymbolSpec] = dict(DEFAULT_SYMBOLS if symbols is None else symbols)
+        given = DEFAULT_SYMBOLS if symbols is None else symbols
+        self.symbols: dict[str, SymbolSpec] = {
+            name: mt4_view(spec) if platform == Platform.MT4 else spec
+            for name, spec in given.items()
+        }
         missing = sorted(set(self.symbols) - set(feed.symbols))
         if missing:
             raise ValueError(f"the feed does not quote {', '.join(missing)}")

@@ -153,3 +153,21 @@ def instant_execution(spec: SymbolSpec) -> SymbolSpec:
 def instant_symbols(symbols: Mapping[str, SymbolSpec] = DEFAULT_SYMBOLS) -> dict[str, SymbolSpec]:
     """Every symbol of ``symbols`` switched to instant execution."""
     return {name: instant_execution(spec) for name, spec in symbols.items()}
+
+
+MT4_ORDERS = _ALL_ORDERS & ~int(OrderModeFlag.STOP_LIMIT)
+"""MT4 has every order type but stop-limit (docs/protocol.md §10)."""
+MT4_EXPIRATIONS = int(ExpirationFlag.GTC | ExpirationFlag.SPECIFIED)
+"""MT4 pending orders are good till cancelled or expire at a time; DAY kinds do not exist."""
+
+
+def mt4_view(spec: SymbolSpec) -> SymbolSpec:
+    """``spec`` as an MT4 EA reports it (docs/protocol.md §10): no filling modes (MT4 ignores
+    filling), GTC and SPECIFIED expirations only, no stop-limit orders; the rest is MT4's
+    ``MarketInfo`` values as they are."""
+    return msgspec.structs.replace(
+        spec,
+        filling_mode=0,
+        expiration_mode=spec.expiration_mode & MT4_EXPIRATIONS,
+        order_mode=spec.order_mode & MT4_ORDERS,
+    )

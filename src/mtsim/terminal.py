@@ -700,7 +700,7 @@ class _Connection:
                 plan.count(FaultKind.PARTIAL_FILL)
             if lookup(server.platform, exc.code).classification == Classification.OK:
                 # A no-op (MT4 1, MT5 10025) is a success on the wire (docs/protocol.md §4.2).
-                return _ok(msg.id, _no_change(msg, exc, server.clock.now_ms()))
+                return _ok(msg.id, _no_change(msg, exc, server, login))
             return m.Response(id=msg.id, ok=False, error=_error(exc))
         if isinstance(result, m.TradeResult) and result.code == DONE_PARTIAL:
             plan.count(FaultKind.PARTIAL_FILL)
@@ -825,15 +825,35 @@ def _error(exc: TradeError) -> m.Error:
     return m.Error(code=exc.code, name=exc.name, message=exc.message, bid=exc.bid, ask=exc.ask)
 
 
-def _no_change(msg: m.Request, exc: TradeError, now_ms: int) -> m.TradeResult:
+def _no_change(msg: m.Request, exc: TradeError, server: TradeServer, login: int) -> m.TradeResult:
+    """The result of a modify that changed nothing (MT4 1, MT5 10025): what it would have
+    answered had it changed something (docs/protocol.md §5.2): ``order`` the ticket,
+    ``volume``/``price`` the position's or the pending order's, ``position`` the position's
+    identifier on MT5, the prices now."""
     ticket = getattr(msg, "ticket", 0)
+    volume = price = 0.0
+    position = 0
+    bid, ask = exc.bid, exc.ask
+    symbol = ""
+    if isinstance(msg, m.ModifyPosition):
+        found = next((p for p in server.positions(login) if p.ticket == ticket), None)
+        if found is not None:
+            volume, price, symbol = found.volume, found.price_open, found.symbol
+            position = 0 if server.platform == Platform.MT4 else found.identifier
+    elif isinstance(msg, m.ModifyOrder):
+        pending = next((o for o in server.pending_orders(login) if o.ticket == ticket), None)
+        if pending is not None:
+            volume, price, symbol = pending.volume_current, pending.price_open, pending.symbol
+    if symbol:
+        bid, ask, _ = server.feed.quote(symbol)
     return m.TradeResult(
         code=exc.code,
         order=ticket,
-        volume=0.0,
-        price=0.0,
-        bid=exc.bid,
-        ask=exc.ask,
-        time_ms=now_ms,
+        volume=volume,
+        price=price,
+        bid=bid,
+        ask=ask,
+        time_ms=server.clock.now_ms(),
+        position=position,
         comment=exc.message,
     )

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from mtgate.execution.requests import Side
+from mtgate.execution.service import account_key
 from mtgate.positions.requests import (
     BulkCloseRequest,
     BulkItem,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 def select(views: Mapping[AccountKey, AccountView], flt: PositionFilter) -> list[PositionState]:
     """Open positions matching every field ``flt`` sets, in (account, ticket) order."""
-    accounts = {AccountKey.parse(a) for a in flt.accounts} if flt.accounts else None
+    accounts = {account_key(a) for a in flt.accounts} if flt.accounts else None
     tickets = set(flt.tickets) if flt.tickets else None
     chosen: list[PositionState] = []
     for account, view in views.items():

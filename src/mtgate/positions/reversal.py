@@ -9,10 +9,10 @@ from mtgate import logs
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.orders import OrderStatus
 from mtgate.execution.requests import MarketOrderRequest, Side
+from mtgate.execution.service import account_key
 from mtgate.execution.validation import volume_refusal
 from mtgate.positions.errors import PositionError
 from mtgate.positions.requests import ClosePositionRequest, ReversalResult, ReversePositionRequest
-from mtgate.sessions.session import AccountKey
 
 if TYPE_CHECKING:
     from mtgate.positions.service import PositionService
@@ -21,7 +21,7 @@ log = logs.get("mtgate.positions")
 
 
 async def reverse(service: PositionService, req: ReversePositionRequest) -> ReversalResult:
-    account = AccountKey.parse(req.account)
+    account = account_key(req.account)
     session = service.route(account)
     assert session.identity is not None
     # Live: the deal's volume depends on the position's exact volume now (netting), and a

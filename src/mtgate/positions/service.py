@@ -21,7 +21,7 @@ from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import SymbolSpec, position_frozen
 from mtgate.execution.answers import contradicts_code, link_lost, rejection
 from mtgate.execution.requests import OrderError, OrderResult
-from mtgate.execution.service import ExecutionService
+from mtgate.execution.service import ExecutionService, account_key
 from mtgate.execution.validation import Refusal, volume_refusal
 from mtgate.positions import bulk, reversal
 from mtgate.positions.errors import PositionError
@@ -148,7 +148,7 @@ class PositionService:
         in call order, and a caller cancelled meanwhile does not cut a change short: its
         answer still updates the view the next change is built from."""
         try:
-            account = AccountKey.parse(req.account)
+            account = account_key(req.account)
         except ValueError as exc:
             return _refused(req.account, req.ticket, Refusal("account", "account", str(exc)))
         task = asyncio.get_running_loop().create_task(
@@ -296,7 +296,7 @@ class PositionService:
             )
 
     async def _close(self, req: ClosePositionRequest) -> OrderResult:
-        account = AccountKey.parse(req.account)
+        account = account_key(req.account)
         session = self.route(account)
         pos = await self.position(account, req.ticket)
         if req.volume is not None and req.volume > pos.volume + 1e-9:
@@ -395,7 +395,7 @@ class PositionService:
         self._remember(moved, f"closed {volume}, {rest} left as #{remainder}", "partially_closed")
 
     async def _close_by(self, req: CloseByRequest) -> OrderResult:
-        account = AccountKey.parse(req.account)
+        account = account_key(req.account)
         session = self.route(account)
         assert session.identity is not None
         if session.identity.margin_mode != MarginMode.HEDGING:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
+from mtgate.execution.service import account_key
 from mtgate.positions.errors import PositionError
 from mtgate.positions.requests import ModifyPositionRequest, PositionResult, TrailingStopRequest
 from mtgate.positions.service import PositionService
@@ -82,7 +83,7 @@ class TrailingManager:
     async def start(self, req: TrailingStopRequest) -> TrailingState:
         """Trail ``req.ticket``; replaces a trailing stop already on it. Raises
         :class:`PositionError` when the position is unknown."""
-        account = AccountKey.parse(req.account)
+        account = account_key(req.account)
         spec = TrailingSpec(
             req.distance_points, req.step_points, req.activation_points, req.min_interval_ms
         )

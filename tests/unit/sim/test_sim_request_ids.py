@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from mtgate.domain.enums import Platform
+from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtsim.faults import Fault, FaultKind
 from tests.unit.sim.simdesk import MakeDesk
@@ -72,3 +73,29 @@ async def test_a_requote_is_answered_and_never_resent_by_the_ea(
         await asyncio.sleep(0.2)
     assert desk.server.positions(desk.login) == []
     assert len([e for e in desk.server.executed if isinstance(e.request, m.MarketOrder)]) <= 1
+
+
+@pytest.mark.parametrize("platform", [Platform.MT4, Platform.MT5])
+async def test_a_modify_that_changes_nothing_answers_the_positions_figures(
+    make_desk: MakeDesk, platform: Platform
+) -> None:
+    """protocol §5.2: a no-op (MT4 1, MT5 10025) is a success whose result describes the
+    position as a change would have: its ticket, volume, open price and (MT5) identifier."""
+    desk = make_desk(platform)
+    async with wire_session(desk) as (bridge, _terminal):
+        opened = await bridge.request(_order(1))
+        assert opened.ok
+        [position] = desk.server.positions(desk.login)
+        answer = await bridge.request(
+            m.ModifyPosition(id=2, ticket=position.ticket, sl=0.0, tp=0.0)
+        )
+    assert answer.ok
+    result = codec.decode_result(m.ModifyPosition, answer.result)
+    assert result.code == (1 if platform == Platform.MT4 else 10025)
+    assert (result.order, result.volume, result.price) == (
+        position.ticket,
+        position.volume,
+        position.price_open,
+    )
+    assert result.position == (0 if platform == Platform.MT4 else position.identifier)
+    assert result.bid > 0 and result.ask > 0

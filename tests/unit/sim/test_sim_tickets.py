@@ -215,3 +215,11 @@ def test_comments_are_truncated_to_the_server_limit(
     desk.market(T.BUY, comment="c" * 50)
     assert desk.server.positions(desk.login)[0].comment == "c" * 31
     assert desk.server.deals(desk.login)[0].comment == "c" * 31
+
+
+def test_an_mt4_server_reports_its_symbols_as_an_mt4_ea_does(make_desk: MakeDesk) -> None:
+    """protocol §10: no filling modes, GTC and SPECIFIED expirations, no stop-limit orders."""
+    mt4, mt5 = make_desk(Platform.MT4), make_desk(Platform.MT5)
+    for spec in mt4.send(Symbols(id=1)):
+        assert (spec.filling_mode, spec.expiration_mode, spec.order_mode) == (0, 5, 119)
+    assert any(s.order_mode & 8 for s in mt5.send(Symbols(id=1)))  # MT5 keeps stop-limit
