@@ -70,6 +70,7 @@ async def test_no_generated_request_gets_a_5xx_or_breaks_the_schema(tmp_path: Pa
             "--phases", "examples,fuzzing",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},
+            cwd=tmp_path,  # its cache (.schemathesis/) stays out of the repository
         )  # fmt: skip
         out, _ = await asyncio.wait_for(run.communicate(), 600)
         report = out.decode(errors="replace")
