@@ -85,6 +85,33 @@ class WireBridge:
         return self.frames[start:]
 
 
+class BridgeEnd:
+    """A listener on a free loopback port standing in for the bridge: each connection a
+    terminal makes arrives as a :class:`WireBridge` (:meth:`accepted`)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[WireBridge] = asyncio.Queue()
+        self._listener: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> BridgeEnd:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._queue.put(WireBridge(reader, writer))
+
+        self._listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        return self
+
+    async def accepted(self, timeout_s: float = 5.0) -> WireBridge:
+        return await asyncio.wait_for(self._queue.get(), timeout_s)
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        with contextlib.suppress(Exception):
+            await self._listener.wait_closed()
+
+
 @contextlib.asynccontextmanager
 async def wire_session(
     desk: Desk,
@@ -98,44 +125,35 @@ async def wire_session(
     what the bridge's ``welcome`` announces (the bridge side sends no pings by itself);
     ``withheld``: features the EA offers that the welcome does not take."""
     key = new_key()
-    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(WireBridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    terminal = SimTerminal(
-        desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login, **config)
-    )
-    await terminal.connect("127.0.0.1", port)
-    bridge = await asyncio.wait_for(accepted.get(), 5)
-    try:
-        hello = bridge.hello = await bridge.receive()
-        assert isinstance(hello, m.Hello)
-        nonce = new_nonce()
-        bridge.send(
-            m.Welcome(
-                v=1,
-                nonce=nonce,
-                proof=bridge_proof(key, "t1", hello.nonce, nonce),
-                session="s1",
-                heartbeat_ms=heartbeat_ms,
-                # "deadline" only when asked: under it the EA pings at once after ``ready``.
-                features=[
-                    f
-                    for f in hello.features
-                    if (deadline or f != m.DEADLINE_FEATURE) and f not in withheld
-                ],
-            )
+    async with BridgeEnd() as end:
+        terminal = SimTerminal(
+            desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login, **config)
         )
-        assert isinstance(await bridge.receive(), m.Auth)
-        bridge.send(m.Ready())
-        await asyncio.wait_for(terminal.connected.wait(), 5)
-        yield bridge, terminal
-    finally:
-        terminal.stop()
-        bridge.writer.close()
-        listener.close()
-        with contextlib.suppress(Exception):
-            await listener.wait_closed()
+        await terminal.connect("127.0.0.1", end.port)
+        bridge = await end.accepted()
+        try:
+            hello = bridge.hello = await bridge.receive()
+            assert isinstance(hello, m.Hello)
+            nonce = new_nonce()
+            bridge.send(
+                m.Welcome(
+                    v=1,
+                    nonce=nonce,
+                    proof=bridge_proof(key, "t1", hello.nonce, nonce),
+                    session="s1",
+                    heartbeat_ms=heartbeat_ms,
+                    # "deadline" only when asked: under it the EA pings at once after ``ready``.
+                    features=[
+                        f
+                        for f in hello.features
+                        if (deadline or f != m.DEADLINE_FEATURE) and f not in withheld
+                    ],
+                )
+            )
+            assert isinstance(await bridge.receive(), m.Auth)
+            bridge.send(m.Ready())
+            await asyncio.wait_for(terminal.connected.wait(), 5)
+            yield bridge, terminal
+        finally:
+            terminal.stop()
+            bridge.writer.close()

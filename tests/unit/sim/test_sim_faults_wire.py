@@ -18,7 +18,7 @@ from mtsim.faults import Fault, FaultKind, RandomFaults
 from mtsim.server import TradeServer
 from mtsim.terminal import SimTerminal, TerminalConfig
 from tests.unit.sim.simdesk import ASK, BID, MakeDesk
-from tests.unit.sim.simwire import WireBridge, wire_session
+from tests.unit.sim.simwire import BridgeEnd, WireBridge, wire_session
 
 PLATFORMS = pytest.mark.parametrize("platform", [Platform.MT4, Platform.MT5], ids=["mt4", "mt5"])
 
@@ -366,35 +366,30 @@ async def _sessions_across_restart(server: TradeServer, login: int) -> int:
     """A terminal dialing through :meth:`SimTerminal.run`: restarted once, it dials again
     and completes a second handshake."""
     key = new_key()
-    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(WireBridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    terminal = SimTerminal(server, TerminalConfig(terminal_id="t1", key=key, login=login))
-    runner = asyncio.create_task(terminal.run("127.0.0.1", port))
-    try:
-        for round_ in range(2):
-            bridge = await asyncio.wait_for(accepted.get(), 5)
-            hello = await bridge.receive()
-            assert isinstance(hello, m.Hello)
-            nonce = new_nonce()
-            proof = bridge_proof(key, "t1", hello.nonce, nonce)
-            bridge.send(
-                m.Welcome(v=1, nonce=nonce, proof=proof, session=f"s{round_}", heartbeat_ms=60_000)
-            )
-            assert isinstance(await bridge.receive(), m.Auth)
-            bridge.send(m.Ready())
-            await asyncio.wait_for(terminal.connected.wait(), 5)
-            if round_ == 0:
-                restart = asyncio.create_task(terminal.restart(0.05))
-                frames = await bridge.until_closed()
-                assert not [f for f in frames if isinstance(f, m.Bye)]  # died without bye
-                await restart
-        return terminal.sessions
-    finally:
-        terminal.stop()
-        await asyncio.wait_for(runner, 5)
-        listener.close()
+    async with BridgeEnd() as end:
+        terminal = SimTerminal(server, TerminalConfig(terminal_id="t1", key=key, login=login))
+        runner = asyncio.create_task(terminal.run("127.0.0.1", end.port))
+        try:
+            for round_ in range(2):
+                bridge = await end.accepted()
+                hello = await bridge.receive()
+                assert isinstance(hello, m.Hello)
+                nonce = new_nonce()
+                proof = bridge_proof(key, "t1", hello.nonce, nonce)
+                bridge.send(
+                    m.Welcome(
+                        v=1, nonce=nonce, proof=proof, session=f"s{round_}", heartbeat_ms=60_000
+                    )
+                )
+                assert isinstance(await bridge.receive(), m.Auth)
+                bridge.send(m.Ready())
+                await asyncio.wait_for(terminal.connected.wait(), 5)
+                if round_ == 0:
+                    restart = asyncio.create_task(terminal.restart(0.05))
+                    frames = await bridge.until_closed()
+                    assert not [f for f in frames if isinstance(f, m.Bye)]  # died without bye
+                    await restart
+            return terminal.sessions
+        finally:
+            terminal.stop()
+            await asyncio.wait_for(runner, 5)

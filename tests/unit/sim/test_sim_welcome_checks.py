@@ -1,10 +1,12 @@
 """The simulated EA checks a ``welcome`` as docs/protocol.md §3.3 says: version, proof, then
 its values (nonce, heartbeat range, features it offered); a bad value is ``bye
-invalid_message`` and no ``auth`` is sent."""
+invalid_message`` and no ``auth`` is sent. And the handshake's other EA rules (§3.1)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,9 +14,28 @@ import pytest
 from mtgate.domain.enums import Platform
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
+from mtsim.server import TradeServer
 from mtsim.terminal import SimTerminal, TerminalConfig
 from tests.unit.sim.simdesk import MakeDesk
-from tests.unit.sim.simwire import WireBridge
+from tests.unit.sim.simwire import BridgeEnd, WireBridge
+
+
+@contextlib.asynccontextmanager
+async def _after_hello(
+    server: TradeServer, config: TerminalConfig
+) -> AsyncIterator[tuple[WireBridge, m.Hello]]:
+    """A terminal dialed in; its ``hello`` read, nothing answered yet."""
+    async with BridgeEnd() as end:
+        terminal = SimTerminal(server, config)
+        closed = await terminal.connect("127.0.0.1", end.port)
+        try:
+            bridge = await end.accepted()
+            hello = await bridge.receive()
+            assert isinstance(hello, m.Hello)
+            yield bridge, hello
+        finally:
+            terminal.stop()
+            await asyncio.wait_for(closed.wait(), 5)
 
 
 async def _answer_hello_with(make_desk: MakeDesk, **welcome: Any) -> list[Any]:
@@ -22,19 +43,8 @@ async def _answer_hello_with(make_desk: MakeDesk, **welcome: Any) -> list[Any]:
     (over the good values), until it closes or 1 s passes."""
     desk = make_desk(Platform.MT5)
     key = new_key()
-    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(WireBridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    terminal = SimTerminal(desk.server, TerminalConfig(terminal_id="t1", key=key, login=desk.login))
-    closed = await terminal.connect("127.0.0.1", port)
-    try:
-        bridge = await asyncio.wait_for(accepted.get(), 5)
-        hello = await bridge.receive()
-        assert isinstance(hello, m.Hello)
+    config = TerminalConfig(terminal_id="t1", key=key, login=desk.login)
+    async with _after_hello(desk.server, config) as (bridge, hello):
         nonce = welcome.pop("nonce", new_nonce())
         values: dict[str, Any] = {
             "v": 1,
@@ -47,14 +57,9 @@ async def _answer_hello_with(make_desk: MakeDesk, **welcome: Any) -> list[Any]:
         values.update(welcome)
         bridge.send(m.Welcome(**values))
         try:
-            frames = await bridge.until_closed(1.0)
+            return await bridge.until_closed(1.0)
         except TimeoutError:
-            frames = bridge.frames[1:]
-        return frames
-    finally:
-        terminal.stop()
-        await asyncio.wait_for(closed.wait(), 5)
-        listener.close()
+            return bridge.frames[1:]
 
 
 @pytest.mark.parametrize(
@@ -87,57 +92,26 @@ async def test_a_bridge_that_never_answers_hello_is_left_at_the_handshake_deadli
 ) -> None:
     """§3.1: the deadline binds either side; the EA's own runs from the connection."""
     desk = make_desk(Platform.MT4)
-    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(WireBridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
     config = TerminalConfig(
         terminal_id="t1", key=new_key(), login=desk.login, handshake_timeout_s=0.3
     )
-    terminal = SimTerminal(desk.server, config)
     started = asyncio.get_running_loop().time()
-    closed = await terminal.connect("127.0.0.1", port)
-    try:
-        bridge = await asyncio.wait_for(accepted.get(), 5)
-        assert isinstance(await bridge.receive(), m.Hello)  # and the bridge says nothing
+    async with _after_hello(desk.server, config) as (bridge, _):  # the bridge says nothing
         frames = await bridge.until_closed(3.0)
         waited = asyncio.get_running_loop().time() - started
-        [bye] = [f for f in frames if isinstance(f, m.Bye)]
-        assert bye.code == "handshake_timeout" and 0.3 <= waited < 2.0
-    finally:
-        terminal.stop()
-        await asyncio.wait_for(closed.wait(), 5)
-        listener.close()
+    [bye] = [f for f in frames if isinstance(f, m.Bye)]
+    assert bye.code == "handshake_timeout" and 0.3 <= waited < 2.0
 
 
 async def test_a_request_before_ready_is_refused_and_never_executed(make_desk: MakeDesk) -> None:
     """§3.1: an EA MUST NOT execute or even queue a request before ``ready``."""
     desk = make_desk(Platform.MT5)
-    accepted: asyncio.Queue[WireBridge] = asyncio.Queue()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(WireBridge(reader, writer))
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    terminal = SimTerminal(
-        desk.server, TerminalConfig(terminal_id="t1", key=new_key(), login=desk.login)
-    )
-    closed = await terminal.connect("127.0.0.1", port)
-    try:
-        bridge = await asyncio.wait_for(accepted.get(), 5)
-        assert isinstance(await bridge.receive(), m.Hello)
+    config = TerminalConfig(terminal_id="t1", key=new_key(), login=desk.login)
+    async with _after_hello(desk.server, config) as (bridge, _):
         bridge.send(
             m.MarketOrder(id=1, symbol="EURUSD", order_type=0, volume=0.1, magic=1, comment="x")
         )
         frames = await bridge.until_closed(3.0)
-    finally:
-        terminal.stop()
-        await asyncio.wait_for(closed.wait(), 5)
-        listener.close()
     [bye] = [f for f in frames if isinstance(f, m.Bye)]
     assert bye.code == "not_ready"
     assert not [f for f in frames if isinstance(f, m.Response)]
