@@ -575,7 +575,7 @@ class Bridge:
         key = _key(account)
         report: m.AccountReport = await self.service.read(account, m.AccountInfo(id=0))
         session = self.registry.route(key)
-        session.view.account = report
+        session.saw_account(report)
         return report
 
 

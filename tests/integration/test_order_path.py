@@ -387,6 +387,26 @@ async def test_the_cached_account_follows_the_terminal_after_fills(harness: Harn
     await eventually(cached_margin_matches)
 
 
+async def test_a_fill_the_account_event_already_holds_is_not_reserved_twice(
+    harness: Harness,
+) -> None:
+    """The terminal pushes its account after each deal (protocol §7), here before the answer:
+    the bridge's estimate of the fill's margin must not be laid over that report as well."""
+    acct = harness.account(MT5H)
+    session = harness.bridge.registry.route(AccountKey.parse(acct))
+    r = await harness.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="buy", volume=1.0
+    )
+    assert r.status == OrderStatus.FILLED
+    login = harness.terminal(MT5H).config.login
+    truth = harness.server(MT5H).handle(login, m.AccountInfo(id=0))
+    assert isinstance(truth, m.AccountReport) and truth.margin > 0
+    cached = session.view.account  # at once: before the refresh that follows a fill
+    assert cached is not None
+    assert abs(cached.margin - truth.margin) < 0.01, (cached.margin, truth.margin)
+    assert abs(cached.margin_free - truth.margin_free) < 0.01
+
+
 @pytest.mark.parametrize("tid", [MT4, MT5H])
 async def test_a_modify_that_changes_nothing_is_a_quiet_success(harness: Harness, tid: str) -> None:
     """MT4 answers 1 (ERR_NO_RESULT), MT5 10025 (NO_CHANGES): a no-op, not an error."""

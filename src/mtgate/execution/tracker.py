@@ -164,6 +164,9 @@ class Tracker:
         self._refresh_account_soon(session)
         account, spec = session.view.account, session.view.symbols[record.symbol]
         assert account is not None
+        sent_ns = self.book.clock.monotonic_ns() - int((record.execution_time_ms or 0.0) * 1e6)
+        if session.account_at_ns >= sent_ns:
+            return  # the terminal reported its account after the order left: it holds the fill
         volume = record.fill_volume or record.volume  # a partial fill holds what it filled
         try:
             need = margin_required(spec, volume, price, account.leverage, account.currency)
@@ -182,7 +185,7 @@ class Tracker:
         try:
             await asyncio.sleep(ACCOUNT_REFRESH_DELAY_S)
             report = await session.request(m.AccountInfo(id=0), session.settings.read_timeout_s)
-            session.view.account = report
+            session.saw_account(report)
         except SessionError as exc:
             log.info("account refresh skipped", terminal=session.terminal_id, reason=str(exc))
         finally:
@@ -381,7 +384,7 @@ class Tracker:
                 f"terminal reports account {report.login}@{report.server}, "
                 f"not the {claimed} it said hello for"
             )
-        session.view.account = report
+        session.saw_account(report)
         specs: list[Any] = await startup_read(session, m.Symbols(id=0))
         session.view.symbols = {s.name: s for s in specs}
         await startup_read(session, m.Subscribe(id=0, ticks=list(session.view.symbols)))

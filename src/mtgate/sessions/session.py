@@ -236,6 +236,8 @@ class TerminalSession:
         self.server_time_ms = 0
         """The latest trade-server time seen on this session (ticks, snapshots, deals, trade
         results): a lower bound of the server's clock, which is not the bridge's."""
+        self.account_at_ns = 0
+        """Monotonic time of the latest account report from the terminal (0: none yet)."""
         self._server_offset: tuple[int, int] | None = None
         """(server ms minus the bridge's monotonic ms, monotonic ns it was taken at): the best
         (largest) offset seen lately, for :meth:`server_now_ms`."""
@@ -411,6 +413,13 @@ class TerminalSession:
         )
         self._host.session_authenticated(self)
 
+    def saw_account(self, report: m.AccountReport) -> None:
+        """The terminal reported its account (an event, a read, a snapshot): the view takes it,
+        and :attr:`account_at_ns` says when, so that an estimate made for a fill is not laid
+        over a report that already holds it."""
+        self.view.account = report
+        self.account_at_ns = self._clock.monotonic_ns()
+
     # --- the trade server's clock -----------------------------------------------------------
 
     def _saw_server_time(self, seen_ms: int) -> None:
@@ -508,7 +517,7 @@ class TerminalSession:
         if isinstance(payload, m.Tick):
             self.view.ticks[payload.symbol] = payload
         elif isinstance(payload, m.AccountReport):
-            self.view.account = payload
+            self.saw_account(payload)
         self._saw_server_time(getattr(payload, "time_ms", 0))
         try:
             self._host.session_event(self, msg.name, payload)

@@ -317,7 +317,7 @@ class Synchronizer:
         now_ms = self.clock.now_ms()
         applied = apply_snapshot(view, snap, now_ms)
         self.snapshots += 1
-        session.view.account = snap.account
+        session.saw_account(snap.account)
         view.last_snapshot_ns = self.clock.monotonic_ns()
         fresh_again = view.stale
         if view.stale:
