@@ -7,6 +7,10 @@ on MT4. Choices where the reference leaves the code open (⚠):
 - MT5, unknown symbol: the Python API returns None with last_error -2/-4 before any server
   code exists; the EA answers with retcode 10013 INVALID and a message naming the symbol.
 - MT5, unknown ticket on modify/cancel: 10013 INVALID (MT4: 4108 ERR_INVALID_TICKET).
+- A *read* of an unknown symbol (``tick``): reads report the runtime error, not a trade
+  retcode (docs/protocol.md §11): MT4 4106 ERR_UNKNOWN_SYMBOL, MT5 4301
+  ERR_MARKET_UNKNOWN_SYMBOL (MQL5 runtime errors, "Market Info" group; not in the project's
+  reference, which lists MT4's only) (:func:`unknown_symbol_read`).
 - MT4, short-only symbol: MT4 has no short-only code, and 4110/4111 are the terminal's own
   EA-settings checks, not server answers, so the server answers 133 TRADE_DISABLED.
 - MT4, close-only symbol: 133 TRADE_DISABLED, for the same reason.
@@ -190,3 +194,16 @@ def refuse(
     """The error the server answers when ``rule`` is broken (to be raised by the caller)."""
     code = rule.code(platform)
     return TradeError(code, lookup(platform, code).name, message, bid, ask)
+
+
+MT5_ERR_MARKET_UNKNOWN_SYMBOL = 4301
+"""MQL5 runtime error of a symbol the terminal does not know (``GetLastError()``)."""
+
+
+def unknown_symbol_read(mt4: bool, symbol: str) -> TradeError:
+    """What a read of ``symbol`` that the terminal does not know answers (a runtime error)."""
+    if mt4:
+        return TradeError(MT4.UNKNOWN_SYMBOL, "ERR_UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}")
+    return TradeError(
+        MT5_ERR_MARKET_UNKNOWN_SYMBOL, "ERR_MARKET_UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}"
+    )

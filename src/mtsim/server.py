@@ -425,7 +425,9 @@ class TradeServer:
         return [self.symbols[n] for n in dict.fromkeys(req.names) if n in self.symbols]
 
     def _tick(self, _: Account, req: GetTick) -> Tick:
-        bid, ask, time_ms = self.feed.quote(self._spec(req.symbol).name)
+        if req.symbol not in self.symbols:  # a read: the runtime error, not a trade retcode
+            raise errors.unknown_symbol_read(self.platform == Platform.MT4, req.symbol)
+        bid, ask, time_ms = self.feed.quote(req.symbol)
         return Tick(symbol=req.symbol, bid=bid, ask=ask, time_ms=time_ms)
 
     def _position_reports(

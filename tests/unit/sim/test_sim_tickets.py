@@ -166,8 +166,9 @@ def test_reads(make_desk: MakeDesk, platform: Platform) -> None:
     assert desk.send(Positions(id=5, symbol="EURUSD")) == []
     assert [o.type for o in desk.send(Orders(id=6, symbol="EURUSD"))] == [T.SELL_STOP]
     assert desk.send(Orders(id=7, symbol="USDJPY")) == []
+    # protocol §11: a read reports the runtime error (MQL5 ERR_MARKET_UNKNOWN_SYMBOL 4301)
     assert desk.refused(GetTick(id=8, symbol="NOPE")).code == (
-        4106 if platform == Platform.MT4 else 10013
+        4106 if platform == Platform.MT4 else 4301
     )
     # protocol §5.1: a name the terminal does not know is left out, the others answered
     assert desk.send(Symbols(id=9, names=["NOPE"])) == []
