@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from mtgate.client import Client, StreamEvent
-from mtgate.domain.clock import ManualClock
+from mtgate.domain.clock import ManualClock, SystemClock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.execution.requests import MarketOrderRequest, Side
 from mtgate.execution.signals import SignalRequest, SignalTarget
 from mtgate.protocol.auth import Secret
+from mtsim.server import ServerConfig
 from mtsim.world import AccountSpec, SimWorld
 from tests.integration.test_event_sinks import NATS_URL, Tansu, _free_port, _unavailable
 from tests.integration.test_serve import _wait_http
@@ -100,7 +102,12 @@ def _first_order(events: list[tuple[str, str, int]]) -> dict[str, list[int]]:
     return out
 
 
-async def test_serve_streams_every_event_to_websocket_kafka_and_nats(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset_h", [-5, 3])
+async def test_serve_streams_every_event_to_websocket_kafka_and_nats(
+    tmp_path: Path, offset_h: int
+) -> None:
+    """End to end against a hostile broker: the servers drop the bridge's comments, run their
+    clock ``offset_h`` hours off the bridge's, and each terminal answers its first reads -3."""
     await _check_nats_reachable()
     tansu_port, kafka_port, nats_port = _free_port(), _free_port(), _free_port()
     tansu = Tansu(tansu_port)
@@ -138,8 +145,11 @@ async def test_serve_streams_every_event_to_websocket_kafka_and_nats(tmp_path: P
             AccountSpec("b", 7201, "Sim-B", Platform.MT5, MarginMode.HEDGING,
                         key=Secret.from_hex(KEY_B)),
         ],
-        clock=ManualClock(),
+        clock=ManualClock(SystemClock().now_ms() + offset_h * 3_600_000),
+        configs={name: ServerConfig(rewrite_comment="") for name in ("Sim-A", "Sim-B")},
     )  # fmt: skip
+    for terminal in world.terminals.values():
+        terminal.faults.not_ready_reads = 3
     accounts = ["7101@Sim-A", "7201@Sim-B"]
     ws_events: list[StreamEvent] = []
     failed = False
@@ -153,6 +163,9 @@ async def test_serve_streams_every_event_to_websocket_kafka_and_nats(tmp_path: P
                 if (await client.ready()).status == "ok":
                     break
                 await asyncio.sleep(0.1)
+            # Each terminal's first reads were answered -3 and asked again in the session.
+            assert all(t.faults.not_ready_reads == 0 for t in world.terminals.values())
+            assert all(t.sessions == 1 for t in world.terminals.values())
 
             async def watch() -> None:
                 async for event in client.events(0, types=["execution.order."]):
@@ -206,6 +219,12 @@ async def test_serve_streams_every_event_to_websocket_kafka_and_nats(tmp_path: P
                     break
                 await asyncio.sleep(0.05)
             assert ws_has_all()
+            held = [
+                p.comment
+                for name, login in (("Sim-A", 7101), ("Sim-B", 7201))
+                for p in world.servers[name].positions(login)
+            ]
+            assert held and set(held) == {""}  # the broker kept none of the bridge's comments
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
