@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from mtgate import runtime
 from mtgate.config import DEFAULT_MAGIC, Config, EventsSection
 from mtgate.domain.clock import Clock, SystemClock
 from mtgate.domain.orders import OrderStatus
@@ -129,6 +130,10 @@ class Bridge:
         )
         if self._events is not None:
             self._alert_listeners.append(self._events.alert_listener())
+        self.loop_lag = runtime.LoopLag()
+        """The event loop's lag while the bridge runs (``/metrics``; mtgate.runtime)."""
+        self.gc_pauses = runtime.GcPauses()
+        """The garbage collector's pauses while the bridge runs (``/metrics``)."""
         self.address: tuple[str, int] | None = None
 
     @classmethod
@@ -171,6 +176,8 @@ class Bridge:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
+        self.loop_lag.start()
+        self.gc_pauses.install()
         await self._journal.open()
         book = OrderBook(self._journal, self._clock)
         self._tracker = Tracker(book)
@@ -241,6 +248,8 @@ class Bridge:
         await self._journal.close()
         if self._events is not None:
             await self._events.close()  # last: it relays what the closing writers wrote
+        self.loop_lag.stop()
+        self.gc_pauses.remove()
 
     async def __aenter__(self) -> Bridge:
         await self.start()

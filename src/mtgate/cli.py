@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,15 +17,16 @@ from rich.table import Table
 from mtgate import logs
 from mtgate.config import ConfigError, load, load_store
 
+if TYPE_CHECKING:
+    from mtgate.bench.soak import SoakOptions
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MetaTrader 4/5 bridge.")
 
 
 def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:  # Windows: the standard loop
-        return
-    uvloop.install()
+    from mtgate.runtime import use_uvloop
+
+    use_uvloop()
 
 
 @app.command()
@@ -36,6 +37,7 @@ def serve(
     has an ``[api]`` table, until interrupted."""
     from mtgate.api.server import ApiServer
     from mtgate.bridge import Bridge
+    from mtgate.runtime import settle_heap
 
     try:
         cfg = load(config)
@@ -55,6 +57,7 @@ def serve(
                 host, port = await api.start()
                 scheme = "https" if cfg.api.tls_cert else "http"
                 logs.get("mtgate.api").info("API listening", url=f"{scheme}://{host}:{port}")
+            settle_heap()
             try:
                 await stop.wait()
             finally:
@@ -202,6 +205,74 @@ def bench(
     _print_bench(figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _delay_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(",")
+    try:
+        return float(lo), float(hi if sep else lo)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--delay-ms {text!r}: expected LO,HI in milliseconds, e.g. 20,60"
+        ) from None
+
+
+@app.command()
+def soak(
+    rate: Annotated[float, typer.Option(help="operations per second (Poisson arrivals)")] = 1000,
+    seconds: Annotated[float, typer.Option(help="how long the load runs")] = 60,
+    terminals: Annotated[int, typer.Option(help="simulated terminals, one account each")] = 20,
+    positions: Annotated[int, typer.Option(help="standing positions per hedging account")] = 50,
+    delay_ms: Annotated[
+        str, typer.Option(help="simulated broker delay range LO,HI in ms, e.g. 20,60")
+    ] = "0,0",
+    seed: Annotated[int, typer.Option(help="seed of the arrivals and the operations")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Open-loop load at a fixed rate against the bridge at its defaults: latency from each
+    operation's scheduled time, loop lag, GC pauses, RSS, CPU, errors, and the ground truth.
+    Exit 1 when the ground truth is not exact or any operation did not finish."""
+    from mtgate.bench.soak import SoakOptions
+
+    try:
+        opts = SoakOptions(
+            rate=rate,
+            seconds=seconds,
+            terminals=terminals,
+            positions=positions,
+            delay_ms=_delay_range(delay_ms),
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    logs.configure(level="CRITICAL")
+    _use_uvloop()
+    figures = asyncio.run(_soak_with_progress(opts))
+    _print_soak(figures)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    truth = figures["ground_truth"]
+    if not truth["exact"] or figures["unfinished"]:
+        raise typer.Exit(1)
+
+
+async def _soak_with_progress(opts: SoakOptions) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+    from mtgate.bench.soak import run_soak
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return await run_soak(opts)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"soak at {opts.rate:g}/s", total=opts.seconds)
+        return await run_soak(opts, lambda elapsed: bar.update(task, completed=elapsed))
 
 
 @app.command()
@@ -442,6 +513,41 @@ def _print_bench(f: dict[str, object]) -> None:
             f"{sync['snapshots_per_s']} snapshots/s), stale accounts {sync['stale_accounts']}; "
             f"order latency delta with sync: {f['latency_with_sync_delta_ms']}"
         )
+
+
+def _print_soak(f: dict[str, Any]) -> None:
+    table = Table(
+        title=f"mtgate soak: {f['rate_per_s']:g}/s for {f['seconds']:g} s, "
+        f"{f['terminals']} terminals, broker delay {f['delay_ms'][0]:g}-{f['delay_ms'][1]:g} ms"
+    )
+    for col in ("measure", "count", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
+        table.add_column(col, justify="right")
+    rows = [("every operation", f["latency_ms"])]
+    rows += [(f"  {k}", v) for k, v in f["latency_by_operation_ms"].items()]
+    rows.append(("event-loop lag", f["loop_lag_ms"]))
+    for name, row in rows:
+        table.add_row(name, *(str(row[k]) for k in ("count", "p50", "p99", "p999", "max")))
+    console = Console()
+    console.print(table)
+    gc_ = ", ".join(f"{g}: {v['count']} (max {v['max_ms']} ms)" for g, v in f["gc_pauses"].items())
+    truth = f["ground_truth"]
+    console.print(
+        f"bridge CPU {f['bridge_cpu_percent']} % ({f['bridge_cpu_us_per_operation']} us per "
+        f"operation); GC {gc_}; RSS spread over the last 40 s "
+        f"{f['rss_last_40s_spread_percent']} %\n"
+        f"errors {f['errors']} {f['errors_by_kind'] or ''}; UNKNOWN {f['unknown']}; sessions "
+        f"closed {f['sessions_closed']}; unfinished {f['unfinished']}\n"
+        f"ground truth: {'exact' if truth['exact'] else 'NOT exact ' + str(truth['findings'])} "
+        f"({truth['intents']} intents, {truth['executions']} executions)"
+    )
+    sim = f["simulator"]["loop_lag_ms"]
+    console.print(
+        f"simulator's own loop lag p99 {sim['p99']} ms, max {sim['max']} ms "
+        f"(a tail the bridge did not make); operations over 10 ms by second: "
+        f"{f['slow_over_10ms_by_second']}"
+    )
+    for line in truth["first_findings"]:
+        console.print(f"  {line}")
 
 
 def main() -> None:

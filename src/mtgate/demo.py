@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mtgate import runtime
 from mtgate.bridge import Bridge
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.domain.orders import OrderStatus
@@ -450,6 +451,7 @@ async def run_demo(db: Path | None = None, console: Console | None = None) -> in
     )
     try:
         host, port = await bridge.start()
+        runtime.settle_heap()  # as mtgate serve does once started
         world.start(host, port)
         await bridge.wait_ready({a.terminal_id for a in ACCOUNTS}, timeout_s=10)
         demo = Demo(bridge, world)

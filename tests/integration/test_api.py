@@ -395,6 +395,11 @@ async def test_metrics_count_what_the_terminals_answered(
                  code="10018") == 1.0  # fmt: skip
     assert value("mtgate_terminal_state", "mtgate_terminal_state", terminal=MT5H,
                  state="ready") == 1.0  # fmt: skip
+    # The runtime's meters, from the bridge's start: the loop's timer has woken by now.
+    assert value("mtgate_event_loop_lag_seconds", "mtgate_event_loop_lag_seconds_count") > 0
+    gc_count = "mtgate_gc_pause_seconds_count"
+    assert {s.labels["generation"] for s in families["mtgate_gc_pause_seconds"].samples
+            if s.name == gc_count} == {"0", "1", "2"}  # fmt: skip
 
 
 async def test_metrics_by_account_operation_retries_reconnects_and_sync_delay(

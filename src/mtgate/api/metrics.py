@@ -21,11 +21,13 @@ from prometheus_client.registry import Collector
 from mtgate.bridge import Bridge
 from mtgate.events import model as events_model
 from mtgate.health.meter import LATENCY_BUCKETS_MS
+from mtgate.runtime import PAUSE_BUCKETS_MS, PauseHistogram
 from mtgate.sessions.session import SessionState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _STATES = [s.value for s in SessionState] + ["disconnected"]
 _BUCKET_LABELS = [repr(bound / 1000) for bound in LATENCY_BUCKETS_MS] + ["+Inf"]
+_PAUSE_LABELS = [repr(bound / 1000) for bound in PAUSE_BUCKETS_MS] + ["+Inf"]
 
 
 class BridgeCollector(Collector):
@@ -91,6 +93,7 @@ class BridgeCollector(Collector):
             disconnects.add_metric([tid], float(meter.closes.total))
             reconnects.add_metric([tid], float(max(0, meter.ready_sessions - 1)))
         yield from (up, state, rtt, latency, errors, timeouts, disconnects, reconnects)
+        yield from self._runtime()
         yield self._retries()
         if self._bridge.has_sync:
             yield from self._sync()
@@ -136,6 +139,21 @@ class BridgeCollector(Collector):
         )
         unmade.add_metric([], float(events_model.unmade.count))
         yield from (head, lag, age, sent, failures, unmade)
+
+    def _runtime(self) -> Iterator[Metric]:
+        lag = HistogramMetricFamily(
+            "mtgate_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 5 ms (blocking work, GC pauses)",
+        )
+        lag.add_metric([], *_cumulative(self._bridge.loop_lag.histogram))
+        gc_ = HistogramMetricFamily(
+            "mtgate_gc_pause_seconds",
+            "Garbage-collector pauses of the bridge's process, by generation",
+            labels=["generation"],
+        )
+        for g, histogram in enumerate(self._bridge.gc_pauses.by_generation):
+            gc_.add_metric([str(g)], *_cumulative(histogram))
+        yield from (lag, gc_)
 
     def _retries(self) -> Metric:
         retries = CounterMetricFamily(
@@ -190,6 +208,14 @@ class BridgeCollector(Collector):
         for kind, n in sorted(kinds.items()):
             alerts.add_metric([kind], float(n))
         return alerts
+
+
+def _cumulative(h: PauseHistogram) -> tuple[list[tuple[str, float]], float]:
+    running, buckets = 0, []
+    for label, count in zip(_PAUSE_LABELS, h.buckets, strict=True):
+        running += count
+        buckets.append((label, float(running)))
+    return buckets, h.sum_ms / 1000
 
 
 def registry_for(bridge: Bridge) -> CollectorRegistry:

@@ -12,7 +12,6 @@ the figures to compare across machines.
 from __future__ import annotations
 
 import asyncio
-import gc
 import multiprocessing
 import os
 import statistics
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mtgate import runtime
 from mtgate.bench.httpdrive import Drive
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
@@ -141,28 +141,6 @@ async def _drive(
     return latencies, errors, time.perf_counter() - t0
 
 
-class _GcPauses:
-    """The longest garbage-collector pause while the block runs (a latency outlier's usual
-    suspect in a process holding many live objects)."""
-
-    def __init__(self) -> None:
-        self.max_ms = 0.0
-        self._t0 = 0
-
-    def _callback(self, phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter_ns()
-        else:
-            self.max_ms = max(self.max_ms, (time.perf_counter_ns() - self._t0) / 1e6)
-
-    def __enter__(self) -> _GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-
 async def _sync_phase(
     bridge: Bridge,
     opts: BenchOptions,
@@ -225,6 +203,8 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             events=EventsSection() if opts.events else None,
         )
         host, port = await bridge.start()
+        runtime.settle_heap()  # as mtgate serve does once started: no bench-only tuning
+        pauses = runtime.GcPauses().install()
         plan = SimPlan(
             host,
             port,
@@ -254,8 +234,6 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 echo_port, opts.floor_samples, frame_size, opts.concurrency
             )
             await _drive(bridge, accounts, opts.warmup, opts.concurrency)
-            gc.collect()
-            gc.freeze()
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
             cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
@@ -268,16 +246,16 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             sync_errors = 0
             if opts.sync_terminals:
                 sync = await _sync_phase(bridge, opts, sync_keys, logins, parent)
-                with _GcPauses() as pauses:
+                with runtime.GcPauses() as sync_pauses:
                     with_sync, sync_errors, _ = await _drive(
                         bridge, accounts, opts.orders, opts.concurrency
                     )
                 sync["stale_accounts"] = sum(1 for v in bridge.sync.views.values() if v.stale)
-                sync["gc_max_pause_ms"] = round(pauses.max_ms, 3)
-            gc.unfreeze()
+                sync["gc_max_pause_ms"] = round(sync_pauses.max_ms, 3)
             parent.send("stop")
             _, executed = await loop.run_in_executor(None, parent.recv)
         finally:
+            pauses.remove()
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
@@ -307,6 +285,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "frame_bytes": _order_frame_size(),
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
+        "gc_pauses": runtime.pause_figures(pauses),
         **_sync_figures(sync, lat, with_sync),
         **_http_figures(http, lat, percentiles(c1)),
     }

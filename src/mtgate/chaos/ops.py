@@ -125,6 +125,11 @@ async def in_doubt(bridge: Bridge) -> bool:
     return bool(await bridge.journal.list_orders(statuses=statuses, limit=1))
 
 
+async def journal_orders(bridge: Bridge) -> list[JournalOrder]:
+    """Every order of the journal, as the verdict compares them."""
+    return [_journal_order(r) for r in await bridge.journal.list_orders(limit=None)]
+
+
 def _journal_order(r: OrderRecord) -> JournalOrder:
     return JournalOrder(
         client_order_id=r.client_order_id,
@@ -196,8 +201,7 @@ async def gather_truth(
     accounts: tuple[ChaosAccount, ...],
     intents: Mapping[str, Intent],
 ) -> Truth:
-    records = await bridge.journal.list_orders(limit=None)
-    journal = [_journal_order(r) for r in records]
+    journal = await journal_orders(bridge)
     execs = [ex for s in world.servers.values() for ex in executions(s)]
     server_pending: dict[str, set[int]] = {}
     server_positions: dict[str, list[PositionFacts]] = {}
