@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mtgate.domain.enums import DealEntry, DealReason, OrderType, Platform
-from mtgate.domain.orders import OrderAction, attempt_id, comment_id
+from mtgate.domain.orders import OrderAction, OrderStatus, attempt_id, comment_id
 from mtgate.domain.records import OrderRecord
 from mtgate.protocol import messages as m
 
@@ -27,6 +27,7 @@ earlier than the bound the bridge took."""
 _VOLUME_EPS = 1e-8
 _EXITS = frozenset({DealEntry.OUT, DealEntry.OUT_BY, DealEntry.INOUT})
 _SERVER_CLOSES = frozenset({DealReason.SL, DealReason.TP, DealReason.SO})
+_IN_DOUBT = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 """Exits the server makes by itself: never the bridge's close."""
 
 
@@ -186,9 +187,16 @@ class CloseEvidence:
 
     ours: m.DealReport | None
     otherwise: bool
+    ambiguous: bool = False
+    """An exit that another close of the same position, itself in doubt, may have made:
+    nothing proves which of the two did (MT4 exits carry no comment)."""
 
 
-def close_evidence(record: OrderRecord, deals: Iterable[m.DealReport]) -> CloseEvidence:
+def close_evidence(
+    record: OrderRecord,
+    deals: Iterable[m.DealReport],
+    others: Iterable[OrderRecord] = (),
+) -> CloseEvidence:
     """Judge the exits found for a close.
 
     A close looked up by its own client id or ticket (MT5 closes) finds only its own
@@ -197,22 +205,43 @@ def close_evidence(record: OrderRecord, deals: Iterable[m.DealReport]) -> CloseE
     reasons cannot tell an EA's close from a manual one (both are derived from the magic,
     docs/protocol.md §10): an exit is ours when it is not one the server makes by itself and
     matches the close in volume and time (and, for a close-by, its marker); any other exit
-    means the position was gone otherwise."""
+    means the position was gone otherwise.
+
+    ``others``: the journal's other closes of the same position. An MT4 ticket closes once
+    (a partial close moves what is left to a new ticket), so its one exit belongs to at most
+    one close: when another close of it is FILLED, that one made the exit and this one did
+    nothing; when another is in doubt and the exit fits it as well, nothing here says which
+    made it (:attr:`CloseEvidence.ambiguous`), and neither is settled from this exit."""
     exits = [d for d in deals if d.entry in _EXITS]
     if not _by_position(record):
         ours = [d for d in exits if record.mt_order_id in (None, d.order)]
         return CloseEvidence(ours[-1] if ours else None, False)
     since = since_ms(record)
     position_exits = [d for d in exits if d.position_id == record.position_ticket]
+    rivals = [
+        o
+        for o in others
+        if o.client_order_id != record.client_order_id and o.action != OrderAction.OPEN
+    ]
+    if record.platform == Platform.MT4 and any(o.status == OrderStatus.FILLED for o in rivals):
+        return CloseEvidence(None, True)
     for deal in position_exits:
-        if (
-            deal.reason not in _SERVER_CLOSES
-            and deal.time_ms >= since
-            and _same_volume(deal.volume, record.volume)
-            and _close_by_marker(record, deal)
-        ):
+        if _exit_fits(record, deal, since):
+            if record.platform == Platform.MT4 and any(
+                o.status in _IN_DOUBT and _exit_fits(o, deal, since_ms(o)) for o in rivals
+            ):
+                return CloseEvidence(None, False, ambiguous=True)
             return CloseEvidence(deal, False)
     return CloseEvidence(None, bool(position_exits))
+
+
+def _exit_fits(record: OrderRecord, deal: m.DealReport, since: int) -> bool:
+    return (
+        deal.reason not in _SERVER_CLOSES
+        and deal.time_ms >= since
+        and _same_volume(deal.volume, record.volume)
+        and _close_by_marker(record, deal)
+    )
 
 
 def _close_by_marker(record: OrderRecord, deal: m.DealReport) -> bool:

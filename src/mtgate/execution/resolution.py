@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtgate import logs
 from mtgate.domain.backoff import Backoff
+from mtgate.domain.enums import Platform
 from mtgate.domain.orders import OrderAction, OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.execution import matching
@@ -285,7 +286,15 @@ class Resolver:
         """A close order: its exit deal proves it (see :func:`matching.close_evidence`); an
         exit for another reason means the position was gone before the close could act,
         which proves the close absent."""
-        evidence = matching.close_evidence(record, found.deals)
+        others = await self._closes_of_position(record)
+        evidence = matching.close_evidence(record, found.deals, others)
+        if evidence.ambiguous:
+            await self.book.note(
+                record,
+                f"exit of #{record.position_ticket} fits another close in doubt too: left to "
+                "be resolved later or by an operator",
+            )
+            return False
         if evidence.ours is None and not evidence.otherwise and record.status in _IN_DOUBT:
             ticket = await self._fallback(record, session)
             if ticket is not None and ticket > 0:
@@ -294,7 +303,7 @@ class Resolver:
                 found = await session.request(
                     lookup_request(record), session.settings.read_timeout_s
                 )
-                evidence = matching.close_evidence(record, found.deals)
+                evidence = matching.close_evidence(record, found.deals, others)
             elif ticket is not None:
                 return False  # ambiguous
         deal = evidence.ours
@@ -318,6 +327,18 @@ class Resolver:
                 )
             return True
         return await self._prove_absent(record, session, "no exit deal", asked_ms)
+
+    async def _closes_of_position(self, record: OrderRecord) -> list[OrderRecord]:
+        """The journal's orders that close the same position (MT4: several closes of one
+        ticket, one of which at most can have executed; see matching.close_evidence)."""
+        if record.platform != Platform.MT4 or record.position_ticket is None:
+            return []
+        return await self.book.journal.list_orders(
+            account_login=record.account_login,
+            account_server=record.account_server,
+            position_ticket=record.position_ticket,
+            limit=None,
+        )
 
     def _absence_provable(
         self, record: OrderRecord, session: TerminalSession, asked_ms: int

@@ -118,9 +118,10 @@ class Journal(Protocol):
         account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
         limit: int | None = 1000,
+        position_ticket: int | None = None,
     ) -> list[OrderRecord]:
         """Newest first, at most ``limit`` (``None``: every matching order), filtered in SQL by
-        account (login and server) and status. A row that cannot be read is left out, logged
+        account (login and server), status and (closes) the position closed. A row that cannot be read is left out, logged
         at ERROR and counted in ``unreadable_rows``: one bad row must not hide the others."""
         ...
 

@@ -68,6 +68,7 @@ def list_orders(
     account_server: str | None,
     statuses: Collection[OrderStatus] | None,
     limit: int | None,
+    position_ticket: int | None = None,
 ) -> Select[Any]:
     """Newest first (by placement time, then client order id for a stable order).
 
@@ -82,6 +83,8 @@ def list_orders(
         stmt = stmt.where(execution_orders.c.account_server == account_server)
     if statuses is not None:
         stmt = stmt.where(execution_orders.c.order_status.in_([s.value for s in statuses]))
+    if position_ticket is not None:
+        stmt = stmt.where(execution_orders.c.position_ticket == position_ticket)
     stmt = stmt.order_by(
         execution_orders.c.placed_at.desc(), execution_orders.c.client_order_id.desc()
     )

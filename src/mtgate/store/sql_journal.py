@@ -220,10 +220,11 @@ class SqlJournal:
         account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
         limit: int | None = 1000,
+        position_ticket: int | None = None,
     ) -> list[OrderRecord]:
         """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
         queries.check_limit(limit)
-        stmt = queries.list_orders(account_login, account_server, statuses, limit)
+        stmt = queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
         found = await self._call(functools.partial(_select, stmt, {}))
         for exc in found.unreadable:
             self.unreadable_rows += 1

@@ -662,6 +662,7 @@ class SqliteJournal:
         account_server: str | None = None,
         statuses: Collection[OrderStatus] | None = None,
         limit: int | None = 1000,
+        position_ticket: int | None = None,
     ) -> list[OrderRecord]:
         """Newest first, at most ``limit`` (None: all); ``statuses=()`` matches nothing.
 
@@ -671,7 +672,7 @@ class SqliteJournal:
         self._flush()
         queries.check_limit(limit)
         sql, params = queries.sqlite_sql_with_params(
-            queries.list_orders(account_login, account_server, statuses, limit)
+            queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
         )
         records: list[OrderRecord] = []
         for row in conn.execute(sql, params):
