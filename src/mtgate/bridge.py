@@ -145,6 +145,8 @@ class Bridge:
             request_timeout_s=b.trade_timeout_s,
             read_timeout_s=b.read_timeout_s,
             max_trade_call_s=b.max_trade_call_s,
+            trade_queue_wait_s=b.trade_queue_wait_ms / 1000,
+            trade_queue_max=b.trade_queue_max,
         )
         journal = open_journal(config.store.url, synchronous=config.store.synchronous)
         s = config.sync

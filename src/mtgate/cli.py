@@ -524,6 +524,8 @@ def _print_soak(f: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     rows = [("every operation", f["latency_ms"])]
     rows += [(f"  {k}", v) for k, v in f["latency_by_operation_ms"].items()]
+    rows.append(("carried out", f["latency_accepted_ms"]))
+    rows.append(("refused terminal_busy", f["latency_refused_busy_ms"]))
     rows.append(("event-loop lag", f["loop_lag_ms"]))
     for name, row in rows:
         table.add_row(name, *(str(row[k]) for k in ("count", "p50", "p99", "p999", "max")))

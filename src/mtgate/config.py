@@ -42,6 +42,12 @@ class BridgeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server. After a trade's deadline (``trade_timeout_s``) plus this, a lookup on any terminal
     of the account proves an order absent (docs/protocol.md §4.4). Too short a value can
     double an order: keep it above the longest execution the broker has ever shown."""
+    trade_queue_wait_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 1000
+    """The longest an order may wait in the bridge for its terminal, which runs one trade at a
+    time: an order that would wait longer, at the recent service time, is refused at once
+    with ``terminal_busy`` (docs/operations.md, "Overload")."""
+    trade_queue_max: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    """Orders waiting in the bridge for one terminal, at most."""
     magic: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] = DEFAULT_MAGIC
     """Magic number of orders placed without one. Non-zero: MT4 EAs report the deals of a
     magic-0 order with reason 0, as they do manual trades (docs/protocol.md §10)."""

@@ -114,6 +114,10 @@ class _Tally:
     done: int = 0
     slow_by_second: list[int] = field(default_factory=list)
     """Operations over 10 ms, by the second of the load they were due in."""
+    accepted: array[float] = field(default_factory=lambda: array("d"))
+    """Latencies of the operations the bridge carried out (filled, or the change done)."""
+    refused: array[float] = field(default_factory=lambda: array("d"))
+    """Latencies of those refused as ``terminal_busy`` (admission control)."""
 
     def __post_init__(self) -> None:
         self.answered = bytearray(self.operations)
@@ -186,6 +190,10 @@ def _why(error: OrderError | None) -> str:
     return str(error.name or error.code or error.rule or error.field or error.source)
 
 
+def _outcome(error: OrderError | None) -> str:
+    return "busy" if error is not None and error.rule == "terminal_busy" else "other"
+
+
 class _Driver:
     def __init__(self, bridge: Bridge, accounts: list[_Account], tally: _Tally) -> None:
         self.bridge = bridge
@@ -210,36 +218,44 @@ class _Driver:
 
     async def _one(self, i: int, due: float, a: _Account, kind: str) -> None:
         tally = self.tally
-        label = kind
+        label, outcome = kind, "other"
         try:
             if kind == "market":
-                label = await self._market(i, a)
+                label, outcome = await self._market(i, a)
             elif kind == "modify":
-                label = await self._modify(i, a)
+                label, outcome = await self._modify(i, a)
             else:
-                label = await self._partial(i, a)
+                label, outcome = await self._partial(i, a)
         except Exception as exc:  # counted, never fatal: the soak goes on
             tally.errors[f"{kind}:exception:{type(exc).__name__}"] += 1
-        tally.took(label, (time.perf_counter() - due) * 1000, due - self.t0)
+        ms = (time.perf_counter() - due) * 1000
+        tally.took(label, ms, due - self.t0)
+        if outcome == "accepted":
+            tally.accepted.append(ms)
+        elif outcome == "busy":
+            tally.refused.append(ms)
         tally.done += 1
 
-    def _order(self, kind: str, i: int, a: _Account, result: OrderResult) -> None:
+    def _order(self, kind: str, i: int, a: _Account, result: OrderResult) -> str:
+        """Tally an order's answer; ``accepted`` (filled), ``busy`` (refused by admission)
+        or ``other``."""
         tally = self.tally
         tally.answered[i] = 1 + _STATUSES.index(result.status)
         if result.status == OrderStatus.UNKNOWN:
             tally.unknown += 1
-        if result.status != OrderStatus.FILLED:
-            tally.errors[f"{kind}:{result.status.value}:{_why(result.error)}"] += 1
+        if result.status == OrderStatus.FILLED:
+            return "accepted"
+        tally.errors[f"{kind}:{result.status.value}:{_why(result.error)}"] += 1
+        return _outcome(result.error)
 
-    async def _market(self, i: int, a: _Account) -> str:
+    async def _market(self, i: int, a: _Account) -> tuple[str, str]:
         cid = f"soak-{i}"
         if not a.netting and len(a.own) > OWN_POSITIONS_KEPT:
             ticket = a.own.popleft()
             result = await self.bridge.close_position(
                 account=a.account, ticket=ticket, client_order_id=cid
             )
-            self._order("close", i, a, result)
-            return "close"
+            return "close", self._order("close", i, a, result)
         a.side ^= 1
         result = await self.bridge.place_market_order(
             account=a.account,
@@ -248,27 +264,27 @@ class _Driver:
             volume=0.01,
             client_order_id=cid,
         )
-        self._order("market", i, a, result)
+        outcome = self._order("market", i, a, result)
         if not a.netting and result.status == OrderStatus.FILLED:
             position = result.position_id or result.ticket
             if position:
                 a.own.append(position)
-        return "market"
+        return "market", outcome
 
     def _pick(self, a: _Account, i: int) -> int | None:
         free = [t for t in a.standing if t not in a.busy]
         return free[i % len(free)] if free else None
 
-    async def _modify(self, i: int, a: _Account) -> str:
+    async def _modify(self, i: int, a: _Account) -> tuple[str, str]:
         ticket = self._pick(a, i)
         if ticket is None:
             self.tally.errors["modify:no_position"] += 1
-            return "modify"
+            return "modify", "other"
         facts = {p.ticket: p for p in self.bridge.synced_positions(a.account)}
         p = facts.get(ticket)
         if p is None:
             self.tally.errors["modify:not_synced"] += 1
-            return "modify"
+            return "modify", "other"
         digits = 3 if p.symbol == "USDJPY" else (2 if p.symbol == "XAUUSD" else 5)
         n = a.changes[ticket] = a.changes.get(ticket, 0) + 1
         k = 0.9 + (n % 90) / 1000  # a new SL and TP each time: never a no-op change
@@ -282,17 +298,18 @@ class _Driver:
             )
         finally:
             a.busy.discard(ticket)
-        if result.status != "done":
-            self.tally.errors[f"modify:{result.status}:{_why(result.error)}"] += 1
-            if result.status == "unknown":
-                self.tally.unknown += 1
-        return "modify"
+        if result.status == "done":
+            return "modify", "accepted"
+        self.tally.errors[f"modify:{result.status}:{_why(result.error)}"] += 1
+        if result.status == "unknown":
+            self.tally.unknown += 1
+        return "modify", _outcome(result.error)
 
-    async def _partial(self, i: int, a: _Account) -> str:
+    async def _partial(self, i: int, a: _Account) -> tuple[str, str]:
         ticket = self._pick(a, i)
         if ticket is None:
             self.tally.errors["partial_close:no_position"] += 1
-            return "partial_close"
+            return "partial_close", "other"
         cid = f"soak-{i}"
         a.busy.add(ticket)
         try:
@@ -301,12 +318,12 @@ class _Driver:
             )
         finally:
             a.busy.discard(ticket)
-        self._order("partial_close", i, a, result)
+        outcome = self._order("partial_close", i, a, result)
         if result.remainder_ticket and result.remainder_ticket != ticket:
             # MT4: what is left is a new ticket, with the old one's SL and TP.
             a.standing[a.standing.index(ticket)] = result.remainder_ticket
             a.changes[result.remainder_ticket] = a.changes.pop(ticket, 0)
-        return "partial_close"
+        return "partial_close", outcome
 
 
 async def _sample(
@@ -409,6 +426,7 @@ async def _run(
     opts: SoakOptions,
     progress: Callable[[float], None] | None,
 ) -> dict[str, Any]:
+    cfg_queue_ms = bridge.registry.settings.trade_queue_wait_s * 1000
     tally = _Tally(len(plan_ops), opts.seconds)
     driver = _Driver(bridge, accounts, tally)
     closes0 = sum(m.closes.total for m in bridge.registry.meters.values())
@@ -452,6 +470,9 @@ async def _run(
         "unfinished": unfinished,
         "latency_ms": percentiles(every),
         "latency_by_operation_ms": {k: percentiles(v) for k, v in sorted(tally.latencies.items())},
+        "latency_accepted_ms": percentiles(tally.accepted),
+        "latency_refused_busy_ms": percentiles(tally.refused),
+        "queue_bound_ms": cfg_queue_ms,
         "loop_lag_ms": percentiles(lag.histogram.samples or ()),
         "gc_pauses": runtime.pause_figures(pauses),
         "rss_mb": [(t, round(v / 2**20, 1)) for t, v in rss],

@@ -12,7 +12,7 @@ from mtgate.domain.codes import Classification, is_ok, lookup
 from mtgate.domain.enums import Platform
 from mtgate.execution.requests import OrderError
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import RequestTimeout, TerminalRejected
+from mtgate.sessions.errors import RequestTimeout, SessionClosed, TerminalRejected, TradeWithdrawn
 from mtgate.sessions.session import TerminalSession
 
 POSITION_CLOSED_MT5 = 10036
@@ -54,6 +54,24 @@ def link_lost(session: TerminalSession, exc: Exception) -> OrderError:
     if isinstance(exc, RequestTimeout):
         session.close(f"trade request timed out ({exc})", code="trade_timeout")
     return OrderError(source="link", message=str(exc), classification=Classification.UNKNOWN)
+
+
+def not_sent(exc: SessionClosed | TradeWithdrawn) -> OrderError:
+    """A change whose frame never left (the trade queue withdrew it, or the session closed
+    before it was written): nothing changed, and it may be asked again."""
+    busy = isinstance(exc, TradeWithdrawn)
+    return OrderError(
+        source="bridge",
+        message=f"not sent: {exc}",
+        field="account",
+        rule="terminal_busy" if busy else "not_routable",
+        classification=Classification.RETRYABLE,
+    )
+
+
+def unsent(exc: Exception) -> bool:
+    """Whether a request's failure proves its frame never left."""
+    return isinstance(exc, TradeWithdrawn) or (isinstance(exc, SessionClosed) and not exc.sent)
 
 
 def contradicts_code(session: TerminalSession, result: m.TradeResult) -> OrderError | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from mtgate.domain.codes import Classification
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
-from mtgate.execution.answers import contradicts_code, link_lost, rejection
+from mtgate.execution.answers import contradicts_code, link_lost, not_sent, rejection
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.requests import (
     CancelOrderRequest,
@@ -24,7 +24,13 @@ from mtgate.execution.tracker import Tracker
 from mtgate.execution.validation import OrderIntent
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import NotRoutable, RequestTimeout, SessionClosed, TerminalRejected
+from mtgate.sessions.errors import (
+    NotRoutable,
+    RequestTimeout,
+    SessionClosed,
+    TerminalRejected,
+    TradeWithdrawn,
+)
 from mtgate.sessions.registry import TerminalRegistry
 from mtgate.sessions.session import AccountKey, TerminalSession
 
@@ -176,7 +182,13 @@ class PlacedOrders:
             )
             self.tracker.refresh_later(record)
             return error
+        except TradeWithdrawn as exc:
+            await self.book.note(record, f"{type(msg).__name__} not sent: {exc}")
+            return not_sent(exc)
         except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
+            if isinstance(exc, SessionClosed) and not exc.sent:
+                await self.book.note(record, f"{type(msg).__name__} not sent: {exc}")
+                return not_sent(exc)
             await self.book.note(record, f"{type(msg).__name__} outcome unknown: {exc}")
             self.tracker.refresh_later(record)
             return link_lost(session, exc)

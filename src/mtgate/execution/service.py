@@ -54,6 +54,32 @@ log = logs.get("mtgate.execution")
 _SIDE_TYPES = {Side.BUY: OrderType.BUY, Side.SELL: OrderType.SELL}
 
 
+def busy_refusal(session: TerminalSession) -> Refusal | None:
+    """Admission: a trade that would wait for its terminal beyond the queue's bound
+    (``trade_queue_wait_s``, or ``trade_queue_max`` trades) at the recent service time, or
+    could not then finish within its deadline, is refused now rather than left to time out
+    (an unknown outcome)."""
+    settings = session.settings
+    queued = session.trades_queued()
+    wait_ns = session.trade_wait_ns(high=True)
+    if queued < settings.trade_queue_max and (
+        wait_ns == 0
+        or (
+            wait_ns <= settings.trade_queue_wait_s * 1e9
+            and wait_ns + session.trade_service_high_ns <= settings.request_timeout_s * 1e9
+        )
+    ):
+        return None
+    return Refusal(
+        "account",
+        "terminal_busy",
+        f"terminal {session.terminal_id} is busy: {queued} trade(s) queued, expected wait "
+        f"{wait_ns / 1e6:.0f} ms at {session.trade_service_ns / 1e6:.1f} ms each, beyond the "
+        f"{settings.trade_queue_wait_s:g} s bound or the {settings.request_timeout_s:g} s "
+        "deadline; nothing was sent",
+    )
+
+
 def account_key(text: str) -> AccountKey:
     """``<login>@<server>``, or :class:`InvalidRequest` naming the field ``account``.
 
@@ -343,6 +369,9 @@ class ExecutionService:
         """Why the order must not be sent (its route, or pre-validation), or None."""
         if isinstance(session, NotRoutable):
             return Refusal("account", session.rule, str(session))
+        busy = busy_refusal(session)
+        if busy is not None:
+            return busy
         assert session.identity is not None
         tick = session.view.ticks.get(intent.symbol)
         market = Market(
@@ -372,7 +401,11 @@ class ExecutionService:
             message=refusal.message,
             field=refusal.field,
             rule=refusal.rule,
-            classification=Classification.REJECTED,
+            classification=(
+                Classification.RETRYABLE
+                if refusal.rule == "terminal_busy"
+                else Classification.REJECTED
+            ),
         )
         return result_of(record, error)
 

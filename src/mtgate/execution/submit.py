@@ -18,7 +18,9 @@ from mtgate.execution.answers import (
     REJECTION_NAME_MAX,
     REJECTION_REASON_MAX,
     contradicts_code,
+    not_sent,
     position_gone,
+    unsent,
 )
 from mtgate.execution.book import OrderBook, result_of
 from mtgate.execution.requests import InvalidRequest, OrderError, OrderResult
@@ -26,7 +28,12 @@ from mtgate.execution.retries import OrderRetries
 from mtgate.execution.tracker import Tracker
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.sessions.errors import RequestTimeout, SessionClosed, TerminalRejected
+from mtgate.sessions.errors import (
+    RequestTimeout,
+    SessionClosed,
+    TerminalRejected,
+    TradeWithdrawn,
+)
 from mtgate.sessions.session import TerminalSession
 
 log = logs.get("mtgate.execution")
@@ -102,7 +109,7 @@ class Submitter:
         self.book.carrier[cid] = session
         try:
             future = session.request(msg, deadline_ns=deadline_ns)
-        except SessionClosed as exc:
+        except (SessionClosed, TradeWithdrawn) as exc:
             error: OrderError | None = await self._never_sent(record, exc)
             await self.tracker.replay_deferred(record)
             self.book.forget_finished(record)
@@ -225,6 +232,8 @@ class Submitter:
         try:
             if isinstance(outcome, TerminalRejected):
                 error = await self._rejected(record, outcome, session, retries)
+            elif isinstance(outcome, SessionClosed | TradeWithdrawn) and unsent(outcome):
+                error = await self._never_sent(record, outcome)
             elif isinstance(outcome, RequestTimeout | SessionClosed | codec.ProtocolError):
                 error = await self._lost(record, session, outcome, retries)
             elif isinstance(outcome, BaseException):
@@ -244,18 +253,17 @@ class Submitter:
         self.book.forget_finished(record)
         return result_of(record, error)
 
-    async def _never_sent(self, record: OrderRecord, exc: SessionClosed) -> OrderError:
-        """The session closed between routing and sending: the frame never left, which is a
-        proof of absence in itself."""
-        await self.book.move(record, Trigger.LOSE, f"session closed before sending: {exc}")
+    async def _never_sent(
+        self, record: OrderRecord, exc: SessionClosed | TradeWithdrawn
+    ) -> OrderError:
+        """The frame never left: the session closed before it was written, or the trade
+        waited in the bridge's queue for the terminal until it could no longer finish in
+        time (``terminal_busy``). Either is a proof of absence in itself."""
+        busy = isinstance(exc, TradeWithdrawn)
+        why = "withdrawn from the terminal's queue" if busy else "session closed before sending"
+        await self.book.move(record, Trigger.LOSE, f"{why}: {exc}")
         await self.book.move(record, Trigger.PROVE_ABSENT, "the frame was never written")
-        return OrderError(
-            source="bridge",
-            message=f"not sent: {exc}",
-            field="account",
-            rule="not_routable",
-            classification=Classification.RETRYABLE,
-        )
+        return not_sent(exc)
 
     async def _rejected(
         self,

@@ -19,7 +19,7 @@ from mtgate.domain.enums import MarginMode, OrderType
 from mtgate.domain.orders import OrderAction, OrderStatus
 from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import SymbolSpec, position_frozen
-from mtgate.execution.answers import contradicts_code, link_lost, rejection
+from mtgate.execution.answers import contradicts_code, link_lost, not_sent, rejection
 from mtgate.execution.requests import OrderError, OrderResult
 from mtgate.execution.service import ExecutionService, account_key
 from mtgate.execution.validation import Refusal, volume_refusal
@@ -46,6 +46,7 @@ from mtgate.sessions.errors import (
     SessionClosed,
     SessionError,
     TerminalRejected,
+    TradeWithdrawn,
 )
 from mtgate.sessions.session import AccountKey, TerminalSession
 from mtgate.store.sync_store import PositionEvent, PositionState
@@ -241,7 +242,11 @@ class PositionService:
             result = await session.request(msg)
         except TerminalRejected as exc:
             return rejection(session, exc)
+        except TradeWithdrawn as exc:
+            return not_sent(exc)
         except (RequestTimeout, SessionClosed, codec.ProtocolError) as exc:
+            if isinstance(exc, SessionClosed) and not exc.sent:
+                return not_sent(exc)
             return link_lost(session, exc)
         return contradicts_code(session, result)
 

@@ -16,6 +16,18 @@ class SessionClosed(SessionError):
         self.sent = sent
 
 
+class TradeWithdrawn(SessionError):
+    """A trade the bridge held in its queue for the terminal and never wrote: it could not
+    have finished before its deadline behind the trades ahead of it (or the queue was full).
+    Never sent, so never executed: a proof of absence in itself."""
+
+    def __init__(self, reason: str, *, wait_ms: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_ms = wait_ms
+        """How long the trades ahead of it were expected to take."""
+
+
 class RequestTimeout(SessionError):
     """No answer within the request's deadline. The frame was sent: outcome unknown."""
 

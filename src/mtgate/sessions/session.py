@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -22,7 +23,12 @@ from mtgate.health.meter import TerminalMeter
 from mtgate.protocol import auth, codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
-from mtgate.sessions.errors import RequestTimeout, SessionClosed, TerminalRejected
+from mtgate.sessions.errors import (
+    RequestTimeout,
+    SessionClosed,
+    TerminalRejected,
+    TradeWithdrawn,
+)
 
 log = logs.get("mtgate.session")
 
@@ -132,10 +138,25 @@ class SessionSettings:
     not_ready_wait_s: float = 30.0
     """How long a start-up read answered -3 ``not_ready`` is asked again in the same session
     before the session ends (``sync_failed``)."""
+    trades_on_wire: int = 1
+    """Trades written to the terminal and not yet answered, at most: the EA runs one at a time
+    (docs/protocol.md §4.3), so the rest wait in the bridge, where their deadlines are known
+    and a trade that cannot finish in time is withdrawn unsent instead of timing out."""
+    trade_queue_max: int = 256
+    """Trades waiting in the bridge for one terminal, at most; beyond, refused at once."""
+    trade_queue_wait_s: float = 1.0
+    """The longest a trade is let wait in the bridge for its terminal: one that would wait
+    longer, at the trades' recent service time, is refused at once (``terminal_busy``)."""
 
     def __post_init__(self) -> None:
         if not 100 <= self.heartbeat_ms <= 60_000:  # what an EA accepts (docs/protocol.md §8)
             raise ValueError(f"heartbeat_ms {self.heartbeat_ms} is outside 100-60000")
+        if not 1 <= self.trades_on_wire <= 64:
+            raise ValueError(f"trades_on_wire {self.trades_on_wire} is outside 1-64")
+        if not 1 <= self.trade_queue_max <= 100_000:
+            raise ValueError(f"trade_queue_max {self.trade_queue_max} is outside 1-100000")
+        if not 0 < self.trade_queue_wait_s <= 600:
+            raise ValueError(f"trade_queue_wait_s {self.trade_queue_wait_s} is outside (0, 600]")
 
 
 class SessionHost(Protocol):
@@ -173,6 +194,9 @@ _CLOCK_RATE_MARGIN = 1e-3
 SERVER_OFFSET_TTL_NS = 60 * 1_000_000_000
 """How long the best trade-server clock offset stands against a lower one (a clock set back)."""
 _TRADE_OPS = {op: str(op.__struct_config__.tag) for op in m.TRADE_OPS}
+_LAST_START_NS = 50_000_000
+"""A queued trade is written only while it has at least this long (and half again its
+terminal's slow recent service time) before its deadline: any later, it would time out."""
 """The trade ops by their wire names (the metrics' ``operation``)."""
 PRE_AUTH_MAX_FRAME = 16 * 1024
 """Largest frame accepted before ``ready``: a ``hello`` or ``auth`` is a few hundred bytes,
@@ -228,6 +252,21 @@ class TerminalSession:
         """Where this terminal's answered requests are measured (the registry's meter of the
         terminal id, set when the session is claimed; mtgate.health)."""
         self._trades_in_flight = 0
+        self._on_wire: set[int] = set()
+        """Trades written and not answered (nor expired): at most ``trades_on_wire``."""
+        self._queued: deque[int] = deque()
+        """Trades waiting for a free slot, oldest first; their frames in ``_frames``."""
+        self._frames: dict[int, tuple[m.Request, int]] = {}
+        """A queued trade's request and its deadline (monotonic ns). Its id on the wire is
+        taken when it is written (ids on the wire only increase, §4.1); until then it is
+        known by the id :meth:`request` gave it, which stays its caller's (``_caller_ids``)."""
+        self._caller_ids: dict[int, int] = {}
+        """Wire id → the id the caller was given, for trades written from the queue."""
+        self.trade_service_ns = 0.0
+        """Recent time from writing a trade to its answer (moving average; 0: none yet)."""
+        self.trade_service_high_ns = 0.0
+        """The slow end of recent service times (a maximum that decays toward them): a trade
+        is written only while it has this long, and a half more, before its deadline."""
         self._trade_ids: dict[asyncio.Future[Any], int] = {}
         self._after_cancel: dict[int, asyncio.Future[Any]] = {}
         self.ready = asyncio.Event()
@@ -476,10 +515,12 @@ class TerminalSession:
             if op is None:
                 self.close(f"response to unknown request id {msg.id}", code="invalid_message")
             else:
+                self._trade_over(msg.id, None)
                 self._host.session_late_response(self, op, msg)
             return
         future, op, timer, sent_ns = pending
         timer.cancel()
+        self._trade_over(msg.id, sent_ns)
         if self.meter is not None:
             now_ns = self._clock.monotonic_ns()
             code = None if msg.ok else (msg.error.code if msg.error else -4)
@@ -598,6 +639,9 @@ class TerminalSession:
                 deadline_ns = now_ns + int(timeout * 1e9)
             timeout = max(0.0, (deadline_ns - now_ns) / 1e9)
             msg.deadline_ms = self.ea_deadline_ms(deadline_ns)  # type: ignore[attr-defined]
+        trade = op in _TRADE_OPS
+        if trade:
+            self._admit(now_ns, deadline_ns)
         req_id = self._next_id
         self._next_id = req_id + 1
         msg.id = req_id
@@ -605,12 +649,117 @@ class TerminalSession:
         future: asyncio.Future[Any] = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
         self._pending[req_id] = (future, op, timer, now_ns)
-        if op in _TRADE_OPS:
+        if trade:
             self._trades_in_flight += 1
             self._trade_ids[future] = req_id
             future.add_done_callback(self._trade_done)
+            if len(self._on_wire) >= self.settings.trades_on_wire:
+                assert deadline_ns is not None
+                self._queued.append(req_id)
+                self._frames[req_id] = (msg, deadline_ns)
+                return future
+            self._on_wire.add(req_id)
         self._link.write(frame)
         return future
+
+    def _admit(self, now_ns: int, deadline_ns: int | None) -> None:
+        """Refuse a trade (unsent) that would wait beyond the queue's bound, or could not
+        finish before its deadline behind the trades ahead of it."""
+        queued = len(self._queued)
+        wait_ns = self.trade_wait_ns(high=True)
+        if queued >= self.settings.trade_queue_max:
+            why = f"{queued} trades already wait for terminal {self.terminal_id}"
+        elif wait_ns > 0 and (
+            wait_ns > self.settings.trade_queue_wait_s * 1e9
+            or (
+                deadline_ns is not None
+                and now_ns + wait_ns + self.trade_service_high_ns > deadline_ns
+            )
+        ):
+            why = (
+                f"terminal {self.terminal_id} is busy: {queued} trade(s) queued, expected wait "
+                f"{wait_ns / 1e6:.0f} ms, beyond the {self.settings.trade_queue_wait_s:g} s bound "
+                "or the deadline"
+            )
+        else:
+            return
+        raise TradeWithdrawn(why, wait_ms=wait_ns / 1e6)
+
+    def trade_wait_ns(self, *, high: bool = False) -> float:
+        """How long a trade asked for now is expected to wait before it is written: the
+        trades ahead of it at the recent service time (``high``: at the slow end of it, what
+        admission uses, so that what it lets in does not outwait the queue's bound)."""
+        limit = self.settings.trades_on_wire
+        if len(self._on_wire) < limit and not self._queued:
+            return 0.0
+        each = self.trade_service_high_ns if high else self.trade_service_ns
+        return (len(self._queued) // limit + 1) * each
+
+    def trades_queued(self) -> int:
+        return len(self._queued)
+
+    def _trade_over(self, req_id: int, written_ns: int | None) -> None:
+        """A trade on the wire was answered (``written_ns``: when it was written) or stopped
+        being waited for: its slot goes to the next queued trade that can still finish."""
+        if req_id not in self._on_wire:
+            return
+        self._on_wire.discard(req_id)
+        now_ns = self._clock.monotonic_ns()
+        if written_ns is not None:
+            took = now_ns - written_ns
+            prev = self.trade_service_ns
+            self.trade_service_ns = took if prev == 0 else prev + (took - prev) / 8
+            high = self.trade_service_high_ns
+            self.trade_service_high_ns = took if took > high else high + (took - high) / 32
+        self._pump(now_ns)
+
+    def _pump(self, now_ns: int) -> None:
+        link = self._link
+        while self._queued and len(self._on_wire) < self.settings.trades_on_wire:
+            caller_id = self._queued.popleft()
+            msg, deadline_ns = self._frames.pop(caller_id)
+            queued = self._pending.get(caller_id)
+            if queued is None:
+                continue
+            if now_ns - queued[3] > self.settings.trade_queue_wait_s * 1e9:
+                self._withdraw(caller_id, "it waited beyond the queue's bound")
+                continue
+            if now_ns + max(self.trade_service_high_ns * 1.5, _LAST_START_NS) > deadline_ns:
+                # It would not finish before its deadline: withdrawn unsent, not left to time
+                # out on the wire (an unknown outcome) or be refused by the EA.
+                self._withdraw(caller_id, "it could not finish before its deadline")
+                continue
+            if link is None:
+                return
+            future, op, timer, _ = self._pending.pop(caller_id)
+            timer.cancel()
+            wire_id = self._next_id
+            self._next_id = wire_id + 1
+            msg.id = wire_id
+            frame = codec.encode(msg)  # it encoded when asked: it encodes again
+            timeout_s = max(0.0, (deadline_ns - now_ns) / 1e9)
+            timer = self._loop.call_later(timeout_s, self._expire, wire_id, timeout_s)
+            self._pending[wire_id] = (future, op, timer, now_ns)
+            self._trade_ids[future] = wire_id
+            self._caller_ids[wire_id] = caller_id
+            self._on_wire.add(wire_id)
+            link.write(frame)
+
+    def _withdraw(self, req_id: int, why: str) -> None:
+        pending = self._pending.pop(req_id, None)
+        if pending is None:
+            return
+        future, _, timer, queued_ns = pending
+        timer.cancel()
+        if not future.done():
+            waited_ms = (self._clock.monotonic_ns() - queued_ns) / 1e6
+            future.set_exception(
+                TradeWithdrawn(
+                    f"not sent to terminal {self.terminal_id}: {why} "
+                    f"(queued {waited_ms:.0f} ms behind other trades)",
+                    wait_ms=waited_ms,
+                )
+            )
 
     def _trade_done(self, future: asyncio.Future[Any]) -> None:
         req_id = self._trade_ids.pop(future)
@@ -623,10 +772,10 @@ class TerminalSession:
             self._pending[req_id] = (again, *pending[1:])
             self._trade_ids[again] = req_id
             again.add_done_callback(self._trade_done)
-            self._after_cancel[req_id] = again
+            self._after_cancel[self._caller_ids.get(req_id, req_id)] = again
             return
         self._trades_in_flight -= 1
-        self._after_cancel.pop(req_id, None)
+        self._after_cancel.pop(self._caller_ids.pop(req_id, req_id), None)
 
     def answer_after_cancel(self, req_id: int) -> asyncio.Future[Any] | None:
         """The future of trade ``req_id``'s answer once the future :meth:`request` returned
@@ -634,9 +783,17 @@ class TerminalSession:
         return self._after_cancel.pop(req_id, None)
 
     def _expire(self, req_id: int, timeout_s: float) -> None:
+        if req_id in self._frames:  # still queued at its deadline: never written
+            self._queued.remove(req_id)
+            del self._frames[req_id]
+            self._withdraw(req_id, "still queued at its deadline")
+            return
         pending = self._pending.pop(req_id, None)
         if pending is None:
             return
+        # A trade on the wire keeps its slot past its deadline: the terminal may still be in
+        # it (a trade timeout ends the session, which withdraws what is queued; a late answer
+        # frees the slot).
         future, op, _, sent_ns = pending
         if self.meter is not None:
             now_ns = self._clock.monotonic_ns()
@@ -699,10 +856,13 @@ class TerminalSession:
         if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
             self._heartbeat.cancel()
         pending, self._pending = self._pending, {}
-        for future, _, timer, _ in pending.values():
+        queued, self._frames = self._frames, {}
+        self._queued.clear()
+        self._on_wire.clear()
+        for req_id, (future, _, timer, _) in pending.items():
             timer.cancel()
-            if not future.done():
-                future.set_exception(SessionClosed(reason, sent=True))
+            if not future.done():  # a trade still queued in the bridge was never written
+                future.set_exception(SessionClosed(reason, sent=req_id not in queued))
         if was_claimed:
             try:
                 self._host.session_closed(self, reason)
