@@ -75,6 +75,10 @@ def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ("[bridge]\nheartbeat_ms = 600000\n", "bridge.heartbeat_ms"),
         ("[bridge]\nheartbeat_ms = 60001\n", "bridge.heartbeat_ms"),  # protocol review D10
         ("[bridge]\nheartbeat_ms = 99\n", "bridge.heartbeat_ms"),
+        ("[bridge]\ntrade_queue_wait_ms = 0\n", "bridge.trade_queue_wait_ms"),
+        ("[bridge]\ntrade_queue_wait_ms = 600001\n", "bridge.trade_queue_wait_ms"),
+        ("[bridge]\ntrade_queue_max = 0\n", "bridge.trade_queue_max"),
+        ('[bridge]\ntrade_queue_max = "many"\n', "bridge.trade_queue_max"),
         ("[bridge]\nmax_trade_call_s = 0\n", "bridge.max_trade_call_s"),
         ("[bridge]\nmax_trade_call_s = 1e9\n", "bridge.max_trade_call_s"),
     ],

@@ -456,7 +456,10 @@ async def _run(
         if not await in_doubt(bridge):
             break
         await asyncio.sleep(0.2)
-    await asyncio.sleep(2.5 * opts.sync_interval_ms / 1000)  # the last trades' snapshots
+    # Every terminal back (a session the load closed reconnects), then the last trades'
+    # snapshots: the synced views are judged against the servers only once they can agree.
+    await bridge.wait_ready(set(bridge.registry.grants()), timeout_s=SETTLE_TIMEOUT_S)
+    await asyncio.sleep(2.5 * opts.sync_interval_ms / 1000)
     every = [x for xs in tally.latencies.values() for x in xs]
     closes = sum(m.closes.total for m in bridge.registry.meters.values()) - closes0
     return {

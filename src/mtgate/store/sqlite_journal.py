@@ -50,6 +50,7 @@ from mtgate.store import outbox, quarantine, queries, rejection_sql, rejections,
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import bridge_health_metrics
 from mtgate.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer, CheckpointStats
+from mtgate.store.sqlite_lock import writer_lock
 from mtgate.store.sqlite_writes import (
     INSERT_EVENT,
     INSERT_INTENT,
@@ -138,6 +139,8 @@ class SqliteJournal:
                 f"synchronous={synchronous!r}: expected one of {sorted(SYNCHRONOUS_LEVELS)}"
             )
         self.path = path
+        self._write_lock = writer_lock(path)
+        """Shared with the other writers of the file in this process (the sync store)."""
         self.synchronous = level
         self.checkpoint_interval_s = checkpoint_interval_s
         self._conn: sqlite3.Connection | None = None
@@ -321,16 +324,19 @@ class SqliteJournal:
         try:
             if cur is None:
                 raise JournalNotOpenError()
-            cur.execute("BEGIN IMMEDIATE")
-            for cid, _, payload, (row, created, moved, made), _ in intents:
-                cur.execute(INSERT_INTENT, (cid, payload))
-                assert cur.lastrowid is not None
-                entries = [] if made is None else [made]
-                folds.append(Fold(cur.lastrowid, cid, row, [created, moved], entries))
-            cur.execute("COMMIT")
+            with self._write_lock:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    for cid, _, payload, (row, created, moved, made), _ in intents:
+                        cur.execute(INSERT_INTENT, (cid, payload))
+                        assert cur.lastrowid is not None
+                        entries = [] if made is None else [made]
+                        folds.append(Fold(cur.lastrowid, cid, row, [created, moved], entries))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    rollback(cur)
+                    raise
         except BaseException as exc:
-            if cur is not None:
-                rollback(cur)
             self._unfolded.difference_update(cid for cid, *_ in intents)
             for *_, committed in intents:
                 if not committed.cancelled():
@@ -369,19 +375,20 @@ class SqliteJournal:
         created = rows.created_row(order, stored_id, _ts(order.placed_at_ms))
         moved = rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row[_UPDATED_AT])
         made = entries_of(self.outbox, order, OrderStatus.NEW, trigger, detail)
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.execute(*INSERT_ORDER.bind(row))
-            cur.execute(*INSERT_EVENT.bind(created))
-            cur.execute(*INSERT_EVENT.bind(moved))
-            outbox.sqlite_insert(cur, made, _ts)
-            cur.execute("COMMIT")
+            with self._write_lock:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    cur.execute(*INSERT_ORDER.bind(row))
+                    cur.execute(*INSERT_EVENT.bind(created))
+                    cur.execute(*INSERT_EVENT.bind(moved))
+                    outbox.sqlite_insert(cur, made, _ts)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    rollback(cur)
+                    raise
         except sqlite3.IntegrityError as exc:
-            rollback(cur)
             self._raise_if_duplicate(cur, order, stored_id, exc)
-            raise
-        except BaseException:
-            rollback(cur)
             raise
         self._remember(order, order.status)
 
@@ -429,19 +436,20 @@ class SqliteJournal:
         at = values[len(rows.ATTEMPT_COLUMNS) + _M_UPDATED_AT]
         event = rows.event_row(order, stored_id, previous, trigger, detail, at)
         made = entries_of(self.outbox, order, previous, trigger, detail)
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
-                stored = self._stored_status(cur, order.client_order_id)
-                raise StaleOrderError(
-                    order.client_order_id, previous, None if stored is None else stored[1]
-                )
-            cur.execute(*INSERT_EVENT.bind(event))
-            outbox.sqlite_insert(cur, made, _ts)
-            cur.execute("COMMIT")
-        except BaseException:
-            rollback(cur)
-            raise
+        with self._write_lock:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
+                    stored = self._stored_status(cur, order.client_order_id)
+                    raise StaleOrderError(
+                        order.client_order_id, previous, None if stored is None else stored[1]
+                    )
+                cur.execute(*INSERT_EVENT.bind(event))
+                outbox.sqlite_insert(cur, made, _ts)
+                cur.execute("COMMIT")
+            except BaseException:
+                rollback(cur)
+                raise
         self._remember(order, order.status)
 
     def _queue(
@@ -514,17 +522,19 @@ class SqliteJournal:
         cur = self._cur
         queued, self._behind = self._behind, []
         try:
-            cur.execute("BEGIN IMMEDIATE")
-            folds = write_items(cur, queued)
-            cur.execute("COMMIT")
+            with self._write_lock:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    folds = write_items(cur, queued)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    rollback(cur)
+                    raise
         except sqlite3.OperationalError as exc:
-            rollback(cur)
             self._keep(queued, exc)
         except Exception as exc:
-            rollback(cur)
             self._isolate(cur, queued, exc)
         except BaseException:
-            rollback(cur)
             self._behind[:0] = queued
             raise
         else:
@@ -586,13 +596,14 @@ class SqliteJournal:
             self._behind[:0] = kept
 
     def _write_alone(self, cur: sqlite3.Cursor, item: Item) -> None:
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            folds = write_items(cur, [item], exact=True)
-            cur.execute("COMMIT")
-        except BaseException:
-            rollback(cur)
-            raise
+        with self._write_lock:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                folds = write_items(cur, [item], exact=True)
+                cur.execute("COMMIT")
+            except BaseException:
+                rollback(cur)
+                raise
         self._landed(folds)
 
     def _quarantine(self, cur: sqlite3.Cursor, item: Item, exc: Exception) -> None:
@@ -611,7 +622,8 @@ class SqliteJournal:
         kind, payload = payload_of(item)
         error = quarantine.error_text(exc)
         seq = item.seq if isinstance(item, Fold) else None
-        quarantine_item(cur, item.client_order_id, kind, payload, error, seq)
+        with self._write_lock:
+            quarantine_item(cur, item.client_order_id, kind, payload, error, seq)
         if isinstance(item, Fold):
             self._pending_folds.pop(item.client_order_id, None)
         self.quarantine_count += 1
@@ -718,13 +730,14 @@ class SqliteJournal:
     async def record_health(self, sample: HealthSample) -> None:
         cur = self._cursor()
         row = rows.health_row(sample, uuid.uuid4().hex, _ts)
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            cur.execute(*_INSERT_HEALTH.bind(row))
-            cur.execute("COMMIT")
-        except BaseException:
-            rollback(cur)
-            raise
+        with self._write_lock:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(*_INSERT_HEALTH.bind(row))
+                cur.execute("COMMIT")
+            except BaseException:
+                rollback(cur)
+                raise
 
 
 def _log_unreadable(exc: UnreadableOrderError) -> None:

@@ -31,6 +31,7 @@ from mtgate.store.models import (
     trailing_stops,
 )
 from mtgate.store.rows import TsOut, datetime_to_ms, ms_to_datetime, sqlite_ts
+from mtgate.store.sqlite_lock import writer_lock
 from mtgate.store.sync_values import (
     AccountState,
     PositionEvent,
@@ -192,9 +193,9 @@ def transient(exc: BaseException) -> bool:
     return orig is not None and orig is not exc and transient(orig)
 
 
-FLUSH_ROWS_MAX = 2_000
-"""Rows per write transaction (~20 ms of SQLite work at most): the journal's order intents
-wait for the same file's write lock, up to their busy timeout."""
+FLUSH_ROWS_MAX = 100
+"""Rows per write transaction (~1-2 ms of SQLite work): the journal's order intents wait
+for the same file's write lock (mtgate.store.sqlite_lock) for at most one of them."""
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -284,17 +285,18 @@ def _write_sqlite(engine: Engine, buffer: Buffer, entries: list[Entry]) -> None:
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in batches:
-                cur.executemany(sql, params)
-            for values in trailing:
-                _write_trailing_sqlite(cur, values)
-            outbox.sqlite_insert(cur, entries, _readable_sqlite_ts)
-            cur.execute("COMMIT")
-        except BaseException:
-            _roll_back(raw)
-            raise
+        with writer_lock(engine.url.database or ":memory:"):  # the journal's intents wait less
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in batches:
+                    cur.executemany(sql, params)
+                for values in trailing:
+                    _write_trailing_sqlite(cur, values)
+                outbox.sqlite_insert(cur, entries, _readable_sqlite_ts)
+                cur.execute("COMMIT")
+            except BaseException:
+                _roll_back(raw)
+                raise
     finally:
         raw.close()
 
