@@ -20,6 +20,7 @@ from mtgate.domain.orders import OrderStatus
 from mtgate.events.builders import order_entry
 from mtgate.events.model import EventType
 from mtgate.events.relay import Relay, ResumeGap
+from mtgate.store import outbox as outbox_module
 from mtgate.store.journal import open_journal
 from mtgate.store.migrate import make_engine
 from mtgate.store.outbox import OutboxReader, Stored
@@ -227,6 +228,33 @@ async def test_a_stream_resumed_before_the_pruned_events_is_told(tmp_path: Path)
     assert await relay.read(relay.head, 10) == []
     await relay.close()
     engine.dispose()
+
+
+async def test_prune_deletes_in_small_transactions_up_to_what_every_sink_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "pb.db"
+    journal = open_journal(f"sqlite:///{db}")
+    journal.outbox = order_entry
+    await journal.open()
+    for i in range(7):
+        await journal.record_submitted(make_order(client_order_id=f"pb-{i}"))
+    await journal.list_orders()
+    await journal.close()
+    with sqlite3.connect(db) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert len(seqs) == 7
+    monkeypatch.setattr(outbox_module, "PRUNE_BATCH", 2)  # 7 events: four transactions
+    engine = make_engine(f"sqlite:///{db}")
+    reader = OutboxReader(engine)
+    far_future = 10**13
+    assert reader.prune(far_future, up_to_seq=seqs[4]) == (5, seqs[4])  # not past the sinks
+    with sqlite3.connect(db) as conn:
+        left = [r[0] for r in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert left == seqs[5:]
+    assert reader.prune(far_future, up_to_seq=seqs[-1]) == (2, seqs[-1])
+    assert reader.prune(far_future, up_to_seq=seqs[-1]) == (0, 0)
+    reader.close()
 
 
 SCHEMAS = Path(__file__).parents[2] / "docs" / "events"

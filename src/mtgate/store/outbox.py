@@ -13,6 +13,7 @@ Reads (:class:`OutboxReader`) run in a worker thread on a connection of their ow
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 from mtgate.events.model import Entry, Event
 from mtgate.store import rows
 from mtgate.store.models import outbox, outbox_cursors
+from mtgate.store.sqlite_lock import writer_lock
 
 PG_LOCK: Final = 0x6D74_6F62  # "mtob"
 """The advisory lock key every PostgreSQL transaction that inserts outbox rows takes first."""
@@ -138,6 +140,10 @@ def _sqlite_stored(row: tuple[Any, ...]) -> Stored:
     return Stored(event, login, server, at_ms)
 
 
+PRUNE_BATCH = 2000
+"""Events deleted per transaction by :meth:`OutboxReader.prune`."""
+
+
 class OutboxReader:
     """Reads of the outbox and the sinks' cursors; every method blocks (call it in a thread).
 
@@ -186,9 +192,16 @@ class OutboxReader:
         with self.engine.connect() as conn:
             return {r.sink: int(r.seq) for r in conn.execute(select(outbox_cursors))}
 
+    def _writing(self) -> contextlib.AbstractContextManager[object]:
+        """On SQLite, the file's in-process writer lock (mtgate.store.sqlite_lock): the
+        journal's order intents then wait for these writes without SQLite's sleeps."""
+        if self.engine.dialect.name == "sqlite":
+            return writer_lock(self.engine.url.database or ":memory:")
+        return contextlib.nullcontext()
+
     def save_cursor(self, sink: str, seq: int, at_ms: int) -> None:
         row = {"sink": sink, "seq": seq, "updated_at": rows.ms_to_datetime(at_ms)}
-        with self.engine.begin() as conn:
+        with self._writing(), self.engine.begin() as conn:
             done = conn.execute(
                 outbox_cursors.update()
                 .where(outbox_cursors.c.sink == sink)
@@ -199,11 +212,21 @@ class OutboxReader:
 
     def prune(self, before_ms: int, up_to_seq: int) -> tuple[int, int]:
         """Delete the events older than ``before_ms`` that every durable sink has relayed
-        (``seq <= up_to_seq``); how many went, and the highest ``seq`` of them (0: none)."""
+        (``seq <= up_to_seq``); how many went, and the highest ``seq`` of them (0: none).
+
+        In transactions of at most :data:`PRUNE_BATCH` events: a minute of events at a
+        thousand orders a second is a few hundred thousand rows, and the journal's order
+        intents wait for the same write lock."""
         where = (outbox.c.at < rows.ms_to_datetime(before_ms), outbox.c.seq <= up_to_seq)
-        with self.engine.begin() as conn:
-            highest = conn.execute(select(func.max(outbox.c.seq)).where(*where)).scalar_one()
-            if highest is None:
-                return 0, 0
-            gone = conn.execute(delete(outbox).where(*where, outbox.c.seq <= highest))
-            return int(gone.rowcount or 0), int(highest)
+        total, highest = 0, 0
+        while True:
+            with self._writing(), self.engine.begin() as conn:
+                batch = select(outbox.c.seq).where(*where).order_by(outbox.c.seq)
+                last = conn.execute(
+                    select(func.max(batch.limit(PRUNE_BATCH).subquery().c.seq))
+                ).scalar_one()
+                if last is None:
+                    return total, highest
+                gone = conn.execute(delete(outbox).where(*where, outbox.c.seq <= last))
+            total += int(gone.rowcount or 0)
+            highest = int(last)
