@@ -180,6 +180,9 @@ def bench(
     events: Annotated[
         bool, typer.Option(help="write the event outbox, as mtgate serve does (docs/events.md)")
     ] = False,
+    mt5_pipeline: Annotated[
+        bool, typer.Option(help="MT5 terminals run up to 4 trades at once (feature pipeline)")
+    ] = True,
 ) -> None:
     """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
     the cost of syncing many accounts, and the round trip while they sync."""
@@ -198,6 +201,7 @@ def bench(
         sync_seconds=sync_seconds,
         http=http,
         events=events,
+        mt5_pipeline=mt5_pipeline,
     )
     logs.configure(level="ERROR")
     _use_uvloop()
@@ -227,6 +231,9 @@ def soak(
         str, typer.Option(help="simulated broker delay range LO,HI in ms, e.g. 20,60")
     ] = "0,0",
     seed: Annotated[int, typer.Option(help="seed of the arrivals and the operations")] = 1,
+    mt5_pipeline: Annotated[
+        bool, typer.Option(help="MT5 terminals run up to 4 trades at once (feature pipeline)")
+    ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
     """Open-loop load at a fixed rate against the bridge at its defaults: latency from each
@@ -242,6 +249,7 @@ def soak(
             positions=positions,
             delay_ms=_delay_range(delay_ms),
             seed=seed,
+            mt5_pipeline=mt5_pipeline,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

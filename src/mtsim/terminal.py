@@ -135,6 +135,10 @@ class TerminalConfig:
     """Announce and honour the "deadline" feature (docs/protocol.md §4.4): ``ping.t_ms`` is
     the EA's monotonic clock, and a trade whose turn comes at or after its ``deadline_ms`` on
     that clock is answered -6 ``deadline_passed``, unexecuted."""
+    pipeline: bool = False
+    """MT5: announce and honour the "pipeline" feature: up to ``PIPELINE_DEPTH`` trades run at
+    once, started in arrival order, each answered when its result comes (docs/protocol.md
+    §4.3 rule 1). Ignored on MT4, which has one trade context."""
     random_faults: RandomFaults | None = None
     """Faults drawn per trade under ``seed`` (:mod:`mtsim.faults`); None: only scripted ones."""
     handshake_timeout_s: float = 5.0
@@ -318,6 +322,8 @@ class _Connection:
             features.append(m.SYNC_FEATURE)
         if self.t.config.deadlines:
             features.append(m.DEADLINE_FEATURE)
+        if self.t.config.pipeline and self.t.server.platform == Platform.MT5:
+            features.append(m.PIPELINE_FEATURE)
         return features
 
     def on_frame(self, body: bytes) -> None:
@@ -542,6 +548,9 @@ class _Connection:
         starts only while the session is alive (§4.3 rule 4); once started (the broker
         delay is its trip to the trade server) it completes whatever happens to the
         session."""
+        if m.PIPELINE_FEATURE in self.t.bridge_features:
+            await self._run_pipelined()
+            return
         while self._trades:
             msg = self._trades.popleft()
             if not self._alive_for_trade():
@@ -549,6 +558,27 @@ class _Connection:
             if self._past_deadline(msg):
                 continue
             await self._start_trade(msg)
+
+    async def _run_pipelined(self) -> None:
+        """The feature ``pipeline`` (MT5 ``OrderSendAsync``): up to ``PIPELINE_DEPTH`` trades
+        at the trade server at once, each started in arrival order under the same checks as
+        one at a time (session alive, deadline not passed), each answered when it ends."""
+        running: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        while self._trades or running:
+            while self._trades and len(running) < m.PIPELINE_DEPTH:
+                msg = self._trades.popleft()
+                if not self._alive_for_trade():
+                    self._trades.clear()
+                    break
+                if self._past_deadline(msg):
+                    continue
+                running.add(loop.create_task(self._start_trade(msg)))
+            if running:
+                done, pending = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running = set(pending)
+                for task in done:
+                    task.result()  # a failure inside a trade is not swallowed
 
     async def _start_trade(self, msg: m.Request) -> None:
         """The trade's turn has come: the fault plan decides here, where a trade server (or

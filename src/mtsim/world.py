@@ -35,6 +35,9 @@ class AccountSpec:
     """Whether the terminal's EA offers the "positions" feature."""
     deadlines: bool = True
     """Whether the terminal's EA offers the "deadline" feature (docs/protocol.md §4.4)."""
+    pipeline: bool = False
+    """Whether an MT5 terminal's EA offers the "pipeline" feature (several trades at once,
+    docs/protocol.md §4.3); an MT4 EA never does."""
 
 
 class SimWorld:
@@ -94,6 +97,7 @@ class SimWorld:
                 sync=spec.sync,
                 positions=spec.positions,
                 deadlines=spec.deadlines,
+                pipeline=spec.pipeline,
                 random_faults=random_faults,
             )
             self.terminals[spec.terminal_id] = SimTerminal(server, config)

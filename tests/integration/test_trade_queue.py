@@ -123,3 +123,54 @@ async def test_trades_queued_behind_a_hung_one_are_proven_absent_not_unknown(
     assert _executed(world) == 0  # the hung one did nothing; none queued behind it ran
     executed = [getattr(e.request, "comment", "") for e in world.servers["Sim-MT5"].executed]
     assert not any(f"h-{i}" in c for c in executed for i in range(1, 5))
+
+
+async def _burst(tmp_path: Path, platform: Platform, pipeline: bool) -> float:
+    """Four market orders at once to one terminal 200 ms from its trade server: how long
+    the last took."""
+    server = "Sim-MT5" if platform == Platform.MT5 else "Sim-MT4"
+    world = SimWorld(
+        [AccountSpec("p-1", 4201, server, platform, balance=10_000_000.0, pipeline=pipeline)],
+        clock=ServerClock(1_767_780_000_000),
+        broker_delay_ms=(200.0, 200.0),
+    )
+    bridge = Bridge(
+        terminals=grants_for(world.bindings()),
+        journal=open_journal(f"sqlite:///{tmp_path / f'{platform}-{pipeline}.db'}"),
+        settings=SessionSettings(heartbeat_ms=5000, request_timeout_s=5.0),
+    )
+    host, port = await bridge.start()
+    world.start(host, port)
+    try:
+        await bridge.wait_ready({"p-1"}, timeout_s=10)
+        session = bridge.registry.session("p-1")
+        assert session is not None and session.identity is not None
+        features = session.identity.features
+        t0 = time.perf_counter()
+        results = await asyncio.gather(
+            *(
+                bridge.place_market_order(
+                    account=f"4201@{server}", symbol="EURUSD", side="buy", volume=0.01
+                )
+                for _ in range(4)
+            )
+        )
+        took = time.perf_counter() - t0
+        assert all(r.status == OrderStatus.FILLED for r in results), results
+        executed = sum(
+            1 for e in world.servers[server].executed if isinstance(e.request, m.MarketOrder)
+        )
+        assert executed == 4
+    finally:
+        await world.stop()
+        await bridge.stop()
+    assert (m.PIPELINE_FEATURE in features) == (pipeline and platform == Platform.MT5)
+    return took
+
+
+async def test_mt5_pipelining_runs_trades_at_once_and_mt4_never_does(tmp_path: Path) -> None:
+    together = await _burst(tmp_path, Platform.MT5, pipeline=True)
+    in_turn = await _burst(tmp_path, Platform.MT5, pipeline=False)
+    mt4 = await _burst(tmp_path, Platform.MT4, pipeline=True)  # MT4: one trade context
+    assert together < 0.6  # four at once: ~200 ms
+    assert in_turn >= 0.8 and mt4 >= 0.8  # one after another: ~800 ms

@@ -58,6 +58,9 @@ class BenchOptions:
     sync_seconds: float = 10.0
     """How long the bridge's CPU is measured with only the sync load running."""
     http: bool = False
+    mt5_pipeline: bool = True
+    """The MT5 terminals offer ``pipeline`` (up to 4 trades at once, as an MQL5 EA can with
+    ``OrderSendAsync``); off: one trade at a time, as on MT4."""
     events: bool = False
     """Write the outbox (and run its relay, with no sink), as ``mtgate serve`` does."""
     """Also place ``orders`` through the HTTP API, from a process of their own."""
@@ -217,6 +220,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             sync_terminals=[(tid, k.reveal().hex(), logins[tid]) for tid, k in sync_keys.items()],
             sync_positions=opts.sync_positions,
             sync_server=SYNC_SERVER,
+            mt5_pipeline=opts.mt5_pipeline,
         )
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -281,6 +285,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "orders_sent_total": total_sent,
         "orders_executed_by_simulator": executed,
         "journal_sync": opts.journal_sync,
+        "mt5_pipeline": opts.mt5_pipeline,
         "events": opts.events,
         "frame_bytes": _order_frame_size(),
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,

@@ -37,6 +37,8 @@ class SimPlan:
     sync_positions: int = 0
     sync_server: str = "Sim-Sync"
     sync_tick_interval_s: float = 1.0
+    mt5_pipeline: bool = True
+    """The order-path MT5 terminals offer the feature ``pipeline`` (docs/protocol.md §4.3)."""
 
 
 class _Echo(asyncio.Protocol):
@@ -85,6 +87,7 @@ async def _serve(plan: SimPlan, conn: multiprocessing.connection.Connection) -> 
             balance=10_000_000.0,
             key=Secret.from_hex(key),
             sync=False,
+            pipeline=plan.mt5_pipeline,
         )
         for tid, key, login, platform, server in plan.terminals
     ]

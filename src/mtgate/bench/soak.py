@@ -67,6 +67,9 @@ class SoakOptions:
     delay_ms: tuple[float, float] = (0.0, 0.0)
     seed: int = 1
     sync_interval_ms: int = 1000
+    mt5_pipeline: bool = False
+    """The MT5 terminals offer ``pipeline``: up to 4 trades at once each (docs/protocol.md
+    §4.3); MT4 terminals run one at a time either way."""
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 100_000:
@@ -389,7 +392,15 @@ async def run_soak(
         cfg = _config(Path(tmp), terminals, opts.sync_interval_ms)
         bridge = Bridge.from_config(cfg)
         host, port = await bridge.start()
-        plan = SoakPlan(host, port, terminals, opts.positions, opts.delay_ms, opts.seed)
+        plan = SoakPlan(
+            host,
+            port,
+            terminals,
+            opts.positions,
+            opts.delay_ms,
+            opts.seed,
+            mt5_pipeline=opts.mt5_pipeline,
+        )
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=sim_main, args=(plan, child), daemon=True)
@@ -468,6 +479,7 @@ async def _run(
         "terminals": opts.terminals,
         "positions": opts.positions,
         "delay_ms": list(opts.delay_ms),
+        "mt5_pipeline": opts.mt5_pipeline,
         "operations": len(plan_ops),
         "completed": tally.done,
         "unfinished": unfinished,

@@ -46,6 +46,8 @@ class SoakPlan:
     broker_delay_ms: tuple[float, float]
     seed: int
     tick_interval_s: float = 1.0
+    mt5_pipeline: bool = False
+    """MT5 terminals offer the feature ``pipeline`` (several trades at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ def _world(plan: SoakPlan) -> SimWorld:
                 MarginMode.NETTING if t.netting else MarginMode.HEDGING,
                 balance=100_000_000.0,
                 key=Secret.from_hex(t.key_hex),
+                pipeline=plan.mt5_pipeline,
             )
             for t in plan.terminals
         ],

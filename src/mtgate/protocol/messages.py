@@ -277,6 +277,11 @@ SYNC_FEATURE = "sync"
 DEADLINE_FEATURE = "deadline"
 """The ``features`` name under which trade requests carry ``deadline_ms`` and the EA's
 ``ping.t_ms`` is its monotonic clock (docs/protocol.md §4.4)."""
+PIPELINE_FEATURE = "pipeline"
+"""MT5 only: the EA runs up to :data:`PIPELINE_DEPTH` trades at once (``OrderSendAsync``),
+started in arrival order, each answered when its own result comes (docs/protocol.md §4.3)."""
+PIPELINE_DEPTH = 4
+"""Trades an EA with ``pipeline`` accepts before the first of them is answered."""
 
 # --- responses and events (EA → bridge) -----------------------------------------------------
 

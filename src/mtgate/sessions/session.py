@@ -93,7 +93,9 @@ def grants_for(
     return grants
 
 
-BRIDGE_FEATURES = frozenset({m.POSITIONS_FEATURE, m.SYNC_FEATURE, m.DEADLINE_FEATURE})
+BRIDGE_FEATURES = frozenset(
+    {m.POSITIONS_FEATURE, m.SYNC_FEATURE, m.DEADLINE_FEATURE, m.PIPELINE_FEATURE}
+)
 """The features this bridge uses; ``welcome.features`` is their intersection with the EA's."""
 
 
@@ -138,10 +140,11 @@ class SessionSettings:
     not_ready_wait_s: float = 30.0
     """How long a start-up read answered -3 ``not_ready`` is asked again in the same session
     before the session ends (``sync_failed``)."""
-    trades_on_wire: int = 1
-    """Trades written to the terminal and not yet answered, at most: the EA runs one at a time
-    (docs/protocol.md §4.3), so the rest wait in the bridge, where their deadlines are known
-    and a trade that cannot finish in time is withdrawn unsent instead of timing out."""
+    pipeline_depth: int = m.PIPELINE_DEPTH
+    """Trades written to an EA with the feature ``pipeline`` (MT5) and not yet answered, at
+    most; any other EA runs one at a time and gets one (docs/protocol.md §4.3). The rest wait
+    in the bridge, where their deadlines are known and a trade that cannot finish in time is
+    withdrawn unsent instead of timing out. 1 turns pipelining off."""
     trade_queue_max: int = 256
     """Trades waiting in the bridge for one terminal, at most; beyond, refused at once."""
     trade_queue_wait_s: float = 1.0
@@ -151,8 +154,10 @@ class SessionSettings:
     def __post_init__(self) -> None:
         if not 100 <= self.heartbeat_ms <= 60_000:  # what an EA accepts (docs/protocol.md §8)
             raise ValueError(f"heartbeat_ms {self.heartbeat_ms} is outside 100-60000")
-        if not 1 <= self.trades_on_wire <= 64:
-            raise ValueError(f"trades_on_wire {self.trades_on_wire} is outside 1-64")
+        if not 1 <= self.pipeline_depth <= m.PIPELINE_DEPTH:
+            raise ValueError(
+                f"pipeline_depth {self.pipeline_depth} is outside 1-{m.PIPELINE_DEPTH}"
+            )
         if not 1 <= self.trade_queue_max <= 100_000:
             raise ValueError(f"trade_queue_max {self.trade_queue_max} is outside 1-100000")
         if not 0 < self.trade_queue_wait_s <= 600:
@@ -217,6 +222,15 @@ def ea_clock_at(ping_t_ms: int, ping_rx_ns: int, at_ns: int) -> int:
     return max(1, int(ping_t_ms + ahead_ms - abs(ahead_ms) * _CLOCK_RATE_MARGIN) - 1)
 
 
+def _features_for(hello: m.Hello) -> frozenset[str]:
+    """The features of ``hello`` the bridge uses: those it knows, ``pipeline`` on MT5 only
+    (MT4 has one trade context)."""
+    features = frozenset(hello.features) & BRIDGE_FEATURES
+    if hello.platform != Platform.MT5.value:
+        features -= {m.PIPELINE_FEATURE}
+    return features
+
+
 class TerminalSession:
     """Bridge end of one connection. Created by the listener for every accepted socket."""
 
@@ -253,15 +267,20 @@ class TerminalSession:
         terminal id, set when the session is claimed; mtgate.health)."""
         self._trades_in_flight = 0
         self._on_wire: set[int] = set()
-        """Trades written and not answered (nor expired): at most ``trades_on_wire``."""
+        """Trades written and not answered (nor expired): at most ``_wire_limit``."""
+        self._wire_limit = 1
+        """1, or ``pipeline_depth`` with the feature ``pipeline``."""
         self._queued: deque[int] = deque()
         """Trades waiting for a free slot, oldest first; their frames in ``_frames``."""
-        self._frames: dict[int, tuple[m.Request, int]] = {}
+        self._frames: dict[int, tuple[m.Request, bytes, int]] = {}
         """A queued trade's request and its deadline (monotonic ns). Its id on the wire is
         taken when it is written (ids on the wire only increase, §4.1); until then it is
         known by the id :meth:`request` gave it, which stays its caller's (``_caller_ids``)."""
         self._caller_ids: dict[int, int] = {}
         """Wire id → the id the caller was given, for trades written from the queue."""
+        self._last_wire_id = 0
+        """The id of the last request written: a queued trade whose own id is above it goes
+        out as it was encoded; one below it takes a new id first."""
         self.trade_service_ns = 0.0
         """Recent time from writing a trade to its answer (moving average; 0: none yet)."""
         self.trade_service_high_ns = 0.0
@@ -375,7 +394,7 @@ class TerminalSession:
                 margin_mode=MarginMode(msg.margin_mode),
                 build=msg.build,
                 ea_version=msg.ea_version,
-                features=frozenset(msg.features) & BRIDGE_FEATURES,
+                features=_features_for(msg),
             )
         except ValueError as exc:
             self.close(f"bad hello: {exc}", code="invalid_message")
@@ -388,6 +407,8 @@ class TerminalSession:
         self.identity = identity
         self.terminal_id = identity.terminal_id
         self.deadlines = m.DEADLINE_FEATURE in identity.features
+        if m.PIPELINE_FEATURE in identity.features:
+            self._wire_limit = self.settings.pipeline_depth
         self._key = key
         self._ea_nonce = msg.nonce
         self._bridge_nonce = auth.new_nonce()
@@ -653,12 +674,13 @@ class TerminalSession:
             self._trades_in_flight += 1
             self._trade_ids[future] = req_id
             future.add_done_callback(self._trade_done)
-            if len(self._on_wire) >= self.settings.trades_on_wire:
+            if self._queued or len(self._on_wire) >= self._wire_limit:
                 assert deadline_ns is not None
                 self._queued.append(req_id)
-                self._frames[req_id] = (msg, deadline_ns)
+                self._frames[req_id] = (msg, frame, deadline_ns)
                 return future
             self._on_wire.add(req_id)
+        self._last_wire_id = req_id
         self._link.write(frame)
         return future
 
@@ -689,7 +711,7 @@ class TerminalSession:
         """How long a trade asked for now is expected to wait before it is written: the
         trades ahead of it at the recent service time (``high``: at the slow end of it, what
         admission uses, so that what it lets in does not outwait the queue's bound)."""
-        limit = self.settings.trades_on_wire
+        limit = self._wire_limit
         if len(self._on_wire) < limit and not self._queued:
             return 0.0
         each = self.trade_service_high_ns if high else self.trade_service_ns
@@ -715,9 +737,9 @@ class TerminalSession:
 
     def _pump(self, now_ns: int) -> None:
         link = self._link
-        while self._queued and len(self._on_wire) < self.settings.trades_on_wire:
+        while self._queued and len(self._on_wire) < self._wire_limit:
             caller_id = self._queued.popleft()
-            msg, deadline_ns = self._frames.pop(caller_id)
+            msg, frame, deadline_ns = self._frames.pop(caller_id)
             queued = self._pending.get(caller_id)
             if queued is None:
                 continue
@@ -732,17 +754,20 @@ class TerminalSession:
             if link is None:
                 return
             future, op, timer, _ = self._pending.pop(caller_id)
-            timer.cancel()
-            wire_id = self._next_id
-            self._next_id = wire_id + 1
-            msg.id = wire_id
-            frame = codec.encode(msg)  # it encoded when asked: it encodes again
-            timeout_s = max(0.0, (deadline_ns - now_ns) / 1e9)
-            timer = self._loop.call_later(timeout_s, self._expire, wire_id, timeout_s)
+            wire_id = caller_id
+            if caller_id < self._last_wire_id:  # a later request went first: a new id
+                timer.cancel()
+                wire_id = self._next_id
+                self._next_id = wire_id + 1
+                msg.id = wire_id
+                frame = codec.encode(msg)  # it encoded when asked: it encodes again
+                timeout_s = max(0.0, (deadline_ns - now_ns) / 1e9)
+                timer = self._loop.call_later(timeout_s, self._expire, wire_id, timeout_s)
+                self._trade_ids[future] = wire_id
+                self._caller_ids[wire_id] = caller_id
             self._pending[wire_id] = (future, op, timer, now_ns)
-            self._trade_ids[future] = wire_id
-            self._caller_ids[wire_id] = caller_id
             self._on_wire.add(wire_id)
+            self._last_wire_id = wire_id
             link.write(frame)
 
     def _withdraw(self, req_id: int, why: str) -> None:
