@@ -201,8 +201,10 @@ class HealthMonitor:
         """One row per terminal; a journal that refuses is logged once per outage (the next
         sample tries again) and never stops the monitor."""
         try:
-            for t in terminals:
-                await self.journal.record_health(self._row(t, now_ns))
+            # Together: the SQLite journal writes the samples of one moment in one commit.
+            await asyncio.gather(
+                *(self.journal.record_health(self._row(t, now_ns)) for t in terminals)
+            )
         except Exception as exc:
             if not self._write_failing:
                 log.warning("health samples not written; will retry", error=repr(exc))

@@ -21,7 +21,7 @@ from mtgate.domain.records import OrderRecord
 from mtgate.domain.symbols import SymbolSpec, position_frozen
 from mtgate.execution.answers import contradicts_code, link_lost, not_sent, rejection
 from mtgate.execution.requests import OrderError, OrderResult
-from mtgate.execution.service import ExecutionService, account_key
+from mtgate.execution.service import ExecutionService, account_key, busy_refusal
 from mtgate.execution.validation import Refusal, volume_refusal
 from mtgate.positions import bulk, reversal
 from mtgate.positions.errors import PositionError
@@ -320,6 +320,9 @@ class PositionService:
             return await self.execution.refuse(
                 record, Refusal("account", routed.rule, str(routed)), time.perf_counter_ns()
             )
+        busy = busy_refusal(routed)  # admission, as for new orders: nothing journalled as sent
+        if busy is not None:
+            return await self.execution.refuse(record, busy, time.perf_counter_ns())
         msg = m.ClosePosition(
             id=0,
             ticket=pos.ticket,

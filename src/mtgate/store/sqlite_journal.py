@@ -154,6 +154,8 @@ class SqliteJournal:
             tuple[str, str, bytes, tuple[Any, Any, Any, Entry | None], asyncio.Future[None]]
         ] = []
         """Intents queued in this loop iteration, each with the future its caller awaits."""
+        self._health: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        """Health samples queued in this loop iteration (one commit), with their futures."""
         self._unfolded: set[str] = set()
         """Client order ids taken that no ``execution_orders`` row holds: intents being
         committed or written behind, and quarantined intents (their orders may have been sent,
@@ -728,16 +730,38 @@ class SqliteJournal:
         return [quarantine.record_from_row(row, rows.sqlite_ts_to_ms) for row in found]
 
     async def record_health(self, sample: HealthSample) -> None:
-        cur = self._cursor()
+        """Write one health sample; the samples of one loop iteration share one commit (the
+        monitor writes a row per terminal at once), each caller told its own outcome."""
+        self._cursor()
         row = rows.health_row(sample, uuid.uuid4().hex, _ts)
-        with self._write_lock:
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute(*_INSERT_HEALTH.bind(row))
-                cur.execute("COMMIT")
-            except BaseException:
-                rollback(cur)
-                raise
+        loop = asyncio.get_running_loop()
+        if not self._health:
+            loop.call_soon(self._commit_health)
+        written: asyncio.Future[None] = loop.create_future()
+        self._health.append((row, written))
+        await written
+
+    def _commit_health(self) -> None:
+        batch, self._health = self._health, []
+        try:
+            cur = self._cursor()
+            with self._write_lock:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    for row, _ in batch:
+                        cur.execute(*_INSERT_HEALTH.bind(row))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    rollback(cur)
+                    raise
+        except Exception as exc:
+            for _, written in batch:
+                if not written.done():
+                    written.set_exception(exc)
+            return
+        for _, written in batch:
+            if not written.done():
+                written.set_result(None)
 
 
 def _log_unreadable(exc: UnreadableOrderError) -> None:
