@@ -372,6 +372,7 @@ class ExecutionService:
         busy = busy_refusal(session)
         if busy is not None:
             return busy
+        session.reserve_trade()  # the next order's admission counts this one
         assert session.identity is not None
         tick = session.view.ticks.get(intent.symbol)
         market = Market(

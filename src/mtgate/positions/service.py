@@ -323,6 +323,7 @@ class PositionService:
         busy = busy_refusal(routed)  # admission, as for new orders: nothing journalled as sent
         if busy is not None:
             return await self.execution.refuse(record, busy, time.perf_counter_ns())
+        routed.reserve_trade()
         msg = m.ClosePosition(
             id=0,
             ticket=pos.ticket,

@@ -199,6 +199,7 @@ _CLOCK_RATE_MARGIN = 1e-3
 SERVER_OFFSET_TTL_NS = 60 * 1_000_000_000
 """How long the best trade-server clock offset stands against a lower one (a clock set back)."""
 _TRADE_OPS = {op: str(op.__struct_config__.tag) for op in m.TRADE_OPS}
+_RESERVATION_NS = 50_000_000
 _LAST_START_NS = 50_000_000
 """A queued trade is written only while it has at least this long (and half again its
 terminal's slow recent service time) before its deadline: any later, it would time out."""
@@ -278,6 +279,10 @@ class TerminalSession:
         known by the id :meth:`request` gave it, which stays its caller's (``_caller_ids``)."""
         self._caller_ids: dict[int, int] = {}
         """Wire id → the id the caller was given, for trades written from the queue."""
+        self._reserved: deque[int] = deque()
+        """When each trade admitted but not yet handed to :meth:`request` was admitted
+        (monotonic ns): orders admitted in the same instant see each other. One lapses after
+        ``_RESERVATION_NS`` (an order refused after admission never comes)."""
         self._last_wire_id = 0
         """The id of the last request written: a queued trade whose own id is above it goes
         out as it was encoded; one below it takes a new id first."""
@@ -662,6 +667,8 @@ class TerminalSession:
             msg.deadline_ms = self.ea_deadline_ms(deadline_ns)  # type: ignore[attr-defined]
         trade = op in _TRADE_OPS
         if trade:
+            if self._reserved:
+                self._reserved.popleft()
             self._admit(now_ns, deadline_ns)
         req_id = self._next_id
         self._next_id = req_id + 1
@@ -707,18 +714,32 @@ class TerminalSession:
             return
         raise TradeWithdrawn(why, wait_ms=wait_ns / 1e6)
 
+    def reserve_trade(self) -> None:
+        """A trade was admitted for this terminal and is on its way to :meth:`request`."""
+        self._reserved.append(self._clock.monotonic_ns())
+
+    def _ahead(self) -> int:
+        """Trades waiting for a slot: queued, and admitted on their way here."""
+        reserved = self._reserved
+        if reserved:
+            lapsed = self._clock.monotonic_ns() - _RESERVATION_NS
+            while reserved and reserved[0] < lapsed:
+                reserved.popleft()
+        return len(self._queued) + len(reserved)
+
     def trade_wait_ns(self, *, high: bool = False) -> float:
         """How long a trade asked for now is expected to wait before it is written: the
         trades ahead of it at the recent service time (``high``: at the slow end of it, what
         admission uses, so that what it lets in does not outwait the queue's bound)."""
         limit = self._wire_limit
-        if len(self._on_wire) < limit and not self._queued:
+        ahead = self._ahead()
+        if len(self._on_wire) + ahead < limit:
             return 0.0
         each = self.trade_service_high_ns if high else self.trade_service_ns
-        return (len(self._queued) // limit + 1) * each
+        return ((len(self._on_wire) + ahead) // limit) * each
 
     def trades_queued(self) -> int:
-        return len(self._queued)
+        return self._ahead()
 
     def _trade_over(self, req_id: int, written_ns: int | None) -> None:
         """A trade on the wire was answered (``written_ns``: when it was written) or stopped
