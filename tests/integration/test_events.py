@@ -207,15 +207,20 @@ async def test_an_intent_folded_after_a_crash_still_has_its_event(tmp_path: Path
     assert msgspec.json.decode(found[0][1])["order"]["client_order_id"] == "c-1"
 
 
-async def test_a_stream_resumed_before_the_pruned_events_is_told(tmp_path: Path) -> None:
-    db = tmp_path / "p.db"
+async def _outbox_of(db: Path, orders: int) -> None:
+    """A journal at ``db`` whose outbox holds the events of ``orders`` submitted orders."""
     journal = open_journal(f"sqlite:///{db}")
     journal.outbox = order_entry
     await journal.open()
-    for i in range(3):
+    for i in range(orders):
         await journal.record_submitted(make_order(client_order_id=f"p-{i}"))
     await journal.list_orders()
     await journal.close()
+
+
+async def test_a_stream_resumed_before_the_pruned_events_is_told(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    await _outbox_of(db, 3)
     engine = make_engine(f"sqlite:///{db}")
     now = [10**13]
     relay = Relay(OutboxReader(engine), [], now_ms=lambda: now[0], poll_s=0.005, retention_s=1)
@@ -234,13 +239,7 @@ async def test_prune_deletes_in_small_transactions_up_to_what_every_sink_has(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "pb.db"
-    journal = open_journal(f"sqlite:///{db}")
-    journal.outbox = order_entry
-    await journal.open()
-    for i in range(7):
-        await journal.record_submitted(make_order(client_order_id=f"pb-{i}"))
-    await journal.list_orders()
-    await journal.close()
+    await _outbox_of(db, 7)
     with sqlite3.connect(db) as conn:
         seqs = [r[0] for r in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
     assert len(seqs) == 7
