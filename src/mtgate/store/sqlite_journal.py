@@ -31,9 +31,10 @@ also fsync the WAL on each commit and survive power loss, for ~100-200 µs more 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
@@ -326,18 +327,12 @@ class SqliteJournal:
         try:
             if cur is None:
                 raise JournalNotOpenError()
-            with self._write_lock:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    for cid, _, payload, (row, created, moved, made), _ in intents:
-                        cur.execute(INSERT_INTENT, (cid, payload))
-                        assert cur.lastrowid is not None
-                        entries = [] if made is None else [made]
-                        folds.append(Fold(cur.lastrowid, cid, row, [created, moved], entries))
-                    cur.execute("COMMIT")
-                except BaseException:
-                    rollback(cur)
-                    raise
+            with self._transaction(cur):
+                for cid, _, payload, (row, created, moved, made), _ in intents:
+                    cur.execute(INSERT_INTENT, (cid, payload))
+                    assert cur.lastrowid is not None
+                    entries = [] if made is None else [made]
+                    folds.append(Fold(cur.lastrowid, cid, row, [created, moved], entries))
         except BaseException as exc:
             self._unfolded.difference_update(cid for cid, *_ in intents)
             for *_, committed in intents:
@@ -378,17 +373,11 @@ class SqliteJournal:
         moved = rows.event_row(order, stored_id, OrderStatus.NEW, trigger, detail, row[_UPDATED_AT])
         made = entries_of(self.outbox, order, OrderStatus.NEW, trigger, detail)
         try:
-            with self._write_lock:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    cur.execute(*INSERT_ORDER.bind(row))
-                    cur.execute(*INSERT_EVENT.bind(created))
-                    cur.execute(*INSERT_EVENT.bind(moved))
-                    outbox.sqlite_insert(cur, made, _ts)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    rollback(cur)
-                    raise
+            with self._transaction(cur):
+                cur.execute(*INSERT_ORDER.bind(row))
+                cur.execute(*INSERT_EVENT.bind(created))
+                cur.execute(*INSERT_EVENT.bind(moved))
+                outbox.sqlite_insert(cur, made, _ts)
         except sqlite3.IntegrityError as exc:
             self._raise_if_duplicate(cur, order, stored_id, exc)
             raise
@@ -438,20 +427,14 @@ class SqliteJournal:
         at = values[len(rows.ATTEMPT_COLUMNS) + _M_UPDATED_AT]
         event = rows.event_row(order, stored_id, previous, trigger, detail, at)
         made = entries_of(self.outbox, order, previous, trigger, detail)
-        with self._write_lock:
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
-                    stored = self._stored_status(cur, order.client_order_id)
-                    raise StaleOrderError(
-                        order.client_order_id, previous, None if stored is None else stored[1]
-                    )
-                cur.execute(*INSERT_EVENT.bind(event))
-                outbox.sqlite_insert(cur, made, _ts)
-                cur.execute("COMMIT")
-            except BaseException:
-                rollback(cur)
-                raise
+        with self._transaction(cur):
+            if cur.execute(*UPDATE_ATTEMPT.bind(values + guard)).rowcount != 1:
+                stored = self._stored_status(cur, order.client_order_id)
+                raise StaleOrderError(
+                    order.client_order_id, previous, None if stored is None else stored[1]
+                )
+            cur.execute(*INSERT_EVENT.bind(event))
+            outbox.sqlite_insert(cur, made, _ts)
         self._remember(order, order.status)
 
     def _queue(
@@ -524,14 +507,8 @@ class SqliteJournal:
         cur = self._cur
         queued, self._behind = self._behind, []
         try:
-            with self._write_lock:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    folds = write_items(cur, queued)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    rollback(cur)
-                    raise
+            with self._transaction(cur):
+                folds = write_items(cur, queued)
         except sqlite3.OperationalError as exc:
             self._keep(queued, exc)
         except Exception as exc:
@@ -597,15 +574,22 @@ class SqliteJournal:
         if kept:
             self._behind[:0] = kept
 
-    def _write_alone(self, cur: sqlite3.Cursor, item: Item) -> None:
+    @contextlib.contextmanager
+    def _transaction(self, cur: sqlite3.Cursor) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the file's writer lock, rolled back on any
+        failure (the writer lock is shared with the sync store: mtgate.store.sqlite_lock)."""
         with self._write_lock:
             cur.execute("BEGIN IMMEDIATE")
             try:
-                folds = write_items(cur, [item], exact=True)
+                yield
                 cur.execute("COMMIT")
             except BaseException:
                 rollback(cur)
                 raise
+
+    def _write_alone(self, cur: sqlite3.Cursor, item: Item) -> None:
+        with self._transaction(cur):
+            folds = write_items(cur, [item], exact=True)
         self._landed(folds)
 
     def _quarantine(self, cur: sqlite3.Cursor, item: Item, exc: Exception) -> None:
@@ -745,15 +729,9 @@ class SqliteJournal:
         batch, self._health = self._health, []
         try:
             cur = self._cursor()
-            with self._write_lock:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    for row, _ in batch:
-                        cur.execute(*_INSERT_HEALTH.bind(row))
-                    cur.execute("COMMIT")
-                except BaseException:
-                    rollback(cur)
-                    raise
+            with self._transaction(cur):
+                for row, _ in batch:
+                    cur.execute(*_INSERT_HEALTH.bind(row))
         except Exception as exc:
             for _, written in batch:
                 if not written.done():
