@@ -183,11 +183,23 @@ def bench(
     mt5_pipeline: Annotated[
         bool, typer.Option(help="MT5 terminals run up to 4 trades at once (feature pipeline)")
     ] = True,
+    store: Annotated[
+        str,
+        typer.Option(
+            help="sqlite (a temporary file) or a database URL, e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test (a schema of the run's own)"
+        ),
+    ] = "sqlite",
 ) -> None:
     """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
     the cost of syncing many accounts, and the round trip while they sync."""
+    from mtgate.bench import stores
     from mtgate.bench.harness import BenchOptions, run_bench
 
+    try:
+        stores.kind_of(store)
+    except stores.StoreChoiceError as exc:
+        raise typer.BadParameter(str(exc)) from None
     lo, _, hi = broker_delay_ms.partition("-")
     opts = BenchOptions(
         orders=orders,
@@ -202,6 +214,7 @@ def bench(
         http=http,
         events=events,
         mt5_pipeline=mt5_pipeline,
+        store=store,
     )
     logs.configure(level="ERROR")
     _use_uvloop()
@@ -235,6 +248,13 @@ def soak(
         bool, typer.Option(help="MT5 terminals run up to 4 trades at once (feature pipeline)")
     ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    store: Annotated[
+        str,
+        typer.Option(
+            help="sqlite (a temporary file) or a database URL, e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test (a schema of the run's own)"
+        ),
+    ] = "sqlite",
 ) -> None:
     """Open-loop load at a fixed rate against the bridge at its defaults: latency from each
     operation's scheduled time, loop lag, GC pauses, RSS, CPU, errors, and the ground truth.
@@ -250,6 +270,7 @@ def soak(
             delay_ms=_delay_range(delay_ms),
             seed=seed,
             mt5_pipeline=mt5_pipeline,
+            store=store,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -487,7 +508,7 @@ def _print_rejections(report: dict[str, object]) -> None:
 def _print_bench(f: dict[str, object]) -> None:
     table = Table(
         title=f"mtgate bench: {f['orders']} orders, {f['terminals']} terminals, "
-        f"concurrency {f['concurrency']}, journal {f['journal_sync']}"
+        f"concurrency {f['concurrency']}, store {f.get('store', 'sqlite')}, journal {f['journal_sync']}"
     )
     for col in ("measure", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(col, justify="right")

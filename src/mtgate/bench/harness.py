@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mtgate import runtime
+from mtgate.bench import stores
 from mtgate.bench.httpdrive import Drive
 from mtgate.bench.simproc import SimPlan
 from mtgate.bench.simproc import main as sim_main
@@ -50,6 +51,8 @@ class BenchOptions:
     floor_samples: int = 2000
     broker_delay_ms: tuple[float, float] = (0.0, 0.0)
     journal_sync: str = "normal"
+    store: str = "sqlite"
+    """``sqlite`` (a temporary file) or a database URL: mtgate.bench.stores."""
     platform: str = "mt5"
     seed: int = 1
     sync_terminals: int = 100
@@ -192,16 +195,18 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     sync_keys = {f"sync-{i + 1}": new_key() for i in range(opts.sync_terminals)}
     logins = {tid: 3001 + i for i, tid in enumerate(keys)}
     logins |= {tid: 5001 + i for i, tid in enumerate(sync_keys)}
-    with tempfile.TemporaryDirectory(prefix="mtgate-bench-") as tmp:
-        db = Path(tmp) / "bench.db"
-        journal = open_journal(f"sqlite:///{db}", synchronous=opts.journal_sync)
+    with (
+        tempfile.TemporaryDirectory(prefix="mtgate-bench-") as tmp,
+        stores.run_store(opts.store, Path(tmp), "bench") as url,
+    ):
+        journal = open_journal(url, synchronous=opts.journal_sync)
         bridge = Bridge(
             terminals=grants_for(
                 [(tid, k, logins[tid], SERVER) for tid, k in keys.items()]
                 + [(tid, k, logins[tid], SYNC_SERVER) for tid, k in sync_keys.items()]
             ),
             journal=journal,
-            store_url=f"sqlite:///{db}",
+            store_url=url,
             sync=SyncSettings(interval_ms=opts.sync_interval_ms),
             events=EventsSection() if opts.events else None,
         )
@@ -285,6 +290,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "orders_sent_total": total_sent,
         "orders_executed_by_simulator": executed,
         "journal_sync": opts.journal_sync,
+        "store": stores.kind_of(opts.store),
         "mt5_pipeline": opts.mt5_pipeline,
         "events": opts.events,
         "frame_bytes": _order_frame_size(),

@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from mtgate import runtime
+from mtgate.bench import stores
 from mtgate.bench.soakproc import ServerTruth, SoakPlan, SoakTerminal
 from mtgate.bench.soakproc import main as sim_main
 from mtgate.bridge import Bridge
@@ -70,6 +71,8 @@ class SoakOptions:
     mt5_pipeline: bool = False
     """The MT5 terminals offer ``pipeline``: up to 4 trades at once each (docs/protocol.md
     §4.3); MT4 terminals run one at a time either way."""
+    store: str = stores.DEFAULT
+    """``sqlite`` (a temporary file) or a database URL: mtgate.bench.stores."""
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 100_000:
@@ -80,6 +83,7 @@ class SoakOptions:
             raise ValueError(f"terminals={self.terminals}: expected 1..1000")
         if not 0 <= self.positions <= 1000:
             raise ValueError(f"positions={self.positions}: expected 0..1000")
+        stores.kind_of(self.store)  # StoreChoiceError (a ValueError) names what is wrong
         lo, hi = self.delay_ms
         if not 0 <= lo <= hi <= 60_000:
             raise ValueError(f"delay_ms={lo},{hi}: expected 0 <= lo <= hi <= 60000")
@@ -172,11 +176,11 @@ def _rss_bytes() -> int | None:
         return None  # not Linux: no RSS series
 
 
-def _config(tmp: Path, terminals: list[SoakTerminal], sync_interval_ms: int) -> Config:
+def _config(url: str, terminals: list[SoakTerminal], sync_interval_ms: int) -> Config:
     return msgspec.convert(
         {
             "bridge": {"port": 0},
-            "store": {"url": f"sqlite:///{tmp / 'soak.db'}"},
+            "store": {"url": url},
             "sync": {"interval_ms": sync_interval_ms},
             "terminals": [
                 {"id": t.terminal_id, "key": t.key_hex, "account": f"{t.login}@{t.server}"}
@@ -388,8 +392,11 @@ async def run_soak(
 ) -> dict[str, Any]:
     terminals = _terminals(opts)
     plan_ops = schedule(opts)
-    with tempfile.TemporaryDirectory(prefix="mtgate-soak-") as tmp:
-        cfg = _config(Path(tmp), terminals, opts.sync_interval_ms)
+    with (
+        tempfile.TemporaryDirectory(prefix="mtgate-soak-") as tmp,
+        stores.run_store(opts.store, Path(tmp), "soak") as url,
+    ):
+        cfg = _config(url, terminals, opts.sync_interval_ms)
         bridge = Bridge.from_config(cfg)
         host, port = await bridge.start()
         plan = SoakPlan(
@@ -480,6 +487,7 @@ async def _run(
         "positions": opts.positions,
         "delay_ms": list(opts.delay_ms),
         "mt5_pipeline": opts.mt5_pipeline,
+        "store": stores.kind_of(opts.store),
         "operations": len(plan_ops),
         "completed": tally.done,
         "unfinished": unfinished,

@@ -19,6 +19,7 @@ from mtgate.sessions.session import TerminalSession
 from mtgate.store.journal import Journal
 from mtgate.store.migrate import make_engine
 from mtgate.store.outbox import OutboxReader
+from mtgate.store.pg_journal import PgJournal
 from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SqliteJournal
 from mtgate.store.sync_store import SyncStore
@@ -30,7 +31,7 @@ def journal_url(journal: Journal) -> URL:
     """Where the journal's database is, for the relay's own connection."""
     if isinstance(journal, SqliteJournal):
         return URL.create("sqlite", database=str(journal.path))
-    if isinstance(journal, SqlJournal):
+    if isinstance(journal, PgJournal | SqlJournal):
         return journal.url
     raise TypeError(f"no outbox reader for a {type(journal).__name__}")
 

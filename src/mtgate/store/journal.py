@@ -2,13 +2,14 @@
 
 The bridge journals an order *before* its frame leaves (``record_submitted`` returns only once
 the row is durable), then every status change with its trigger, so after any crash the journal
-says which orders may exist on a server. Two implementations pass one contract test suite:
+says which orders may exist on a server. The two a URL selects (and ``SqlJournal``, the same
+contract in plain SQLAlchemy Core, which the tests run) pass one contract test suite:
 
 - :class:`~mtgate.store.sqlite_journal.SqliteJournal` (``sqlite:///path.db``), the default:
   stdlib ``sqlite3`` on the event loop thread, tens of microseconds per write.
-- :class:`~mtgate.store.sql_journal.SqlJournal` (``postgresql+psycopg://...``): SQLAlchemy Core
-  in one dedicated worker thread, so network round trips never block the event loop and writes
-  stay in call order.
+- :class:`~mtgate.store.pg_journal.PgJournal` (``postgresql+psycopg://...``): one writer
+  thread, every batch of concurrent writes one statement and one commit, the terminal's
+  answers written behind; the event loop never waits on the network.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from sqlalchemy.exc import ArgumentError
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.events.model import Entry, OrderOutbox
+from mtgate.store.pg_journal import PgJournal
 from mtgate.store.rejections import RejectionQuery, RejectionReport
-from mtgate.store.sql_journal import SqlJournal
 from mtgate.store.sqlite_journal import SYNCHRONOUS_LEVELS, SqliteJournal
 from mtgate.store.values import HealthSample, JournalConfigError, OrderEvent, QuarantinedRecord
 
@@ -182,7 +183,7 @@ def open_journal(url: str, *, synchronous: str = "normal") -> Journal:
             )
         return SqliteJournal(Path(database), synchronous=synchronous)
     if scheme in POSTGRES_SCHEMES:
-        return SqlJournal(parsed.set(drivername="postgresql+psycopg"))
+        return PgJournal(parsed.set(drivername="postgresql+psycopg"))
     raise JournalConfigError(
         f"journal URL scheme {scheme!r} is not supported (in {shown!r}); use "
         "'sqlite:///path.db' or 'postgresql+psycopg://user@host/db'"

@@ -6,8 +6,9 @@ that vanished), the SQLite journal moves the item here instead, in the transacti
 off its queue or intent log, and logs it at ERROR. The payload is JSON keyed by column name, so
 it can be read and repaired with nothing but a SQL shell.
 
-The PostgreSQL journal writes the order tables directly (its caller sees every error), so it
-never quarantines anything; it reads the same table, which stays empty there.
+The PostgreSQL journal quarantines only written-behind changes (a status change or note the
+database refused, or whose guarded update matched no row), in a transaction of its own; its
+intents are awaited, so their callers see every error.
 """
 
 from __future__ import annotations

@@ -189,7 +189,9 @@ class SqlJournal:
     async def get(self, client_order_id: str) -> OrderRecord | None:
         """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
         params = {"client_order_id": client_order_id}
-        found = await self._call(functools.partial(_select, queries.SELECT_BY_CLIENT_ID, params))
+        found = await self._call(
+            functools.partial(select_orders, queries.SELECT_BY_CLIENT_ID, params)
+        )
         if found.unreadable:
             raise found.unreadable[0]
         return found.records[0] if found.records else None
@@ -202,7 +204,7 @@ class SqlJournal:
             "account_server": account_server,
             "ticket": ticket,
         }
-        found = await self._call(functools.partial(_select, queries.SELECT_BY_TICKET, params))
+        found = await self._call(functools.partial(select_orders, queries.SELECT_BY_TICKET, params))
         count = len(found.records) + len(found.unreadable)
         if count > 1:
             raise JournalError(
@@ -225,7 +227,7 @@ class SqlJournal:
         """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
         queries.check_limit(limit)
         stmt = queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
-        found = await self._call(functools.partial(_select, stmt, {}))
+        found = await self._call(functools.partial(select_orders, stmt, {}))
         for exc in found.unreadable:
             self.unreadable_rows += 1
             log.error(
@@ -237,7 +239,7 @@ class SqlJournal:
         return found.records
 
     async def events(self, client_order_id: str) -> list[OrderEvent]:
-        return await self._call(functools.partial(_events, client_order_id))
+        return await self._call(functools.partial(select_events, client_order_id))
 
     async def rejections(self, query: rejections.RejectionQuery) -> rejections.RejectionReport:
         """Rejection analytics, in a thread of its own with a pooled connection: not in the
@@ -251,7 +253,7 @@ class SqlJournal:
     async def quarantined(self) -> list[QuarantinedRecord]:
         """What a journal on this database could not write, oldest first (empty here, unless a
         SQLite journal wrote the same file)."""
-        return await self._call(_quarantined)
+        return await self._call(select_quarantined)
 
     async def record_health(self, sample: HealthSample) -> None:
         row = rows.health_row(sample, uuid.uuid4(), _ts)
@@ -351,7 +353,7 @@ class _Found(NamedTuple):
     unreadable: list[UnreadableOrderError]
 
 
-def _select(stmt: Select[Any], params: dict[str, Any], engine: Engine) -> _Found:
+def select_orders(stmt: Select[Any], params: dict[str, Any], engine: Engine) -> _Found:
     """The orders ``stmt`` selects. If one cannot be read, the others still are: the matching
     client order ids are selected alone, then each row by itself (the failure path only)."""
     try:
@@ -379,13 +381,13 @@ def _select(stmt: Select[Any], params: dict[str, Any], engine: Engine) -> _Found
     return found
 
 
-def _events(client_order_id: str, engine: Engine) -> list[OrderEvent]:
+def select_events(client_order_id: str, engine: Engine) -> list[OrderEvent]:
     with engine.connect() as conn:
         result = conn.execute(queries.SELECT_EVENTS, {"client_order_id": client_order_id})
         return [rows.event_from_row(row, rows.datetime_to_ms) for row in result.mappings()]
 
 
-def _quarantined(engine: Engine) -> list[QuarantinedRecord]:
+def select_quarantined(engine: Engine) -> list[QuarantinedRecord]:
     with engine.connect() as conn:
         found = conn.execute(quarantine.SELECT).all()
     return [quarantine.record_from_row(tuple(row), rows.datetime_to_ms) for row in found]

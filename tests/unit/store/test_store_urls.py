@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtgate.store import JournalConfigError, open_journal
-from mtgate.store.sql_journal import SqlJournal
+from mtgate.store.pg_journal import PgJournal
 from mtgate.store.sqlite_journal import SqliteJournal
 
 
@@ -21,9 +21,9 @@ def test_sqlite_urls_get_the_fast_journal(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])
-def test_postgres_urls_get_the_sqlalchemy_journal_on_psycopg(scheme: str) -> None:
+def test_postgres_urls_get_the_group_commit_journal_on_psycopg(scheme: str) -> None:
     journal = open_journal(f"{scheme}://u:secret@db.example:5433/trading")
-    assert isinstance(journal, SqlJournal)
+    assert isinstance(journal, PgJournal)
     assert journal.url.drivername == "postgresql+psycopg"
     assert (journal.url.host, journal.url.port, journal.url.database) == (
         "db.example",
