@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -184,20 +185,23 @@ def bench(
         bool, typer.Option(help="MT5 terminals run up to 4 trades at once (feature pipeline)")
     ] = True,
     store: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             help="sqlite (a temporary file) or a database URL, e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:5432/test (a schema of the run's own)"
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test (a schema of the run's own); "
+            "give it twice to measure both stores one after the other in one run"
         ),
-    ] = "sqlite",
+    ] = None,
 ) -> None:
     """Measure the bridge's order round trip beside the loopback echo floor, in one run; then
     the cost of syncing many accounts, and the round trip while they sync."""
     from mtgate.bench import stores
     from mtgate.bench.harness import BenchOptions, run_bench
 
+    chosen = store or [stores.DEFAULT]
     try:
-        stores.kind_of(store)
+        for each in chosen:
+            stores.kind_of(each)
     except stores.StoreChoiceError as exc:
         raise typer.BadParameter(str(exc)) from None
     lo, _, hi = broker_delay_ms.partition("-")
@@ -214,14 +218,16 @@ def bench(
         http=http,
         events=events,
         mt5_pipeline=mt5_pipeline,
-        store=store,
     )
     logs.configure(level="ERROR")
     _use_uvloop()
-    figures = asyncio.run(run_bench(opts))
-    _print_bench(figures)
+    runs: list[dict[str, object]] = []
+    for each in chosen:
+        runs.append(asyncio.run(run_bench(dataclasses.replace(opts, store=each))))
+        _print_bench(runs[-1])
     if json_path is not None:
-        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        document = runs[0] if len(runs) == 1 else {"runs": runs}
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _delay_range(text: str) -> tuple[float, float]:

@@ -60,3 +60,16 @@ def test_cli_refuses_a_bad_delay_range(delay: str) -> None:
     result = runner.invoke(app, ["soak", "--delay-ms", delay, "--seconds", "1"])
     assert result.exit_code == 2
     assert "delay" in result.output and "expected" in result.output
+
+
+@pytest.mark.parametrize("command", ["soak", "bench"])
+def test_cli_refuses_a_store_it_cannot_use(command: str) -> None:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        [command, "--store", "sqlite", "--store", "mysql://u@h/db"]
+        if command == "bench"
+        else [command, "--store", "mysql://u@h/db"],
+    )
+    assert result.exit_code == 2
+    assert "scheme 'mysql' is not supported" in result.output

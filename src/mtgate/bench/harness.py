@@ -244,8 +244,10 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             )
             await _drive(bridge, accounts, opts.warmup, opts.concurrency)
             c1, _, _ = await _drive(bridge, accounts, min(opts.orders, 1000), 1)
+            group0 = _group_commit(journal)
             latencies, errors, wall = await _drive(bridge, accounts, opts.orders, opts.concurrency)
             cpu_s: float = _drive.cpu_s  # type: ignore[attr-defined]
+            group = _group_commit(journal, group0, wall)
             http: _HttpRun | None = None
             if opts.http:
                 http = await _http_phase(bridge, accounts, opts, ctx)
@@ -297,12 +299,38 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "mean_ms": round(statistics.fmean(latencies), 4) if latencies else 0.0,
         "cpu_count": os.cpu_count(),
         "gc_pauses": runtime.pause_figures(pauses),
+        **({"journal_group_commit": group} if group else {}),
         **_sync_figures(sync, lat, with_sync),
         **_http_figures(http, lat, percentiles(c1)),
     }
 
 
 HTTP_WARMUP = 200
+
+
+def _group_commit(
+    journal: object, since: dict[str, float] | None = None, wall_s: float = 0.0
+) -> dict[str, float]:
+    """The PostgreSQL journal's batches over the concurrent run: how many writes shared each
+    commit, and how much of the run its writer spent in statements (empty on SQLite)."""
+    batches = getattr(journal, "batches", None)
+    if batches is None:
+        return {}
+    now = {
+        "batches": float(batches),
+        "items": float(getattr(journal, "items_written", 0)),
+        "busy_s": float(getattr(journal, "busy_s", 0.0)),
+    }
+    if since is None:
+        return now
+    n = now["batches"] - since["batches"]
+    busy = now["busy_s"] - since["busy_s"]
+    return {
+        "statements": n,
+        "writes_per_statement": round((now["items"] - since["items"]) / n, 2) if n else 0.0,
+        "statement_ms_mean": round(busy / n * 1000, 3) if n else 0.0,
+        "writer_busy_percent": round(busy / wall_s * 100, 1) if wall_s else 0.0,
+    }
 
 
 class _HttpRun(NamedTuple):

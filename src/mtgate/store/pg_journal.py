@@ -220,6 +220,8 @@ class PgJournal:
         self.batches = 0
         """Statements written (each one commit); with ``items_written``: the group commit."""
         self.items_written = 0
+        self.busy_s = 0.0
+        """Time the writer spent in its statements (with ``batches``: how loaded it is)."""
 
     # --- lifecycle
 
@@ -775,8 +777,10 @@ class _Writer:
                            ("ob", ob), ("hl", health)):  # fmt: skip
             if data:
                 params[name] = _encode(data).decode()
+        t0 = time.perf_counter()
         cur = self.conn.execute(pg_sql.statement(shape), params)
         matched = {r[0] for r in cur.fetchall()} if (upd or att) else set()
+        self.journal.busy_s += time.perf_counter() - t0
         self.journal.batches += 1
         self.journal.items_written += len(items)
         return {cid: m for cid, m in merged.items() if cid not in matched}

@@ -279,6 +279,8 @@ def canonical_uuid(value: Any) -> str:
     Raises:
         ValueError: ``value`` is not a UUID.
     """
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # already canonical (the bridge's own ids): no uuid.UUID round trip
     return str(value if isinstance(value, uuid.UUID) else _parse_uuid(value))
 
 
