@@ -40,7 +40,17 @@ from mtgate.domain.codes import Classification, lookup
 from mtgate.domain.enums import Platform
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.protocol.auth import Secret, bridge_proof, ea_proof, new_nonce, proofs_match
+from mtgate.protocol.auth import (
+    TO_BRIDGE,
+    TO_EA,
+    FrameSeal,
+    Secret,
+    bridge_proof,
+    ea_proof,
+    new_nonce,
+    proofs_match,
+    session_key,
+)
 from mtgate.protocol.link import FramedLink
 from mtsim import ea, errors
 from mtsim.faults import (
@@ -392,6 +402,9 @@ class _Connection:
         self.t.bridge_features = frozenset(msg.features)
         self._state = "auth"
         self._send(m.Auth(proof=ea_proof(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)))
+        if self._link is not None:  # every frame from here on is sealed (protocol §3.5)
+            frames = session_key(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)
+            self._link.seal(FrameSeal(frames, TO_BRIDGE), FrameSeal(frames, TO_EA), plain_bye=True)
 
     def _on_ready(self) -> None:
         self._state = "ready"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from typing import NamedTuple
 
 import pytest
 import structlog.testing
@@ -33,7 +34,7 @@ def _frame(obj: object) -> bytes:
 def _hello(terminal_id: str, **over: object) -> dict[str, object]:
     hello: dict[str, object] = {
         "type": "hello",
-        "v": 1,
+        "v": m.PROTOCOL_VERSION,
         "platform": "mt5",
         "build": 4000,
         "login": 2001,
@@ -50,8 +51,10 @@ def _hello(terminal_id: str, **over: object) -> dict[str, object]:
     return hello
 
 
-async def _read_until_closed(reader: asyncio.StreamReader) -> list[m.Message]:
-    """Every frame the bridge sends until it closes the connection."""
+async def _read_until_closed(
+    reader: asyncio.StreamReader, rx: auth.FrameSeal | None = None
+) -> list[m.Message]:
+    """Every frame the bridge sends until it closes the connection (``rx``: opened first)."""
     decoder = codec.FrameDecoder()
     out: list[m.Message] = []
     while True:
@@ -59,7 +62,7 @@ async def _read_until_closed(reader: asyncio.StreamReader) -> list[m.Message]:
         if not data:
             return out
         for body in decoder.feed(data):
-            out.append(codec.decode_for_terminal(body))
+            out.append(codec.decode_for_terminal(body if rx is None else rx.open(body)))
 
 
 async def _send_raw(harness: Harness, payload: bytes) -> list[m.Message]:
@@ -95,7 +98,8 @@ def _bye_code(frames: list[m.Message]) -> str:
         (_frame(_hello("mt5h", login="2001")), "invalid_message"),
         (_frame(_hello("mt5h", extra=1)), "invalid_message"),
         (_frame(_hello("mt5h", nonce="short")), "invalid_message"),
-        (_frame(_hello("mt5h", v=2)), "unsupported_version"),
+        (_frame(_hello("mt5h", v=1)), "unsupported_version"),  # protocol 1: no sealed frames
+        (_frame(_hello("mt5h", v=3)), "unsupported_version"),
         (_frame(_hello("nobody")), "unknown_terminal"),
         (_frame(_hello("x" * 65)), "unknown_terminal"),  # any id without a key (spec §3.3)
         (
@@ -121,7 +125,8 @@ def _bye_code(frames: list[m.Message]) -> str:
         "wrong-field-type",
         "unknown-field",
         "bad-nonce",
-        "version",
+        "version-1",
+        "version-3",
         "unknown-terminal",
         "malformed-terminal-id",
         "request-from-terminal",
@@ -232,10 +237,19 @@ async def test_terminal_that_stops_answering_is_dropped_after_missed_heartbeats(
 # --- account identity and what a peer learns before it authenticates --------------------------
 
 
+class _Seals(NamedTuple):
+    tx: auth.FrameSeal
+    rx: auth.FrameSeal
+
+    def frame(self, msg: m.Message) -> bytes:
+        sealed = self.tx.seal(codec.encode(msg)[codec.HEADER_BYTES :])
+        return struct.pack(">I", len(sealed)) + sealed
+
+
 async def _handshake(
     harness: Harness, hello: dict[str, object], key: auth.Secret
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, codec.FrameDecoder]:
-    """A hand-made EA: hello, check the bridge's proof, auth, ready."""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, codec.FrameDecoder, _Seals]:
+    """A hand-made EA: hello, check the bridge's proof, auth; then the session's seals."""
     assert harness.bridge.address is not None
     reader, writer = await asyncio.open_connection(*harness.bridge.address)
     writer.write(_frame(hello))
@@ -247,7 +261,9 @@ async def _handshake(
     tid, nonce = str(hello["terminal_id"]), str(hello["nonce"])
     assert welcome.proof == auth.bridge_proof(key, tid, nonce, welcome.nonce)
     writer.write(codec.encode(m.Auth(proof=auth.ea_proof(key, tid, nonce, welcome.nonce))))
-    return reader, writer, decoder
+    frames = auth.session_key(key, tid, nonce, welcome.nonce)
+    seals = _Seals(auth.FrameSeal(frames, auth.TO_BRIDGE), auth.FrameSeal(frames, auth.TO_EA))
+    return reader, writer, decoder, seals
 
 
 async def test_f1_hello_for_an_account_the_key_is_not_bound_to_is_refused(
@@ -294,7 +310,7 @@ async def test_f1_a_terminal_reporting_another_account_never_becomes_ready(
     harness.terminal(MT5H).stop()
     await eventually(lambda: harness.bridge.registry.ready_session(MT5H) is None)
     key = harness.terminal(MT5H).config.key
-    reader, writer, decoder = await _handshake(harness, _hello(MT5H), key)
+    reader, writer, decoder, seals = await _handshake(harness, _hello(MT5H), key)
     report = harness.server(MT5H).account(2002)  # the netting account's figures
     frames: list[m.Message] = []
     try:
@@ -303,11 +319,11 @@ async def test_f1_a_terminal_reporting_another_account_never_becomes_ready(
             if not data:
                 break
             for body in decoder.feed(data):
-                msg = codec.decode_for_terminal(body)
+                msg = codec.decode_for_terminal(seals.rx.open(body))
                 frames.append(msg)
                 if isinstance(msg, m.AccountInfo):
                     payload = codec.encode_payload(report)
-                    writer.write(codec.encode(m.Response(id=msg.id, ok=True, result=payload)))
+                    writer.write(seals.frame(m.Response(id=msg.id, ok=True, result=payload)))
     finally:
         writer.close()
     assert _bye_code(frames) == "sync_failed"
@@ -349,8 +365,8 @@ async def test_f15_a_peer_without_the_key_learns_nothing_about_live_terminals(
 async def test_f15_duplicate_terminal_names_no_address(harness: Harness) -> None:
     """The key holder of a live terminal is told the id is busy, not where from."""
     key = harness.terminal(MT5H).config.key
-    reader, writer, _ = await _handshake(harness, _hello(MT5H), key)
-    frames = await _read_until_closed(reader)
+    reader, writer, _, seals = await _handshake(harness, _hello(MT5H), key)
+    frames = await _read_until_closed(reader, seals.rx)
     writer.close()
     byes = [f for f in frames if isinstance(f, m.Bye)]
     assert [b.code for b in byes] == ["duplicate_terminal"]

@@ -443,7 +443,7 @@ def _tag(cls: type[msgspec.Struct]) -> str:
 
 
 def test_protocol_constants() -> None:
-    assert m.PROTOCOL_VERSION == 1
+    assert m.PROTOCOL_VERSION == 2
     assert m.MAX_FRAME_BYTES == 1_048_576
     assert codec.HEADER_BYTES == 4
 

@@ -12,7 +12,15 @@ import pytest
 from mtgate.domain.orders import client_id_from_comment
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.protocol.auth import Secret, bridge_proof, ea_proof
+from mtgate.protocol.auth import (
+    TO_BRIDGE,
+    TO_EA,
+    FrameSeal,
+    Secret,
+    bridge_proof,
+    ea_proof,
+    session_key,
+)
 
 ROOT = Path(__file__).parents[2]
 SPEC = (ROOT / "docs" / "protocol.md").read_text()
@@ -57,15 +65,34 @@ def test_a_response_has_an_error_exactly_when_it_is_not_ok(body: bytes) -> None:
 # --- §14: every example frame -------------------------------------------------------------
 
 _FRAME = re.compile(
-    r"^(EA → bridge|bridge → EA)\s+((?:[0-9a-f]{2} ){3}[0-9a-f]{2})\s+\((\d+) bytes\)\n(\{.*\})$",
+    r"^(EA → bridge|bridge → EA)\s+((?:[0-9a-f]{2} ){3}[0-9a-f]{2})\s+\((\d+) bytes\)\n"
+    r"((?:[0-9a-f]{80})?\{.*\})$",
     re.M,
 )
+_KEY = Secret.from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+_EA_NONCE, _BRIDGE_NONCE = "3f9c0a7d52e14b8c9a6f0e1d2c3b4a59", "b7e2c41f09d83a6e5f1c2b3a4d5e6f70"
 
 
-def _example_frames() -> list[tuple[str, bytes, int, bytes]]:
+def _example_wire() -> list[tuple[str, bytes, int, bytes]]:
+    """(direction, header, stated length, body as on the wire) of each example frame."""
     start = SPEC.index("## 14. Example exchange")
     found = _FRAME.findall(SPEC[start:])
     return [(d, bytes.fromhex(h.replace(" ", "")), int(n), b.encode()) for d, h, n, b in found]
+
+
+def _example_frames() -> list[tuple[str, bytes, int, bytes]]:
+    """The example frames with each sealed body opened (§3.5): the MAC of every frame after
+    ``auth`` verifies under the vector's session key, in sequence, in its direction."""
+    frames_key = session_key(_KEY, "ftmo-01", _EA_NONCE, _BRIDGE_NONCE)
+    opener = {
+        "bridge → EA": FrameSeal(frames_key, TO_EA),
+        "EA → bridge": FrameSeal(frames_key, TO_BRIDGE),
+    }
+    out, sealed = [], False
+    for direction, header, stated, body in _example_wire():
+        out.append((direction, header, stated, opener[direction].open(body) if sealed else body))
+        sealed = sealed or b'"type":"auth"' in body
+    return out
 
 
 def test_the_example_exchange_has_every_frame() -> None:
@@ -81,7 +108,8 @@ def test_every_example_frame_is_framed_decoded_and_re_encoded(
     frame: tuple[str, bytes, int, bytes],
 ) -> None:
     direction, header, stated, body = frame
-    assert struct.unpack(">I", header)[0] == stated == len(body), "the header is the length"
+    wire = next(w for w in _example_wire() if w[1] == header and w[0] == direction)
+    assert struct.unpack(">I", header)[0] == stated == len(wire[3]), "the header is the length"
     decode = codec.decode_for_bridge if direction == "EA → bridge" else codec.decode_for_terminal
     msg = decode(body)
     again = codec.encode(msg)
@@ -98,8 +126,7 @@ def test_every_example_frame_is_framed_decoded_and_re_encoded(
 
 def test_the_proof_test_vector_and_the_example_agree() -> None:
     """§3.4's vector, computed here; the example's welcome and auth carry the same proofs."""
-    key = Secret.from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
-    ea_nonce, bridge_nonce = "3f9c0a7d52e14b8c9a6f0e1d2c3b4a59", "b7e2c41f09d83a6e5f1c2b3a4d5e6f70"
+    key, ea_nonce, bridge_nonce = _KEY, _EA_NONCE, _BRIDGE_NONCE
     p_bridge = bridge_proof(key, "ftmo-01", ea_nonce, bridge_nonce)
     p_ea = ea_proof(key, "ftmo-01", ea_nonce, bridge_nonce)
     vector = _section("### 3.4 Proofs")

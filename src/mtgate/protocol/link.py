@@ -1,12 +1,32 @@
-"""A framed asyncio protocol: bytes in, frame bodies out. Shared by both ends of the wire."""
+"""A framed asyncio protocol: bytes in, frame bodies out. Shared by both ends of the wire.
+
+After the handshake both ends :meth:`FramedLink.seal` the link (docs/protocol.md §3.5): every
+frame written is sealed (MAC and sequence number), every frame read is opened, and one that does
+not verify reaches the handler as a protocol error (``bad_mac`` / ``out_of_order``), never as a
+frame.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
-from mtgate.protocol.codec import FrameDecoder, ProtocolError
+import msgspec
+
+from mtgate.protocol.auth import SEAL_BYTES, FrameAuthError, FrameSeal
+from mtgate.protocol.codec import HEADER_BYTES, FrameDecoder, ProtocolError
+from mtgate.protocol.messages import MAX_FRAME_BYTES
+
+_LEN: Final = struct.Struct(">I")
+
+
+class _Type(msgspec.Struct):
+    type: str
+
+
+_type_of = msgspec.json.Decoder(_Type)
 
 
 class FrameHandler(Protocol):
@@ -26,6 +46,9 @@ class FramedLink(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._corked = False
         self._out: list[bytes] = []
+        self._tx: FrameSeal | None = None
+        self._rx: FrameSeal | None = None
+        self._plain_bye = False
         self.peer: str = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -45,6 +68,8 @@ class FramedLink(asyncio.Protocol):
             for body in frames:
                 if self._transport is None or self._transport.is_closing():
                     return
+                if self._rx is not None:
+                    body = self._open(body)
                 handler.on_frame(body)
             if frames and self._decoder.failed:
                 self._decoder.feed(b"")
@@ -52,6 +77,30 @@ class FramedLink(asyncio.Protocol):
             handler.on_protocol_error(exc)
         finally:
             self._uncork()
+
+    def seal(self, tx: FrameSeal, rx: FrameSeal, *, plain_bye: bool = False) -> None:
+        """Seal every frame written from now on with ``tx``, open every frame read with ``rx``.
+
+        ``plain_bye``: the terminal's side, just after its ``auth``: until the first sealed
+        frame arrives, an unsealed ``bye`` is still taken (the bridge's answer to a proof it
+        refused has no session key to seal with); it can only end the session."""
+        self._tx, self._rx, self._plain_bye = tx, rx, plain_bye
+
+    @property
+    def sealed(self) -> bool:
+        return self._tx is not None
+
+    def _open(self, body: bytes) -> bytes:
+        rx = self._rx
+        assert rx is not None
+        try:
+            opened = rx.open(body)
+        except FrameAuthError as exc:
+            if self._plain_bye and body[:1] == b"{" and _is_bye(body):
+                return body
+            raise ProtocolError(exc.code, str(exc)) from None
+        self._plain_bye = False
+        return opened
 
     def flush(self) -> None:
         """Send what is held back now (before a deliberate abort, for instance)."""
@@ -84,6 +133,17 @@ class FramedLink(asyncio.Protocol):
         return self._transport is not None and not self._transport.is_closing()
 
     def write(self, frame: bytes) -> None:
+        """Write one encoded frame (header and body), sealed once the link is.
+
+        Raises:
+            ProtocolError: ``frame_too_large``, the sealed body over the frame limit.
+        """
+        if self._tx is not None:
+            size = len(frame) - HEADER_BYTES + SEAL_BYTES
+            if size > MAX_FRAME_BYTES:  # refused before it takes a sequence number
+                raise ProtocolError("frame_too_large", f"{size} bytes sealed > {MAX_FRAME_BYTES}")
+            sealed = self._tx.seal(frame[HEADER_BYTES:])
+            frame = _LEN.pack(len(sealed)) + sealed
         if self._corked:
             self._out.append(frame)
         elif self._transport is not None:
@@ -98,3 +158,10 @@ class FramedLink(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _is_bye(body: bytes) -> bool:
+    try:
+        return _type_of.decode(body).type == "bye"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False

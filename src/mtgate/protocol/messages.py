@@ -14,7 +14,7 @@ import msgspec
 from mtgate.domain.limits import Finite, Int64, TimeMs
 from mtgate.domain.symbols import SymbolSpec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 1 << 20
 
 

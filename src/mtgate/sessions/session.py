@@ -381,7 +381,9 @@ class TerminalSession:
             return
         if msg.v != m.PROTOCOL_VERSION:
             self.close(
-                f"protocol version {msg.v} is not supported (this bridge speaks 1)",
+                f"protocol version {msg.v} is not supported: this bridge speaks "
+                f"{m.PROTOCOL_VERSION} (every frame after the handshake authenticated, "
+                "docs/protocol.md §3.5); update the terminal side",
                 code="unsupported_version",
             )
             return
@@ -454,8 +456,15 @@ class TerminalSession:
             self._key, self.identity.terminal_id, self._ea_nonce, self._bridge_nonce
         )
         if not auth.proofs_match(expected, msg.proof):
-            self.close("terminal failed to prove its key", code="auth_failed")
+            self.close("terminal failed to prove its key", code="auth_failed")  # unsealed
             return
+        if self._link is not None:  # every frame from here on is sealed (protocol §3.5)
+            frames = auth.session_key(
+                self._key, self.identity.terminal_id, self._ea_nonce, self._bridge_nonce
+            )
+            self._link.seal(
+                auth.FrameSeal(frames, auth.TO_EA), auth.FrameSeal(frames, auth.TO_BRIDGE)
+            )
         refusal = self._host.claim(self)
         if refusal is not None:
             self.close(refusal, code="duplicate_terminal")

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
-from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
+from mtgate.protocol.auth import (
+    TO_BRIDGE,
+    TO_EA,
+    FrameSeal,
+    Secret,
+    bridge_proof,
+    new_key,
+    new_nonce,
+    session_key,
+)
 from mtsim.terminal import SimTerminal, TerminalConfig
 from tests.unit.sim.simdesk import Desk
 
@@ -25,6 +35,14 @@ class WireBridge:
         self.frames: list[Any] = []
         self.hello: m.Hello | None = None
         """The terminal's ``hello``, once :func:`wire_session` has read it."""
+        self.tx: FrameSeal | None = None
+        self.rx: FrameSeal | None = None
+        """Once the terminal's ``auth`` is in: the frames' seals (docs/protocol.md §3.5)."""
+
+    def seal(self, key: Secret, ea_nonce: str, bridge_nonce: str, terminal_id: str = "t1") -> None:
+        """Seal from now on, as the bridge does once the terminal's proof is checked."""
+        frames = session_key(key, terminal_id, ea_nonce, bridge_nonce)
+        self.tx, self.rx = FrameSeal(frames, TO_EA), FrameSeal(frames, TO_BRIDGE)
 
     async def receive(self, timeout_s: float = 5.0) -> Any:
         """The next frame; ConnectionError once the terminal has closed the socket."""
@@ -33,7 +51,8 @@ class WireBridge:
             if not data:
                 raise ConnectionError("closed")
             self.bodies.extend(self.decoder.feed(data))
-        frame = codec.decode_for_bridge(self.bodies.pop(0))
+        body = self.bodies.pop(0)
+        frame = codec.decode_for_bridge(body if self.rx is None else self.rx.open(body))
         self.frames.append(frame)
         return frame
 
@@ -64,7 +83,15 @@ class WireBridge:
 
     def send(self, *messages: m.Message) -> None:
         """Write ``messages`` in one write: they arrive together."""
-        self.writer.write(b"".join(codec.encode(msg) for msg in messages))
+        self.writer.write(b"".join(self.encode(msg) for msg in messages))
+
+    def encode(self, msg: m.Message) -> bytes:
+        """One frame of ``msg``, sealed once the session is."""
+        frame = codec.encode(msg)
+        if self.tx is None:
+            return frame
+        sealed = self.tx.seal(frame[codec.HEADER_BYTES :])
+        return struct.pack(">I", len(sealed)) + sealed
 
     async def request(self, message: m.Request) -> m.Response:
         self.send(message)
@@ -137,7 +164,7 @@ async def wire_session(
             nonce = new_nonce()
             bridge.send(
                 m.Welcome(
-                    v=1,
+                    v=m.PROTOCOL_VERSION,
                     nonce=nonce,
                     proof=bridge_proof(key, "t1", hello.nonce, nonce),
                     session="s1",
@@ -151,6 +178,7 @@ async def wire_session(
                 )
             )
             assert isinstance(await bridge.receive(), m.Auth)
+            bridge.seal(key, hello.nonce, nonce)
             bridge.send(m.Ready())
             await asyncio.wait_for(terminal.connected.wait(), 5)
             yield bridge, terminal

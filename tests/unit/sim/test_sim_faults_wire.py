@@ -378,10 +378,15 @@ async def _sessions_across_restart(server: TradeServer, login: int) -> int:
                 proof = bridge_proof(key, "t1", hello.nonce, nonce)
                 bridge.send(
                     m.Welcome(
-                        v=1, nonce=nonce, proof=proof, session=f"s{round_}", heartbeat_ms=60_000
+                        v=m.PROTOCOL_VERSION,
+                        nonce=nonce,
+                        proof=proof,
+                        session=f"s{round_}",
+                        heartbeat_ms=60_000,
                     )
                 )
                 assert isinstance(await bridge.receive(), m.Auth)
+                bridge.seal(key, hello.nonce, nonce)
                 bridge.send(m.Ready())
                 await asyncio.wait_for(terminal.connected.wait(), 5)
                 if round_ == 0:

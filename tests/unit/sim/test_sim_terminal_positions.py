@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from mtgate.domain.enums import OrderType, Platform
 from mtgate.protocol import codec
@@ -13,40 +12,17 @@ from mtgate.protocol import messages as m
 from mtgate.protocol.auth import bridge_proof, new_key, new_nonce
 from mtsim.terminal import SimTerminal, TerminalConfig
 from tests.unit.sim.simdesk import BID, make_desk, px
-
-
-class _Bridge:
-    """The bridge end of one connection, reduced to the handshake and request/response."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.decoder = codec.FrameDecoder()
-        self.bodies: list[bytes] = []
-
-    async def receive(self) -> Any:
-        while not self.bodies:
-            self.bodies.extend(self.decoder.feed(await self.reader.read(65536)))
-        return codec.decode_for_bridge(self.bodies.pop(0))
-
-    def send(self, message: m.Message) -> None:
-        self.writer.write(codec.encode(message))
-
-    async def request(self, message: m.Request) -> m.Response:
-        self.send(message)
-        while True:
-            frame = await self.receive()
-            if isinstance(frame, m.Response) and frame.id == message.id:
-                return frame
+from tests.unit.sim.simwire import WireBridge
 
 
 async def test_position_operations_through_the_terminal() -> None:
     desk = make_desk(Platform.MT4)
     opened = desk.market(OrderType.BUY, volume=0.5)
     key = new_key()
-    connected: asyncio.Queue[_Bridge] = asyncio.Queue()
+    connected: asyncio.Queue[WireBridge] = asyncio.Queue()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await connected.put(_Bridge(reader, writer))
+        await connected.put(WireBridge(reader, writer))
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -61,7 +37,7 @@ async def test_position_operations_through_the_terminal() -> None:
         proof = bridge_proof(key, "t1", hello.nonce, nonce)
         bridge.send(
             m.Welcome(
-                v=1,
+                v=m.PROTOCOL_VERSION,
                 nonce=nonce,
                 proof=proof,
                 session="s1",
@@ -70,6 +46,7 @@ async def test_position_operations_through_the_terminal() -> None:
             )
         )
         assert isinstance(await bridge.receive(), m.Auth)
+        bridge.seal(key, hello.nonce, nonce)
         bridge.send(m.Ready())
         await asyncio.wait_for(terminal.connected.wait(), 5)
 

@@ -47,7 +47,7 @@ async def _answer_hello_with(make_desk: MakeDesk, **welcome: Any) -> list[Any]:
     async with _after_hello(desk.server, config) as (bridge, hello):
         nonce = welcome.pop("nonce", new_nonce())
         values: dict[str, Any] = {
-            "v": 1,
+            "v": m.PROTOCOL_VERSION,
             "nonce": nonce,
             "proof": bridge_proof(key, "t1", hello.nonce, nonce),
             "session": "s1",
