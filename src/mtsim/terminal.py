@@ -122,6 +122,15 @@ class TerminalFaults:
     bye_after_next_read: bool = False
     """Answer the next read, then say ``bye`` and close in the same write (an EA stopping
     right after a read)."""
+    protocol_version: int | None = None
+    """An EA of another protocol version: its ``hello`` says this ``v`` (1: an EA that seals
+    no frame, docs/protocol.md §12); None: the simulator's own."""
+    unsealed_frames: bool = False
+    """An EA that does not seal: once the session is ready its frames leave without their
+    MAC and number (what a version 1 EA would send, §3.5)."""
+    swap_next_frames: bool = False
+    """The next two frames the EA sends leave in each other's place (each sealed with its own
+    number, so the first to arrive is out of order, §3.5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +290,8 @@ class _Connection:
         self.ready_at: float | None = None
         """Loop time of `ready` (the backoff resets after a session ready for 1 s)."""
         self._link: FramedLink | None = None
+        self._held: bytes | None = None
+        """Fault ``swap_next_frames``: the first of the two frames, sealed, not yet sent."""
         self._nonce = new_nonce()
         self._state = "hello"
         self._seq = 0
@@ -310,7 +321,7 @@ class _Connection:
         assert isinstance(account, m.AccountReport)
         self._send(
             m.Hello(
-                v=m.PROTOCOL_VERSION,
+                v=self.t.faults.protocol_version or m.PROTOCOL_VERSION,
                 platform=server.platform.value,
                 build=self.t.config.build,
                 login=login,
@@ -827,8 +838,20 @@ class _Connection:
         return task
 
     def _send(self, msg: m.Message) -> None:
-        if self._link is not None:
-            self._link.write(codec.encode(msg))
+        link = self._link
+        if link is None:
+            return
+        faults = self.t.faults
+        if self._state != "ready" or not (faults.unsealed_frames or faults.swap_next_frames):
+            link.write(codec.encode(msg))
+        elif faults.unsealed_frames:
+            link.write_wire(codec.encode(msg))
+        elif self._held is None:
+            self._held = link.wire_frame(codec.encode(msg))  # sealed now: number n
+        else:
+            faults.swap_next_frames = False
+            link.write_wire(link.wire_frame(codec.encode(msg)) + self._held)  # n+1, then n
+            self._held = None
 
     def close(self, reason: str, *, code: str = "closed") -> None:
         """Send ``bye`` and close. ``bye`` is the last frame (§2.3): nothing is pushed or

@@ -162,3 +162,53 @@ def _sealed_with(key: auth.Secret, frame: bytes) -> bytes:
     seal = auth.FrameSeal(auth.session_key(key, MT5H, "0" * 32, "1" * 32), auth.TO_EA)
     sealed = seal.seal(frame[codec.HEADER_BYTES :])
     return _LEN.pack(len(sealed)) + sealed
+
+
+async def _broken_terminal_refusals(
+    make_harness: HarnessFactory, *, once: bool = False, **faults: object
+) -> list[str]:
+    """Start a terminal with ``faults``; the codes the bridge closed its sessions with.
+    ``once``: a fault that fires once, after which the terminal must come back ready."""
+    harness = await make_harness(
+        [AccountSpec(MT5H, 2001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING)], start=False
+    )
+    terminal = harness.terminal(MT5H)
+    for name, value in faults.items():
+        setattr(terminal.faults, name, value)
+    with structlog.testing.capture_logs() as logs:
+        host, port = await harness.bridge.start()
+        harness.world.start(host, port)
+        await eventually(
+            lambda: any(e.get("code") for e in logs if "refused" in e["event"] or
+                        e["event"] == "protocol error"),
+            timeout_s=10,
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+    if once:
+        await harness.ready()
+        assert terminal.sessions >= 1
+    else:
+        assert harness.bridge.registry.ready_session(MT5H) is None
+    assert harness.trades_seen(MT5H) == 0
+    return [e["code"] for e in logs if e["event"] in ("protocol error", "handshake refused")]
+
+
+async def test_a_protocol_1_terminal_is_refused_with_a_reason(
+    make_harness: HarnessFactory,
+) -> None:
+    codes = await _broken_terminal_refusals(make_harness, protocol_version=1)
+    assert codes and set(codes) == {"unsupported_version"}
+
+
+async def test_a_terminal_that_does_not_seal_is_closed_before_it_is_ready(
+    make_harness: HarnessFactory,
+) -> None:
+    codes = await _broken_terminal_refusals(make_harness, unsealed_frames=True)
+    assert codes and set(codes) == {"bad_mac"}
+
+
+async def test_a_terminal_whose_frames_arrive_out_of_order_is_closed(
+    make_harness: HarnessFactory,
+) -> None:
+    codes = await _broken_terminal_refusals(make_harness, once=True, swap_next_frames=True)
+    assert codes == ["out_of_order"]

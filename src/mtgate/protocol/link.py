@@ -138,16 +138,29 @@ class FramedLink(asyncio.Protocol):
         Raises:
             ProtocolError: ``frame_too_large``, the sealed body over the frame limit.
         """
-        if self._tx is not None:
-            size = len(frame) - HEADER_BYTES + SEAL_BYTES
-            if size > MAX_FRAME_BYTES:  # refused before it takes a sequence number
-                raise ProtocolError("frame_too_large", f"{size} bytes sealed > {MAX_FRAME_BYTES}")
-            sealed = self._tx.seal(frame[HEADER_BYTES:])
-            frame = _LEN.pack(len(sealed)) + sealed
+        self.write_wire(self.wire_frame(frame))
+
+    def wire_frame(self, frame: bytes) -> bytes:
+        """``frame`` as it goes on the wire: sealed once the link is, taking the next number.
+
+        Raises:
+            ProtocolError: ``frame_too_large``, the sealed body over the frame limit (before
+                it takes a number).
+        """
+        if self._tx is None:
+            return frame
+        size = len(frame) - HEADER_BYTES + SEAL_BYTES
+        if size > MAX_FRAME_BYTES:
+            raise ProtocolError("frame_too_large", f"{size} bytes sealed > {MAX_FRAME_BYTES}")
+        sealed = self._tx.seal(frame[HEADER_BYTES:])
+        return _LEN.pack(len(sealed)) + sealed
+
+    def write_wire(self, data: bytes) -> None:
+        """Write bytes already made for the wire (:meth:`wire_frame`), as they are."""
         if self._corked:
-            self._out.append(frame)
+            self._out.append(data)
         elif self._transport is not None:
-            self._transport.write(frame)
+            self._transport.write(data)
 
     def close(self) -> None:
         """Close after the frames already written (a ``bye`` included) have left."""
