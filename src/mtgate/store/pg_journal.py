@@ -32,6 +32,7 @@ next batch; the connection is made again then, at most once per ``RETRY_INTERVAL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import queue
@@ -40,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -82,8 +83,10 @@ LINGER_S: Final = 0.005
 """How long written-behind items wait for an awaited one to share its commit."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_MS: Final = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // rows._MS
-_MAX_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // rows._MS
+_MIN_MS: Final = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // timedelta(
+    milliseconds=1
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -527,11 +530,32 @@ class _Writer:
                     continue
                 batch = [first]
                 self._drain(jobs, batch)
-                if self._run_batch(batch, loop):
-                    return
+                try:
+                    if self._run_batch(batch, loop):
+                        return
+                except Exception as exc:  # a bug here must not strand every caller after it
+                    self._crashed(batch, exc, loop)
         finally:
             self.close()
             self.engine.dispose()
+
+    def _crashed(self, batch: list[_Job], exc: Exception, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail what in the batch is awaited; what is written behind is kept for the next."""
+        log.critical(
+            "journal writer failed on a batch; its awaited writes fail, the rest is kept",
+            error=quarantine.error_text(exc),
+        )
+        outcomes: list[tuple[_Write, BaseException | None]] = []
+        for job in batch:
+            if isinstance(job, _Read):
+                _tell(loop, _fail, job.done, exc)
+            elif isinstance(job, _Stop):
+                continue
+            elif _behind(job):
+                self.kept.append(job)
+            else:
+                outcomes.append((job, exc))
+        _tell(loop, self.journal._settled, outcomes)
 
     @staticmethod
     def _drain(jobs: queue.SimpleQueue[_Job], batch: list[_Job]) -> None:
@@ -577,10 +601,10 @@ class _Writer:
     def _read(self, job: _Read, loop: asyncio.AbstractEventLoop) -> None:
         try:
             result = job.fn(self.engine)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_fail, job.done, exc)
+        except Exception as exc:
+            _tell(loop, _fail, job.done, exc)
             return
-        loop.call_soon_threadsafe(_succeed, job.done, result)
+        _tell(loop, _succeed, job.done, result)
 
     def _lost_at_close(self) -> None:
         lost = sorted({i.client_order_id for i in self.kept if isinstance(i, _Change)})
@@ -601,7 +625,7 @@ class _Writer:
             missed = self._execute(items)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             outcomes = self._connection_lost(items, exc)
-        except psycopg.Error as exc:
+        except Exception as exc:  # refused (or unencodable): find the item, keep the rest
             log.error(
                 "journal batch refused; writing its items one by one",
                 error=quarantine.error_text(exc),
@@ -610,7 +634,7 @@ class _Writer:
             outcomes = self._isolate(items)
         else:
             outcomes = self._outcomes(items, missed)
-        loop.call_soon_threadsafe(self.journal._settled, outcomes)
+        _tell(loop, self.journal._settled, outcomes)
 
     def _outcomes(
         self, items: list[_Write], missed: dict[str, _Merged]
@@ -658,7 +682,7 @@ class _Writer:
                 missed = self._execute([item])
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 return out + self._connection_lost(items[i:], exc)
-            except psycopg.Error as exc:
+            except Exception as exc:
                 out.append((item, self._refused(item, exc)))
                 continue
             if missed and isinstance(item, _Change):
@@ -667,7 +691,7 @@ class _Writer:
                 out.append((item, None))
         return out
 
-    def _refused(self, item: _Write, exc: psycopg.Error) -> BaseException:
+    def _refused(self, item: _Write, exc: Exception) -> BaseException:
         """What the caller of an item the database refused alone is told (written-behind
         items have no caller: they are quarantined)."""
         refused_id = isinstance(item, _Insert) and isinstance(exc, psycopg.errors.IntegrityError)
@@ -796,6 +820,12 @@ def _engine(url: URL) -> Engine:
 def _behind(item: _Job) -> bool:
     """Written behind: nobody awaits it (a read or the stop is awaited, in effect)."""
     return not isinstance(item, _Read | _Stop) and getattr(item, "done", None) is None
+
+
+def _tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run ``callback`` on the loop; nothing when the loop is gone (nobody left to tell)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _succeed(done: asyncio.Future[Any], result: Any) -> None:

@@ -210,3 +210,34 @@ async def test_close_writes_what_was_queued(pg_schema_url: str) -> None:
     await journal.close()  # nothing awaited the answer: close must still write it
     stored = _sql(pg_schema_url, "SELECT order_status FROM execution_orders")
     assert stored == [("filled",)]
+
+
+async def test_a_batch_that_cannot_even_be_encoded_fails_only_its_bad_item(
+    journal: PgJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Containment: whatever breaks in the writer (here the encoder) fails the item that
+    breaks it; the batch's other items land and the writer goes on."""
+    from mtgate.store import pg_journal
+
+    real = pg_journal._encode
+
+    def encode(data: object) -> bytes:
+        if "poison" in repr(data):
+            raise TypeError("cannot encode this value")
+        return real(data)
+
+    monkeypatch.setattr(pg_journal, "_encode", encode)
+    good = [make_order() for _ in range(3)]
+    bad = make_order(comment="mg:poison")
+    done = await asyncio.gather(
+        *(journal.record_submitted(o) for o in [good[0], bad, *good[1:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(done[1], TypeError)
+    assert [done[0], *done[2:]] == [None, None, None]
+    for order in good:
+        assert await journal.get(order.client_order_id) == order
+    assert await journal.get(bad.client_order_id) is None
+    monkeypatch.setattr(pg_journal, "_encode", real)
+    await journal.record_submitted(bad)  # its id was released
+    assert await journal.get(bad.client_order_id) == bad
