@@ -46,7 +46,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 import psycopg
-from sqlalchemy import URL, Engine, bindparam, insert, make_url, select
+from sqlalchemy import URL, Engine, insert, make_url
 
 from mtgate import logs
 from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
@@ -55,7 +55,7 @@ from mtgate.domain.records import OrderRecord
 from mtgate.events.model import Entry, OrderOutbox, entries_of
 from mtgate.store import outbox, pg_sql, quarantine, queries, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
-from mtgate.store.models import execution_orders, journal_quarantine
+from mtgate.store.models import journal_quarantine
 from mtgate.store.sql_journal import select_events, select_orders, select_quarantined
 from mtgate.store.values import (
     DuplicateOrderError,
@@ -99,22 +99,33 @@ def pg_ts(ms: int) -> str:
 
 
 _WRITER_SETTINGS: Final = (
-    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off"
+    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; "
+    "SET statement_timeout = '10s'; SET lock_timeout = '5s'"
 )
+"""The writer's own settings: index probes only (see ``_connect``), and no statement or lock
+wait (the outbox's advisory lock, another writer's row) holds every order's intent for long."""
+_SELECT_STATUS: Final = "SELECT order_status FROM execution_orders WHERE client_order_id = %(c)s"
 _UPDATED_AT: Final = rows.ORDER_COLUMNS.index("updated_at")
 _M_UPDATED_AT: Final = rows.MUTABLE_COLUMNS.index("updated_at")
 _encode = msgspec.json.Encoder().encode
 
 
 def _finite(values: tuple[Any, ...] | list[Any], *tail: Any) -> list[Any]:
-    """The values (then ``tail``) as a JSON array can hold them: a non-finite float as the text
-    PostgreSQL's ``float8`` reads (JSON has no NaN, and msgspec would write null: a silent
-    change)."""
+    """The values (then ``tail``) as the jsonb array can hold them: a non-finite float, and
+    ``-0.0``, as the text PostgreSQL's ``float8`` reads (JSON has no NaN, msgspec would write
+    null, and jsonb's ``numeric`` has no negative zero: each a silent change)."""
     out = [*values, *tail]
     for i, v in enumerate(out):
-        if v.__class__ is float and not math.isfinite(v):
-            out[i] = "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+        if v.__class__ is float and (
+            not math.isfinite(v) or (v == 0.0 and math.copysign(1, v) < 0)
+        ):
+            out[i] = _NON_NUMERIC.get(v, "NaN") if v == v else "NaN"
     return out
+
+
+_NON_NUMERIC: Final = {math.inf: "Infinity", -math.inf: "-Infinity", 0.0: "-0"}
+"""jsonb keeps numbers as ``numeric``: no infinity, no NaN, no negative zero; as text each
+reaches ``float8`` exactly (``0.0`` here is ``-0.0``: the only zero that gets this far)."""
 
 
 # --- the queue's items ---------------------------------------------------------------------
@@ -184,8 +195,6 @@ class _Merged:
     values: list[Any]
     guard: tuple[str, str, str]
     attempt_values: list[Any] | None
-    events: list[list[Any]] = field(default_factory=list)
-    outbox: list[Entry] = field(default_factory=list)
     items: list[_Change] = field(default_factory=list)
 
 
@@ -323,17 +332,19 @@ class PgJournal:
         *,
         attempt: bool,
     ) -> None:
-        """Check the change against the journalled status now; queue it (an attempt: and
-        await its commit). The row is taken from ``order`` now."""
+        """Check the change against the status this journal wrote last, queue it, and (an
+        attempt, or an order this journal does not hold in memory) await its commit.
+
+        Nothing here waits before the change is queued, so it is built from ``order`` as the
+        caller called, and lands or fails whatever happens to the caller after. An order
+        not in memory (finished, or journalled by an earlier run) is not read first: its
+        guarded update decides, and the caller hears ``StaleOrderError`` if it missed."""
         if self._thread is None:
             raise JournalNotOpenError()
         cid = order.client_order_id
         known = self._status.get(cid)
-        if known is None:
-            stored = await self._read(functools.partial(_stored_status, cid))
-            known = self._status.get(cid, stored)  # a change queued while this read waited
-        if known is None or known[1] is not previous or known[0] != order.order_id.lower():
-            raise StaleOrderError(cid, previous, None if known is None else known[1])
+        if known is not None and (known[1] is not previous or known[0] != order.order_id.lower()):
+            raise StaleOrderError(cid, previous, known[1])
         stored_id = rows.canonical_uuid(order.order_id)
         try:
             values = rows.attempt_row(order, pg_ts) if attempt else rows.mutable_row(order, pg_ts)
@@ -345,7 +356,8 @@ class PgJournal:
         made = entries_of(self.outbox, order, previous, trigger, detail)
         guard = (stored_id, cid, previous.value)
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] | None = loop.create_future() if attempt else None
+        awaited = attempt or known is None
+        done: asyncio.Future[None] | None = loop.create_future() if awaited else None
         self._queue.put(_Change(cid, _finite(values), guard, event, made, attempt, done))
         self._remember(cid, order.order_id.lower(), order.status)
         if done is not None:
@@ -462,18 +474,6 @@ def _log_unreadable(exc: UnreadableOrderError) -> None:
     )
 
 
-_SELECT_ID_STATUS: Final = select(
-    execution_orders.c.order_id, execution_orders.c.order_status
-).where(execution_orders.c.client_order_id == bindparam("client_order_id"))
-
-
-def _stored_status(client_order_id: str, engine: Engine) -> tuple[str, OrderStatus] | None:
-    with engine.connect() as conn:
-        params = {"client_order_id": client_order_id}
-        row = conn.execute(_SELECT_ID_STATUS, params).first()
-    return None if row is None else (str(row[0]).lower(), OrderStatus(row[1]))
-
-
 # --- the writer thread ---------------------------------------------------------------------
 
 
@@ -506,6 +506,13 @@ class _Writer:
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=APPLICATION_NAME,
+            # A half-open connection is found in seconds, not after the kernel's ~15 minutes
+            # of retries: every intent waits behind this one connection.
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=10_000,
         )
         try:
             # This connection runs nothing but the batch statement, whose updates find each
@@ -524,38 +531,43 @@ class _Writer:
             while True:
                 timeout = RETRY_INTERVAL_S if self.kept else None
                 try:
-                    first = jobs.get(timeout=timeout)
+                    batch = [jobs.get(timeout=timeout)]
                 except queue.Empty:
-                    self._write_batch([], loop)  # retry what was kept
-                    continue
-                batch = [first]
+                    batch = []  # retry what was kept
                 self._drain(jobs, batch)
                 try:
                     if self._run_batch(batch, loop):
                         return
                 except Exception as exc:  # a bug here must not strand every caller after it
-                    self._crashed(batch, exc, loop)
+                    if self._crashed(batch, exc, loop):
+                        return
         finally:
             self.close()
             self.engine.dispose()
 
-    def _crashed(self, batch: list[_Job], exc: Exception, loop: asyncio.AbstractEventLoop) -> None:
-        """Fail what in the batch is awaited; what is written behind is kept for the next."""
+    def _crashed(self, batch: list[_Job], exc: Exception, loop: asyncio.AbstractEventLoop) -> bool:
+        """A failure outside every expected path (a bug): fail what the batch awaits, keep what
+        it writes behind (what was held already stays held). True if the batch held the stop.
+        An item the batch settled before the failure may be told twice: the second answer is
+        ignored (a future is set once)."""
         log.critical(
             "journal writer failed on a batch; its awaited writes fail, the rest is kept",
             error=quarantine.error_text(exc),
         )
         outcomes: list[tuple[_Write, BaseException | None]] = []
+        stop = False
         for job in batch:
             if isinstance(job, _Read):
                 _tell(loop, _fail, job.done, exc)
             elif isinstance(job, _Stop):
-                continue
+                stop = True
             elif _behind(job):
-                self.kept.append(job)
+                if not any(job is k for k in self.kept):
+                    self.kept.append(job)
             else:
                 outcomes.append((job, exc))
         _tell(loop, self.journal._settled, outcomes)
+        return stop
 
     @staticmethod
     def _drain(jobs: queue.SimpleQueue[_Job], batch: list[_Job]) -> None:
@@ -592,6 +604,13 @@ class _Writer:
                 if isinstance(job, _Stop):
                     self._lost_at_close()
                     return True
+                if self.kept:  # what it would read is not what was written before it asked
+                    held = JournalError(
+                        f"the journal holds {len(self.kept)} write(s) it could not make yet; "
+                        "it cannot be read until they are written"
+                    )
+                    _tell(loop, _fail, job.done, held)
+                    continue
                 self._read(job, loop)
             else:
                 writes.append(job)
@@ -623,9 +642,12 @@ class _Writer:
         outcomes: list[tuple[_Write, BaseException | None]]
         try:
             missed = self._execute(items)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            outcomes = self._connection_lost(items, exc)
-        except Exception as exc:  # refused (or unencodable): find the item, keep the rest
+        except Exception as exc:
+            if _transient(exc):
+                outcomes = self._connection_lost(items, exc)
+                _tell(loop, self.journal._settled, outcomes)
+                return
+            # refused for what an item holds (or unencodable): find the item, keep the rest
             log.error(
                 "journal batch refused; writing its items one by one",
                 error=quarantine.error_text(exc),
@@ -637,15 +659,14 @@ class _Writer:
         _tell(loop, self.journal._settled, outcomes)
 
     def _outcomes(
-        self, items: list[_Write], missed: dict[str, _Merged]
+        self, items: list[_Write], missed: set[int]
     ) -> list[tuple[_Write, BaseException | None]]:
         out: list[tuple[_Write, BaseException | None]] = []
         for item in items:
-            merged = missed.get(item.client_order_id) if isinstance(item, _Change) else None
-            if merged is None or not isinstance(item, _Change):
+            if isinstance(item, _Change) and id(item) in missed:
+                out.append((item, self._missed(item, item.guard)))
+            else:
                 out.append((item, None))
-                continue
-            out.append((item, self._missed(item, merged.guard)))
         return out
 
     def _missed(self, item: _Change, guard: tuple[str, str, str]) -> BaseException:
@@ -654,7 +675,19 @@ class _Writer:
         if item.done is None:
             self._quarantine(item, _Missed(guard))
             return _Missed(guard)
-        return StaleOrderError(item.client_order_id, OrderStatus(guard[2]), None)
+        return StaleOrderError(
+            item.client_order_id, OrderStatus(guard[2]), self._found_status(item.client_order_id)
+        )
+
+    def _found_status(self, client_order_id: str) -> OrderStatus | None:
+        """The status the order has in the table, for the caller's error (None: no row, or
+        it cannot be read now)."""
+        try:
+            assert self.conn is not None
+            row = self.conn.execute(_SELECT_STATUS, {"c": client_order_id}).fetchone()
+            return None if row is None else OrderStatus(row[0])
+        except Exception:
+            return None
 
     def _connection_lost(
         self, items: list[_Write], exc: BaseException
@@ -680,16 +713,32 @@ class _Writer:
         for i, item in enumerate(items):
             try:
                 missed = self._execute([item])
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                return out + self._connection_lost(items[i:], exc)
             except Exception as exc:
-                out.append((item, self._refused(item, exc)))
+                if _transient(exc):
+                    return out + self._connection_lost(items[i:], exc)
+                out.append((item, self._contained(self._refused, item, exc)))
                 continue
             if missed and isinstance(item, _Change):
-                out.append((item, self._missed(item, item.guard)))
+                out.append((item, self._contained(self._missed, item, item.guard)))
             else:
                 out.append((item, None))
         return out
+
+    @staticmethod
+    def _contained(handle: Callable[..., BaseException], item: _Write, *args: Any) -> BaseException:
+        """What ``handle`` says about ``item``; whatever it raises instead (a probe or a
+        quarantine on a connection just lost) is the item's outcome, not the batch's."""
+        try:
+            return handle(item, *args)
+        except Exception as exc:
+            if _behind(item):
+                log.error(
+                    "journal could not settle a refused write; it is lost: a human must check "
+                    "this order against its terminal",
+                    client_order_id=item.client_order_id,
+                    error=quarantine.error_text(exc),
+                )
+            return exc
 
     def _refused(self, item: _Write, exc: Exception) -> BaseException:
         """What the caller of an item the database refused alone is told (written-behind
@@ -750,8 +799,10 @@ class _Writer:
             error=error,
         )
 
-    def _execute(self, items: list[_Write]) -> dict[str, _Merged]:
-        """Write ``items`` in one statement; the merged changes whose guard missed."""
+    def _execute(self, items: list[_Write]) -> set[int]:
+        """Write ``items`` in one statement; the ``id()`` of each change that did not land
+        (its guard missed, or it did not start from the status the change before it in the
+        batch left: written after it, its guard could not have matched)."""
         if self.conn is None or self.conn.closed:
             self.conn = self._connect()
         ins: list[list[Any]] = []
@@ -759,6 +810,7 @@ class _Writer:
         entries: list[tuple[Entry, str | None]] = []
         health: list[list[Any]] = []
         merged: dict[str, _Merged] = {}
+        conflicting: set[int] = set()
         for item in items:
             if isinstance(item, _Insert):
                 ins.append(item.row)
@@ -770,12 +822,13 @@ class _Writer:
                     m = merged[item.client_order_id] = _Merged(
                         item.client_order_id, item.values, item.guard, None
                     )
+                elif item.guard[:2] != m.guard[:2] or item.guard[2] != _new_status(m):
+                    conflicting.add(id(item))
+                    continue
                 else:
                     m.values = item.values
                 if item.attempt:
                     m.attempt_values = item.values
-                m.events.append(item.event)
-                m.outbox.extend(item.outbox)
                 m.items.append(item)
                 events.append(item.event)
                 entries.extend((e, item.client_order_id) for e in item.outbox)
@@ -807,7 +860,8 @@ class _Writer:
         self.journal.busy_s += time.perf_counter() - t0
         self.journal.batches += 1
         self.journal.items_written += len(items)
-        return {cid: m for cid, m in merged.items() if cid not in matched}
+        missed = {id(i) for cid, m in merged.items() if cid not in matched for i in m.items}
+        return missed | conflicting
 
 
 def _engine(url: URL) -> Engine:
@@ -815,6 +869,27 @@ def _engine(url: URL) -> Engine:
     order path, and survives a server restart)."""
     migrate(url)
     return make_engine(url, pool_pre_ping=True, pool_size=2)
+
+
+_ITEM_FAULTS: Final = ("22", "23")
+"""SQLSTATE classes that are the item's fault (a data exception, a constraint): anything else the
+server says (read only after a failover, a timeout, privileges, a missing table) may clear up,
+so written-behind items are kept for it rather than quarantined."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure to retry, not the item's fault: the connection, or a server condition."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    return exc.sqlstate is None or exc.sqlstate[:2] not in _ITEM_FAULTS
+
+
+_STATUS_AT: Final = rows.MUTABLE_COLUMNS.index("order_status")
+
+
+def _new_status(m: _Merged) -> Any:
+    """The status the merged changes leave (the last one's ``order_status``)."""
+    return m.values[-len(rows.MUTABLE_COLUMNS) + _STATUS_AT]
 
 
 def _behind(item: _Job) -> bool:

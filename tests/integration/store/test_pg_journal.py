@@ -4,6 +4,7 @@ group commit, answers written behind, and what each failure does to a batch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from collections.abc import AsyncIterator, Coroutine
@@ -241,3 +242,95 @@ async def test_a_batch_that_cannot_even_be_encoded_fails_only_its_bad_item(
     monkeypatch.setattr(pg_journal, "_encode", real)
     await journal.record_submitted(bad)  # its id was released
     assert await journal.get(bad.client_order_id) == bad
+
+
+async def test_racing_answers_of_an_order_not_in_memory_land_once(pg_schema_url: str) -> None:
+    """After a restart the journal holds no status in memory: a fill and a rejection of the
+    same order, recorded at once, cannot both land; the other caller is told it is stale."""
+    first = PgJournal(pg_schema_url)
+    await first.open()
+    order = make_order()
+    await first.record_submitted(order)
+    await first.close()
+    journal = PgJournal(pg_schema_url)
+    await journal.open()
+    try:
+        filled = dataclasses.replace(order, status=OrderStatus.FILLED, fill_price=1.1)
+        rejected = dataclasses.replace(order, status=OrderStatus.REJECTED, rejection_code=10006)
+        done = await asyncio.gather(
+            journal.record_transition(filled, OrderStatus.SUBMITTED, Trigger.FILL),
+            journal.record_transition(rejected, OrderStatus.SUBMITTED, Trigger.REJECT),
+            return_exceptions=True,
+        )
+        assert done[0] is None and isinstance(done[1], StaleOrderError)
+        assert await journal.get(order.client_order_id) == filled
+        moves = [(e.from_status, e.to_status) for e in await journal.events(order.client_order_id)]
+        assert moves[-1] == (OrderStatus.SUBMITTED, OrderStatus.FILLED)
+        assert (OrderStatus.SUBMITTED, OrderStatus.REJECTED) not in moves
+        assert await journal.quarantined() == []
+    finally:
+        await journal.close()
+
+
+async def test_a_cancelled_answer_of_an_order_not_in_memory_still_lands(
+    pg_schema_url: str,
+) -> None:
+    first = PgJournal(pg_schema_url)
+    await first.open()
+    order = make_order()
+    await first.record_submitted(order)
+    await first.close()
+    journal = PgJournal(pg_schema_url)
+    await journal.open()
+    try:
+        order.status = OrderStatus.FILLED
+        task = asyncio.create_task(
+            journal.record_transition(order, OrderStatus.SUBMITTED, Trigger.FILL)
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await journal.get(order.client_order_id) == order
+    finally:
+        await journal.close()
+
+
+async def test_while_answers_are_held_reads_refuse_rather_than_lie(
+    journal: PgJournal, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's database goes read-only (a failover to a demoted primary): the answer is
+    kept, not quarantined, and a read says the journal cannot be read rather than return the
+    order as it was before the answer; once writable, the answer lands."""
+    from mtgate.store import pg_journal
+
+    order = make_order()
+    await journal.record_submitted(order)
+    settings = pg_journal._WRITER_SETTINGS
+    monkeypatch.setattr(
+        pg_journal, "_WRITER_SETTINGS", settings + "; SET default_transaction_read_only = on"
+    )
+    _terminate_writer(pg_schema_url)
+    order.status = OrderStatus.FILLED
+    await journal.record_transition(order, OrderStatus.SUBMITTED, Trigger.FILL)
+    with pytest.raises(JournalError, match="cannot be read until"):
+        await journal.get(order.client_order_id)
+    assert journal.quarantine_count == 0
+    monkeypatch.setattr(pg_journal, "_WRITER_SETTINGS", settings)
+    _terminate_writer(pg_schema_url)
+    for _ in range(50):  # kept answers are tried again about once a second
+        with contextlib.suppress(JournalError):
+            if await journal.get(order.client_order_id) == order:
+                break
+        await asyncio.sleep(0.1)
+    assert await journal.get(order.client_order_id) == order
+    assert await journal.quarantined() == []
+
+
+def _terminate_writer(url: str) -> None:
+    _sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = :name AND pid <> pg_backend_pid()",
+        name=APPLICATION_NAME,
+    )
