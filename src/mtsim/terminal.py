@@ -291,6 +291,9 @@ class _Connection:
         """Loop time of `ready` (the backoff resets after a session ready for 1 s)."""
         self._link: FramedLink | None = None
         self._held: bytes | None = None
+        self._hello_body = b""
+        self._welcome_body = b""
+        """The handshake's two bodies as they crossed the wire: the session key covers them."""
         """Fault ``swap_next_frames``: the first of the two frames, sealed, not yet sent."""
         self._nonce = new_nonce()
         self._state = "hello"
@@ -319,7 +322,7 @@ class _Connection:
         server, login = self.t.server, self.t.config.login
         account = server.handle(login, m.AccountInfo(id=0))
         assert isinstance(account, m.AccountReport)
-        self._send(
+        self._send_hello(
             m.Hello(
                 v=self.t.faults.protocol_version or m.PROTOCOL_VERSION,
                 platform=server.platform.value,
@@ -362,6 +365,7 @@ class _Connection:
             self.t.last_bye = f"{msg.code}: {msg.reason}"
             self.abort()
         elif self._state == "hello" and isinstance(msg, m.Welcome):
+            self._welcome_body = body  # as it crossed the wire: part of the session key
             self._on_welcome(msg)
         elif self._state == "auth" and isinstance(msg, m.Ready):
             self._on_ready()
@@ -414,7 +418,10 @@ class _Connection:
         self._state = "auth"
         self._send(m.Auth(proof=ea_proof(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)))
         if self._link is not None:  # every frame from here on is sealed (protocol §3.5)
-            frames = session_key(cfg.key, cfg.terminal_id, self._nonce, msg.nonce)
+            frames = session_key(
+                cfg.key, cfg.terminal_id, self._nonce, msg.nonce, self._hello_body,
+                self._welcome_body,
+            )  # fmt: skip
             self._link.seal(FrameSeal(frames, TO_BRIDGE), FrameSeal(frames, TO_EA), plain_bye=True)
 
     def _on_ready(self) -> None:
@@ -836,6 +843,12 @@ class _Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _send_hello(self, hello: m.Hello) -> None:
+        frame = codec.encode(hello)
+        self._hello_body = frame[codec.HEADER_BYTES :]
+        if self._link is not None:
+            self._link.write(frame)
 
     def _send(self, msg: m.Message) -> None:
         link = self._link

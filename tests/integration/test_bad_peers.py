@@ -252,16 +252,18 @@ async def _handshake(
     """A hand-made EA: hello, check the bridge's proof, auth; then the session's seals."""
     assert harness.bridge.address is not None
     reader, writer = await asyncio.open_connection(*harness.bridge.address)
-    writer.write(_frame(hello))
+    hello_frame = _frame(hello)
+    writer.write(hello_frame)
     decoder = codec.FrameDecoder()
-    frames: list[m.Message] = []
-    while not any(isinstance(f, m.Welcome) for f in frames):
-        frames += [codec.decode_for_terminal(b) for b in decoder.feed(await reader.read(65536))]
-    welcome = next(f for f in frames if isinstance(f, m.Welcome))
+    bodies: list[bytes] = []
+    while not bodies:
+        bodies += decoder.feed(await reader.read(65536))
+    welcome = codec.decode_for_terminal(bodies[0])
+    assert isinstance(welcome, m.Welcome)
     tid, nonce = str(hello["terminal_id"]), str(hello["nonce"])
     assert welcome.proof == auth.bridge_proof(key, tid, nonce, welcome.nonce)
     writer.write(codec.encode(m.Auth(proof=auth.ea_proof(key, tid, nonce, welcome.nonce))))
-    frames = auth.session_key(key, tid, nonce, welcome.nonce)
+    frames = auth.session_key(key, tid, nonce, welcome.nonce, hello_frame[4:], bodies[0])
     seals = _Seals(auth.FrameSeal(frames, auth.TO_BRIDGE), auth.FrameSeal(frames, auth.TO_EA))
     return reader, writer, decoder, seals
 

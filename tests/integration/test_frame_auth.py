@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import struct
+from collections.abc import Callable
 
 import structlog.testing
 
@@ -36,6 +38,8 @@ class Relay:
         self.from_ea: list[bytes] = []
         """Every frame body the terminal sent, in order (sealed after the handshake)."""
         self.connections = 0
+        self.rewrite_hello: Callable[[bytes], bytes] | None = None
+        """Changes the terminal's first frame (its ``hello``) on the way."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -63,6 +67,8 @@ class Relay:
                 while chunk := await r.read(65536):
                     for body in decoder.feed(chunk):
                         if seen is not None:
+                            if not seen and self.rewrite_hello is not None:
+                                body = self.rewrite_hello(body)
                             seen.append(body)
                         w.write(_LEN.pack(len(body)) + body)
             w.close()
@@ -159,7 +165,7 @@ async def test_a_replayed_frame_is_out_of_order_and_ends_the_session(
 
 def _sealed_with(key: auth.Secret, frame: bytes) -> bytes:
     """``frame`` sealed as frame 0 under a key of the attacker's own."""
-    seal = auth.FrameSeal(auth.session_key(key, MT5H, "0" * 32, "1" * 32), auth.TO_EA)
+    seal = auth.FrameSeal(auth.session_key(key, MT5H, "0" * 32, "1" * 32, b"", b""), auth.TO_EA)
     sealed = seal.seal(frame[codec.HEADER_BYTES :])
     return _LEN.pack(len(sealed)) + sealed
 
@@ -212,3 +218,29 @@ async def test_a_terminal_whose_frames_arrive_out_of_order_is_closed(
 ) -> None:
     codes = await _broken_terminal_refusals(make_harness, once=True, swap_next_frames=True)
     assert codes == ["out_of_order"]
+
+
+async def test_a_handshake_changed_on_the_path_never_becomes_a_session(
+    make_harness: HarnessFactory,
+) -> None:
+    """The relay strips every feature from the terminal's offer (the proofs do not cover
+    them): the bridge and the terminal derive different frame keys, so the first sealed frame
+    fails and no session is ever ready, however often the terminal comes back."""
+    harness = await make_harness(
+        [AccountSpec(MT5H, 2001, "Sim-MT5", Platform.MT5, MarginMode.HEDGING)], start=False
+    )
+    host, port = await harness.bridge.start()
+    relay = Relay((host, port))
+    relay.rewrite_hello = lambda body: re.sub(rb'"features":\[[^\]]*\]', b'"features":[]', body)
+    await relay.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            harness.world.start("127.0.0.1", relay.port)
+            await eventually(lambda: relay.connections >= 2, timeout_s=10)
+        assert b'"features":[]' in relay.from_ea[0]
+        assert harness.bridge.registry.ready_session(MT5H) is None
+        assert harness.terminal(MT5H).sessions == 0
+        assert {e["code"] for e in logs if e["event"] == "protocol error"} <= {"bad_mac"}
+        assert harness.trades_seen(MT5H) == 0
+    finally:
+        await relay.stop()

@@ -7,27 +7,30 @@ import struct
 
 import pytest
 
-from mtgate.protocol import auth, codec
+from mtgate.protocol import auth, codec, vectors
 from mtgate.protocol import messages as m
 from mtgate.protocol.link import FramedLink
 
 KEY = auth.Secret.from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
 EA_NONCE, BRIDGE_NONCE = "3f9c0a7d52e14b8c9a6f0e1d2c3b4a59", "b7e2c41f09d83a6e5f1c2b3a4d5e6f70"
-SESSION_KEY = "29349fbb98a3c6918e7ea9f30117977005a33d650adb5ffe69d764c4cdbdf01b"
+_EXCHANGE = vectors.build()["exchange"]
+HELLO, WELCOME = (_EXCHANGE[i]["json"].encode() for i in (0, 1))
+"""The §14 example's handshake bodies, which the session key covers."""
+SESSION_KEY = "3eaa9d1984f1ff01d5401fff0263558a2a50dc908a8c52df0b78313c35d7cf40"
 READY_SEALED = (
-    b"2f9cf1423d1cedbd3b1271546c9f4707c65aa2ac8e241841fd9887e984323e5f"
+    b"30f6ab3f2ded0fbbcc319ae93c64072e200d63d6a623196e1a70ace1142ad367"
     b"0000000000000000"
     b'{"type":"ready"}'
 )
 PING_SEALED = (
-    b"3fd8da32fdb9b490344f8f06dc2e5b223ab2e353d94c4aae1588a933c9fc6ed6"
+    b"288e7bd503dac06e4e88ee95134ee78a1ca333b35156f2ad1d6ebf0b88693c1d"
     b"0000000000000000"
     b'{"type":"ping","t_ms":1700000000000}'
 )
 
 
 def _key() -> bytes:
-    return auth.session_key(KEY, "ftmo-01", EA_NONCE, BRIDGE_NONCE)
+    return auth.session_key(KEY, "ftmo-01", EA_NONCE, BRIDGE_NONCE, HELLO, WELCOME)
 
 
 def test_the_protocol_vectors() -> None:
@@ -64,8 +67,19 @@ def test_a_changed_byte_anywhere_fails_the_mac() -> None:
 
 def test_a_frame_for_the_other_direction_or_another_session_fails() -> None:
     _fails(auth.FrameSeal(_key(), auth.TO_BRIDGE), READY_SEALED, "bad_mac")
-    other = auth.session_key(KEY, "ftmo-01", EA_NONCE, auth.new_nonce())
+    other = auth.session_key(KEY, "ftmo-01", EA_NONCE, auth.new_nonce(), HELLO, WELCOME)
     _fails(auth.FrameSeal(other, auth.TO_EA), READY_SEALED, "bad_mac")
+
+
+def test_a_handshake_changed_on_the_path_gives_another_key() -> None:
+    """A feature taken out of the offer, or the welcome's heartbeat changed: the two sides
+    derive different keys, so the first sealed frame ends the session."""
+    stripped = HELLO.replace(b'"nonce"', b'"features":[],"nonce"')
+    slower = WELCOME.replace(b'"heartbeat_ms":1000', b'"heartbeat_ms":60000')
+    for hello, welcome in ((stripped, WELCOME), (HELLO, slower)):
+        changed = auth.session_key(KEY, "ftmo-01", EA_NONCE, BRIDGE_NONCE, hello, welcome)
+        assert changed != _key()
+        _fails(auth.FrameSeal(changed, auth.TO_EA), READY_SEALED, "bad_mac")
 
 
 def test_an_unsealed_short_or_malformed_frame_fails() -> None:
@@ -169,3 +183,12 @@ def test_a_frame_too_large_once_sealed_is_refused_before_it_takes_a_number() -> 
     [sent] = transport.written
     opened = auth.FrameSeal(_key(), auth.TO_BRIDGE).open(sent[codec.HEADER_BYTES :])
     assert opened == b'{"type":"ready"}'  # number 0: the refused frame took none
+
+
+def test_a_frame_that_is_a_bye_only_to_a_lax_parser_is_refused() -> None:
+    """``type`` twice: a check of the last one would see a bye, the decoder refuses it; one
+    parser decides, so it is refused as unsealed."""
+    body = b'{"type":"ready","reason":"x","type":"bye"}'
+    link, handler, _, _ = _link(plain_bye=True)
+    link.data_received(_wire(body))
+    assert handler.frames == [] and handler.errors == ["bad_mac"]

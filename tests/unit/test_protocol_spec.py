@@ -83,13 +83,15 @@ def _example_wire() -> list[tuple[str, bytes, int, bytes]]:
 def _example_frames() -> list[tuple[str, bytes, int, bytes]]:
     """The example frames with each sealed body opened (§3.5): the MAC of every frame after
     ``auth`` verifies under the vector's session key, in sequence, in its direction."""
-    frames_key = session_key(_KEY, "ftmo-01", _EA_NONCE, _BRIDGE_NONCE)
+    wire = _example_wire()
+    hello, welcome = wire[0][3], wire[1][3]
+    frames_key = session_key(_KEY, "ftmo-01", _EA_NONCE, _BRIDGE_NONCE, hello, welcome)
     opener = {
         "bridge → EA": FrameSeal(frames_key, TO_EA),
         "EA → bridge": FrameSeal(frames_key, TO_BRIDGE),
     }
     out, sealed = [], False
-    for direction, header, stated, body in _example_wire():
+    for direction, header, stated, body in wire:
         out.append((direction, header, stated, opener[direction].open(body) if sealed else body))
         sealed = sealed or b'"type":"auth"' in body
     return out

@@ -30,7 +30,9 @@ def test_every_value_follows_from_the_protocol_text() -> None:
     tid, ea, br = g["terminal_id"], g["ea_nonce"], g["bridge_nonce"]
     assert g["proofs"]["bridge"] == _hmac(key, f"mtgate/1 bridge|{tid}|{ea}|{br}".encode())
     assert g["proofs"]["ea"] == _hmac(key, f"mtgate/1 ea|{tid}|{ea}|{br}".encode())
-    frames_key = bytes.fromhex(_hmac(key, f"mtgate/2 session|{tid}|{ea}|{br}".encode()))
+    hello, welcome = (hashlib.sha256(f["json"].encode()).hexdigest() for f in g["exchange"][:2])
+    text = f"mtgate/2 session|{tid}|{ea}|{br}|{hello}|{welcome}".encode()
+    frames_key = bytes.fromhex(_hmac(key, text))
     assert g["session"]["key_hex"] == frames_key.hex()
     seq = {"bridge>ea": 0, "ea>bridge": 0}
     for frame in g["exchange"]:

@@ -88,10 +88,16 @@ _SEQ_MAX = (1 << 64) - 1
 _HEX_DIGITS = frozenset(b"0123456789abcdef")
 
 
-def session_key(key: Secret, terminal_id: str, ea_nonce: str, bridge_nonce: str) -> bytes:
+def session_key(
+    key: Secret, terminal_id: str, ea_nonce: str, bridge_nonce: str, hello: bytes, welcome: bytes
+) -> bytes:
     """The session's frame key: HMAC-SHA256 under the terminal key, labelled apart from both
-    proofs, over the terminal id and both nonces (fresh on each side for each connection)."""
-    text = f"mtgate/2 session|{terminal_id}|{ea_nonce}|{bridge_nonce}".encode()
+    proofs, over the terminal id, both nonces (fresh on each side for each connection) and the
+    SHA-256 of the ``hello`` and ``welcome`` bodies exactly as they crossed the wire, so a
+    handshake changed on the path (a feature taken out, a heartbeat changed) gives the two
+    sides different keys and the first sealed frame ends the session."""
+    digests = f"{hashlib.sha256(hello).hexdigest()}|{hashlib.sha256(welcome).hexdigest()}"
+    text = f"mtgate/2 session|{terminal_id}|{ea_nonce}|{bridge_nonce}|{digests}".encode()
     return hmac.new(key.reveal(), text, hashlib.sha256).digest()
 
 

@@ -38,11 +38,12 @@ class ProtocolError(Exception):
 _encoder = msgspec.json.Encoder()
 
 
-def encode(message: Message) -> bytes:
-    """One complete frame (header and body) for ``message``."""
+def encode(message: Message, limit: int = MAX_FRAME_BYTES) -> bytes:
+    """One complete frame (header and body) for ``message``; ``limit``: the largest body
+    (``MAX_FRAME_BYTES`` less the seal for a frame that will be sealed, docs/protocol.md §3.5)."""
     body = _encoder.encode(message)
-    if len(body) > MAX_FRAME_BYTES:
-        raise ProtocolError("frame_too_large", f"{len(body)} bytes > {MAX_FRAME_BYTES}")
+    if len(body) > limit:
+        raise ProtocolError("frame_too_large", f"{len(body)} bytes > {limit}")
     return _LEN.pack(len(body)) + body
 
 

@@ -13,20 +13,11 @@ import struct
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
-import msgspec
-
 from mtgate.protocol.auth import SEAL_BYTES, FrameAuthError, FrameSeal
-from mtgate.protocol.codec import HEADER_BYTES, FrameDecoder, ProtocolError
-from mtgate.protocol.messages import MAX_FRAME_BYTES
+from mtgate.protocol.codec import HEADER_BYTES, FrameDecoder, ProtocolError, decode_for_terminal
+from mtgate.protocol.messages import MAX_FRAME_BYTES, Bye
 
 _LEN: Final = struct.Struct(">I")
-
-
-class _Type(msgspec.Struct):
-    type: str
-
-
-_type_of = msgspec.json.Decoder(_Type)
 
 
 class FrameHandler(Protocol):
@@ -174,7 +165,10 @@ class FramedLink(asyncio.Protocol):
 
 
 def _is_bye(body: bytes) -> bool:
+    """The body decodes, as the terminal side decodes every frame, to a ``bye``: one parser
+    decides (a check of ``type`` alone could read a duplicated member otherwise than the
+    decoder the frame then goes to)."""
     try:
-        return _type_of.decode(body).type == "bye"
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        return isinstance(decode_for_terminal(body), Bye)
+    except ProtocolError:
         return False

@@ -96,7 +96,8 @@ def _outcome(receiver: str, body: bytes) -> str:
 def build() -> dict[str, Any]:
     """The vectors. Raises AssertionError if the codec disagrees with a hand-written outcome."""
     key = auth.Secret.from_hex(KEY_HEX)
-    frames_key = auth.session_key(key, TERMINAL_ID, EA_NONCE, BRIDGE_NONCE)
+    hello, welcome = (codec.encode(msg)[codec.HEADER_BYTES :] for _, msg in _EXCHANGE[:2])
+    frames_key = auth.session_key(key, TERMINAL_ID, EA_NONCE, BRIDGE_NONCE, hello, welcome)
     seals = {
         "bridge>ea": auth.FrameSeal(frames_key, auth.TO_EA),
         "ea>bridge": auth.FrameSeal(frames_key, auth.TO_BRIDGE),

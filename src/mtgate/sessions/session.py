@@ -12,7 +12,7 @@ import enum
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from mtgate import logs
 from mtgate.domain.clock import Clock
@@ -30,6 +30,8 @@ from mtgate.sessions.errors import (
     TradeWithdrawn,
 )
 
+_SEALED_BODY_MAX: Final = m.MAX_FRAME_BYTES - auth.SEAL_BYTES
+"""The largest JSON of a request: after the handshake every frame carries its seal."""
 log = logs.get("mtgate.session")
 
 
@@ -258,6 +260,9 @@ class TerminalSession:
         self._seq = 0
         self._ea_nonce = ""
         self._bridge_nonce = ""
+        self._hello_body = b""
+        self._welcome_body = b""
+        """The handshake's two bodies as they crossed the wire: the session key covers them."""
         self._key: auth.Secret | None = None
         self._last_rx_ns = clock.monotonic_ns()
         self._timer: asyncio.TimerHandle | None = None
@@ -348,6 +353,7 @@ class TerminalSession:
         if self.state in (SessionState.SYNCING, SessionState.READY):
             self._on_message(msg)
         elif self.state == SessionState.HANDSHAKE:
+            self._hello_body = body  # as it crossed the wire: part of the session key
             self._on_hello(msg)
         elif self.state == SessionState.AUTHENTICATING:
             self._on_auth(msg)
@@ -421,7 +427,7 @@ class TerminalSession:
         self._bridge_nonce = auth.new_nonce()
         proof = auth.bridge_proof(key, msg.terminal_id, msg.nonce, self._bridge_nonce)
         self.state = SessionState.AUTHENTICATING
-        self._send(
+        self._send_welcome(
             m.Welcome(
                 v=m.PROTOCOL_VERSION,
                 nonce=self._bridge_nonce,
@@ -460,7 +466,12 @@ class TerminalSession:
             return
         if self._link is not None:  # every frame from here on is sealed (protocol §3.5)
             frames = auth.session_key(
-                self._key, self.identity.terminal_id, self._ea_nonce, self._bridge_nonce
+                self._key,
+                self.identity.terminal_id,
+                self._ea_nonce,
+                self._bridge_nonce,
+                self._hello_body,
+                self._welcome_body,
             )
             self._link.seal(
                 auth.FrameSeal(frames, auth.TO_EA), auth.FrameSeal(frames, auth.TO_BRIDGE)
@@ -682,7 +693,8 @@ class TerminalSession:
         req_id = self._next_id
         self._next_id = req_id + 1
         msg.id = req_id
-        frame = codec.encode(msg)  # before anything is registered: a refused frame leaks nothing
+        # Before anything is registered, with room for the seal: a refused frame leaks nothing.
+        frame = codec.encode(msg, _SEALED_BODY_MAX)
         future: asyncio.Future[Any] = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, req_id, timeout)
         self._pending[req_id] = (future, op, timer, now_ns)
@@ -867,6 +879,12 @@ class TerminalSession:
     def _send(self, msg: m.Message) -> None:
         if self._link is not None:
             self._link.write(codec.encode(msg))
+
+    def _send_welcome(self, welcome: m.Welcome) -> None:
+        frame = codec.encode(welcome)
+        self._welcome_body = frame[codec.HEADER_BYTES :]
+        if self._link is not None:
+            self._link.write(frame)
 
     def close(self, reason: str, *, code: str = "closed") -> None:
         """Say why, close the socket, and fail every request still in flight."""

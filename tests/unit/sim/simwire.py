@@ -32,6 +32,9 @@ class WireBridge:
         self.reader, self.writer = reader, writer
         self.decoder = codec.FrameDecoder()
         self.bodies: list[bytes] = []
+        self.received: list[bytes] = []
+        self.sent: list[bytes] = []
+        """Every body read and written, as on the wire (the handshake's go into the key)."""
         self.frames: list[Any] = []
         self.hello: m.Hello | None = None
         """The terminal's ``hello``, once :func:`wire_session` has read it."""
@@ -41,7 +44,8 @@ class WireBridge:
 
     def seal(self, key: Secret, ea_nonce: str, bridge_nonce: str, terminal_id: str = "t1") -> None:
         """Seal from now on, as the bridge does once the terminal's proof is checked."""
-        frames = session_key(key, terminal_id, ea_nonce, bridge_nonce)
+        hello, welcome = self.received[0], self.sent[0]
+        frames = session_key(key, terminal_id, ea_nonce, bridge_nonce, hello, welcome)
         self.tx, self.rx = FrameSeal(frames, TO_EA), FrameSeal(frames, TO_BRIDGE)
 
     async def receive(self, timeout_s: float = 5.0) -> Any:
@@ -52,6 +56,7 @@ class WireBridge:
                 raise ConnectionError("closed")
             self.bodies.extend(self.decoder.feed(data))
         body = self.bodies.pop(0)
+        self.received.append(body)
         frame = codec.decode_for_bridge(body if self.rx is None else self.rx.open(body))
         self.frames.append(frame)
         return frame
@@ -89,6 +94,7 @@ class WireBridge:
         """One frame of ``msg``, sealed once the session is."""
         frame = codec.encode(msg)
         if self.tx is None:
+            self.sent.append(frame[codec.HEADER_BYTES :])
             return frame
         sealed = self.tx.seal(frame[codec.HEADER_BYTES :])
         return struct.pack(">I", len(sealed)) + sealed
