@@ -79,6 +79,8 @@ new work arrives: it is tried with them)."""
 CONNECT_TIMEOUT_S: Final = 5
 APPLICATION_NAME: Final = "mtgate-journal"
 """The writer connection's name in ``pg_stat_activity``."""
+CLOSE_TRIES: Final = 3
+"""At close, how many more times held items are tried (half a retry interval apart)."""
 LINGER_S: Final = 0.005
 """How long written-behind items wait for an awaited one to share its commit."""
 
@@ -602,7 +604,7 @@ class _Writer:
                 self._write_batch(writes, loop)
                 writes = []
                 if isinstance(job, _Stop):
-                    self._lost_at_close()
+                    self._lost_at_close(loop)
                     return True
                 if self.kept:  # what it would read is not what was written before it asked
                     held = JournalError(
@@ -625,13 +627,21 @@ class _Writer:
             return
         _tell(loop, _succeed, job.done, result)
 
-    def _lost_at_close(self) -> None:
+    def _lost_at_close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the stop: held items get a few more tries, then what is left is named."""
+        for _ in range(CLOSE_TRIES):
+            if not self.kept:
+                return
+            time.sleep(RETRY_INTERVAL_S / 2)
+            self._write_batch([], loop)
         lost = sorted({i.client_order_id for i in self.kept if isinstance(i, _Change)})
-        if lost:
+        events = [i.entry.event_id for i in self.kept if isinstance(i, _Emit)]
+        if lost or events:
             log.error(
-                "journal closed with status changes it could not write; a human must check "
-                "these orders against their terminals",
+                "journal closed with writes it could not make; a human must check these "
+                "orders against their terminals (their events of no order are lost)",
                 client_order_ids=lost,
+                event_ids=events,
             )
 
     def _write_batch(self, writes: list[_Write], loop: asyncio.AbstractEventLoop) -> None:

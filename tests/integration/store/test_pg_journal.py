@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import pytest
+import structlog.testing
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from mtgate.domain.orders import OrderStatus, Trigger
+from mtgate.events.model import Entry
+from mtgate.store import pg_journal
 from mtgate.store.pg_journal import APPLICATION_NAME, PgJournal
 from mtgate.store.values import DuplicateOrderError, JournalError, StaleOrderError
 from tests.integration.store.conftest import make_order
@@ -218,8 +221,6 @@ async def test_a_batch_that_cannot_even_be_encoded_fails_only_its_bad_item(
 ) -> None:
     """Containment: whatever breaks in the writer (here the encoder) fails the item that
     breaks it; the batch's other items land and the writer goes on."""
-    from mtgate.store import pg_journal
-
     real = pg_journal._encode
 
     def encode(data: object) -> bytes:
@@ -302,8 +303,6 @@ async def test_while_answers_are_held_reads_refuse_rather_than_lie(
     """The writer's database goes read-only (a failover to a demoted primary): the answer is
     kept, not quarantined, and a read says the journal cannot be read rather than return the
     order as it was before the answer; once writable, the answer lands."""
-    from mtgate.store import pg_journal
-
     order = make_order()
     await journal.record_submitted(order)
     settings = pg_journal._WRITER_SETTINGS
@@ -334,3 +333,26 @@ def _terminate_writer(url: str) -> None:
         "WHERE application_name = :name AND pid <> pg_backend_pid()",
         name=APPLICATION_NAME,
     )
+
+
+async def test_close_names_what_it_could_not_write(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = PgJournal(pg_schema_url)
+    await journal.open()
+    order = make_order()
+    await journal.record_submitted(order)
+    settings = pg_journal._WRITER_SETTINGS
+    monkeypatch.setattr(
+        pg_journal, "_WRITER_SETTINGS", settings + "; SET default_transaction_read_only = on"
+    )
+    _terminate_writer(pg_schema_url)
+    order.status = OrderStatus.FILLED
+    await journal.record_transition(order, OrderStatus.SUBMITTED, Trigger.FILL)
+    entry = Entry("ev-1", "terminal.connected", "k", None, None, "t1", b"{}", 1, 1)
+    journal.record_outbox(entry)
+    with structlog.testing.capture_logs() as logs:
+        await journal.close()
+    [lost] = [e for e in logs if e["event"].startswith("journal closed with writes")]
+    assert lost["client_order_ids"] == [order.client_order_id]
+    assert lost["event_ids"] == ["ev-1"]
