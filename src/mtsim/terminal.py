@@ -41,6 +41,7 @@ from mtgate.domain.enums import Platform
 from mtgate.protocol import codec
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import (
+    SEAL_BYTES,
     TO_BRIDGE,
     TO_EA,
     FrameSeal,
@@ -854,16 +855,25 @@ class _Connection:
         link = self._link
         if link is None:
             return
+        try:
+            frame = codec.encode(msg, _SEALED_BODY_MAX)
+        except codec.ProtocolError:
+            if not (isinstance(msg, m.Response) and msg.ok):
+                raise
+            # The answer cannot be framed: -5, as an EA must (docs/protocol.md §4.2), and the
+            # bridge narrows its request. A read executed nothing.
+            self._refuse(msg.id, -5, "too_large", "the answer would exceed the frame limit")
+            return
         faults = self.t.faults
         if self._state != "ready" or not (faults.unsealed_frames or faults.swap_next_frames):
-            link.write(codec.encode(msg))
+            link.write(frame)
         elif faults.unsealed_frames:
-            link.write_wire(codec.encode(msg))
+            link.write_wire(frame)
         elif self._held is None:
-            self._held = link.wire_frame(codec.encode(msg))  # sealed now: number n
+            self._held = link.wire_frame(frame)  # sealed now: number n
         else:
             faults.swap_next_frames = False
-            link.write_wire(link.wire_frame(codec.encode(msg)) + self._held)  # n+1, then n
+            link.write_wire(link.wire_frame(frame) + self._held)  # n+1, then n
             self._held = None
 
     def close(self, reason: str, *, code: str = "closed") -> None:
@@ -898,6 +908,10 @@ def sync_interval_ms(requested: int) -> int:
 
 def _ok(req_id: int, result: Any) -> m.Response:
     return m.Response(id=req_id, ok=True, result=codec.encode_payload(result))
+
+
+_SEALED_BODY_MAX = m.MAX_FRAME_BYTES - SEAL_BYTES
+"""The largest JSON of a frame: every frame after the handshake carries its seal (§3.5)."""
 
 
 def _error(exc: TradeError) -> m.Error:
