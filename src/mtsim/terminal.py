@@ -220,7 +220,8 @@ class SimTerminal:
             if self._stop.is_set():
                 break
             try:
-                await asyncio.wait_for(self._stop.wait(), backoff.next_delay_s())
+                async with asyncio.timeout(backoff.next_delay_s()):
+                    await self._stop.wait()
             except TimeoutError:
                 continue
 
@@ -265,7 +266,8 @@ class SimTerminal:
         conn = self._conn
         if conn is not None:
             conn.abort()
-            await asyncio.wait_for(conn.closed.wait(), 10)
+            async with asyncio.timeout(10):
+                await conn.closed.wait()
         self.plan.count(FaultKind.RESTART)
         if reboot:
             loop_ms = int(asyncio.get_running_loop().time() * 1000)
@@ -673,7 +675,8 @@ class _Connection:
         (an answer that never comes)."""
         timeout = delay_ms / 1000 if delay_ms > 0 else None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._gone.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._gone.wait()
 
     def _send_refusal(self, msg: m.Request, kind: FaultKind, symbol: str) -> None:
         """A fault's refusal, nothing executed; price faults carry the current prices."""

@@ -347,7 +347,8 @@ async def _sample(
         if progress is not None:
             progress(now - t0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+            async with asyncio.timeout(1.0):
+                await stop.wait()
 
 
 def _terminals(opts: SoakOptions) -> list[SoakTerminal]:

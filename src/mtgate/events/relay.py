@@ -106,7 +106,8 @@ class Relay:
         self.head = 0
         """The last ``seq`` seen by the tail."""
         self.pruned_through = 0
-        self._grew = asyncio.Condition()
+        # Set when the head moves; a new one is made for the next move (see ``wait``).
+        self._grew: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.tail_errors = 0
         self._streams = 0
@@ -166,8 +167,7 @@ class Relay:
             if found:
                 self._ring.extend(found)
                 self.head = found[-1].event.seq
-                async with self._grew:
-                    self._grew.notify_all()
+                self._wake_waiters()
                 if len(found) == self.batch:
                     continue  # more behind: no sleep
             if consumed:
@@ -175,7 +175,13 @@ class Relay:
             else:
                 self._woken.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._woken.wait(), IDLE_HEAD_S)
+                    async with asyncio.timeout(IDLE_HEAD_S):
+                        await self._woken.wait()
+
+    def _wake_waiters(self) -> None:
+        grew, self._grew = self._grew, None
+        if grew is not None and not grew.done():
+            grew.set_result(None)
 
     async def read(self, after: int, limit: int) -> list[Stored]:
         """Up to ``limit`` events after ``after``, from the ring when it holds them, else from
@@ -193,11 +199,18 @@ class Relay:
 
     async def wait(self, after: int, timeout_s: float | None = None) -> bool:
         """Until the tail has seen an event after ``after`` (True) or ``timeout_s`` passed."""
-        async with self._grew:
-            try:
-                await asyncio.wait_for(self._grew.wait_for(lambda: self.head > after), timeout_s)
-            except TimeoutError:
-                return False
+        # One future shared by every waiter, shielded so that a waiter that times out or is
+        # cancelled leaves it to the others. No lock and no ``asyncio.wait_for``: on 3.11 that
+        # returns the inner result when a cancellation and the wake-up meet, and a sink's task
+        # that swallowed its cancellation kept the bridge's stop waiting forever.
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.head <= after:
+                    if self._grew is None:
+                        self._grew = asyncio.get_running_loop().create_future()
+                    await asyncio.shield(self._grew)
+        except TimeoutError:
+            return False
         return True
 
     async def stream(self, after: int, *, idle_s: float = 15.0) -> AsyncIterator[list[Stored]]:

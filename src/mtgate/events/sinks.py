@@ -100,7 +100,8 @@ class NatsSink:
             # A server that is away (nats-py reconnecting to it) must not hold the bridge's
             # stop up: what it did not confirm is sent again from the outbox.
             try:
-                await asyncio.wait_for(nc.close(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    await nc.close()
             except TimeoutError:
                 log.warning("NATS connection did not close in time; left behind", sink=self.name)
 
@@ -179,9 +180,11 @@ class KafkaSink:
                     ],
                 )
             )
-        await asyncio.wait_for(asyncio.gather(*sent), self.timeout_s * 3)
+        async with asyncio.timeout(self.timeout_s * 3):
+            await asyncio.gather(*sent)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:  # a broker that is away must not hold the relay up
-            await asyncio.wait_for(producer.stop(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await producer.stop()

@@ -108,7 +108,8 @@ class OrderBook:
         """Wait until an order of ``account`` leaves doubt, or ``timeout_s``."""
         event = self._settled.setdefault((account.login, account.server), asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
         except TimeoutError:
             return
 

@@ -72,7 +72,8 @@ class HealthMonitor:
             return
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, _STOP_TIMEOUT_S)
+            async with asyncio.timeout(_STOP_TIMEOUT_S):
+                await task
 
     def on_alert(self, listener: AlertListener) -> Callable[[], None]:
         """Call ``listener`` with every alert raised or cleared; returns the unsubscribe."""

@@ -353,8 +353,8 @@ class TerminalRegistry:
                 for t in terminal_ids
             )
 
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(all_ready), timeout_s)
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(all_ready)
 
     async def _notify(self) -> None:
         async with self._changed:
