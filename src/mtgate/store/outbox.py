@@ -31,7 +31,7 @@ from mtgate.store.sqlite_lock import writer_lock
 PG_LOCK: Final = 0x6D74_6F62  # "mtob"
 """The advisory lock key every PostgreSQL transaction that inserts outbox rows takes first."""
 
-_COLUMNS: Final = (
+COLUMNS: Final = (
     "event_id",
     "type",
     "key",
@@ -42,7 +42,7 @@ _COLUMNS: Final = (
     "at",
 )
 SQLITE_INSERT: Final = (
-    f"INSERT INTO outbox ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT INTO outbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 _PG_LOCK_SQL: Final = text(f"SELECT pg_advisory_xact_lock({PG_LOCK})")
 
@@ -85,7 +85,7 @@ def insert_rows(conn: Connection, entries: Sequence[Entry]) -> None:
     ordered = sorted(entries, key=_made)
     conn.execute(
         insert(outbox),
-        [dict(zip(_COLUMNS, values(e, rows.ms_to_datetime), strict=True)) for e in ordered],
+        [dict(zip(COLUMNS, values(e, rows.ms_to_datetime), strict=True)) for e in ordered],
     )
 
 

@@ -39,7 +39,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -53,19 +53,16 @@ from mtgate.domain.orders import TERMINAL as FINAL_STATUSES
 from mtgate.domain.orders import OrderStatus, Trigger
 from mtgate.domain.records import OrderRecord
 from mtgate.events.model import Entry, OrderOutbox, entries_of
-from mtgate.store import outbox, pg_sql, quarantine, queries, rejection_sql, rejections, rows
+from mtgate.store import outbox, pg_sql, quarantine, rejection_sql, rejections, rows
 from mtgate.store.migrate import make_engine, migrate
 from mtgate.store.models import journal_quarantine
-from mtgate.store.sql_journal import select_events, select_orders, select_quarantined
+from mtgate.store.sql_journal import EngineReads
 from mtgate.store.values import (
     DuplicateOrderError,
     HealthSample,
     JournalError,
     JournalNotOpenError,
-    OrderEvent,
-    QuarantinedRecord,
     StaleOrderError,
-    UnreadableOrderError,
     check_transition,
 )
 
@@ -214,7 +211,7 @@ class _Missed(Exception):
 # --- the journal (event loop side) ---------------------------------------------------------
 
 
-class PgJournal:
+class PgJournal(EngineReads):
     """Journal on PostgreSQL. Use from one event loop; one writer thread does the I/O."""
 
     def __init__(self, url: str | URL) -> None:
@@ -409,71 +406,11 @@ class PgJournal:
         self._queue.put(_Read(fn, done))
         return await done
 
-    async def get(self, client_order_id: str) -> OrderRecord | None:
-        """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
-        params = {"client_order_id": client_order_id}
-        found = await self._read(
-            functools.partial(select_orders, queries.SELECT_BY_CLIENT_ID, params)
-        )
-        if found.unreadable:
-            raise found.unreadable[0]
-        return found.records[0] if found.records else None
-
-    async def find_by_ticket(
-        self, account_login: int, account_server: str, ticket: int
-    ) -> OrderRecord | None:
-        params = {"account_login": account_login, "account_server": account_server,
-                  "ticket": ticket}  # fmt: skip
-        found = await self._read(functools.partial(select_orders, queries.SELECT_BY_TICKET, params))
-        count = len(found.records) + len(found.unreadable)
-        if count > 1:
-            raise JournalError(
-                f"ticket {ticket} of {account_login}@{account_server} belongs to "
-                f"{count} journalled orders"
-            )
-        if found.unreadable:
-            raise found.unreadable[0]
-        return found.records[0] if found.records else None
-
-    async def list_orders(
-        self,
-        *,
-        account_login: int | None = None,
-        account_server: str | None = None,
-        statuses: Collection[OrderStatus] | None = None,
-        limit: int | None = 1000,
-        position_ticket: int | None = None,
-    ) -> list[OrderRecord]:
-        """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
-        queries.check_limit(limit)
-        stmt = queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
-        found = await self._read(functools.partial(select_orders, stmt, {}))
-        for exc in found.unreadable:
-            self.unreadable_rows += 1
-            _log_unreadable(exc)
-        return found.records
-
-    async def events(self, client_order_id: str) -> list[OrderEvent]:
-        return await self._read(functools.partial(select_events, client_order_id))
-
     async def rejections(self, query: rejections.RejectionQuery) -> rejections.RejectionReport:
         """Rejection analytics: after every write queued before the call, in a thread of its
         own (a long aggregate must not hold up the order writes queued behind it)."""
         engine: Engine = await self._read(lambda engine: engine)
         return await asyncio.to_thread(rejection_sql.read, engine, query)
-
-    async def quarantined(self) -> list[QuarantinedRecord]:
-        """What this journal could not write and kept for a human, oldest first."""
-        return await self._read(select_quarantined)
-
-
-def _log_unreadable(exc: UnreadableOrderError) -> None:
-    log.error(
-        "a journalled order cannot be read and is left out of the list; a human must repair "
-        "its row",
-        client_order_id=exc.client_order_id,
-        error=exc.reason,
-    )
 
 
 # --- the writer thread ---------------------------------------------------------------------

@@ -31,20 +31,11 @@ from sqlalchemy.dialects import postgresql
 
 from mtgate.store import rows
 from mtgate.store.models import bridge_health_metrics, execution_orders, order_events, outbox
+from mtgate.store.outbox import COLUMNS as OUTBOX_COLUMNS
 from mtgate.store.outbox import PG_LOCK
 
 _DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
 
-OUTBOX_COLUMNS: Final = (
-    "event_id",
-    "type",
-    "key",
-    "account_login",
-    "account_server",
-    "terminal_id",
-    "data",
-    "at",
-)
 GUARD: Final = ("order_id", "client_order_id", "order_status")
 
 

@@ -53,7 +53,78 @@ _UNREADABLE = (ValueError, TypeError, KeyError, OverflowError, DataError)
 (psycopg: a timestamp after year 9999), SQLAlchemy's SQLite type processors, or the mapping."""
 
 
-class SqlJournal:
+class EngineReads:
+    """The reads of the journals on a SQLAlchemy engine (:class:`SqlJournal`, and the
+    PostgreSQL journal): each a function of the engine that :meth:`_read` runs after every
+    write called before it."""
+
+    unreadable_rows: int
+
+    async def _read(self, fn: Callable[[Engine], T]) -> T:
+        raise NotImplementedError
+
+    async def get(self, client_order_id: str) -> OrderRecord | None:
+        """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
+        params = {"client_order_id": client_order_id}
+        found = await self._read(
+            functools.partial(select_orders, queries.SELECT_BY_CLIENT_ID, params)
+        )
+        if found.unreadable:
+            raise found.unreadable[0]
+        return found.records[0] if found.records else None
+
+    async def find_by_ticket(
+        self, account_login: int, account_server: str, ticket: int
+    ) -> OrderRecord | None:
+        params = {
+            "account_login": account_login,
+            "account_server": account_server,
+            "ticket": ticket,
+        }
+        found = await self._read(functools.partial(select_orders, queries.SELECT_BY_TICKET, params))
+        count = len(found.records) + len(found.unreadable)
+        if count > 1:
+            raise JournalError(
+                f"ticket {ticket} of {account_login}@{account_server} belongs to "
+                f"{count} journalled orders"
+            )
+        if found.unreadable:
+            raise found.unreadable[0]
+        return found.records[0] if found.records else None
+
+    async def list_orders(
+        self,
+        *,
+        account_login: int | None = None,
+        account_server: str | None = None,
+        statuses: Collection[OrderStatus] | None = None,
+        limit: int | None = 1000,
+        position_ticket: int | None = None,
+    ) -> list[OrderRecord]:
+        """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
+        queries.check_limit(limit)
+        stmt = queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
+        found = await self._read(functools.partial(select_orders, stmt, {}))
+        for exc in found.unreadable:
+            self.unreadable_rows += 1
+            log.error(
+                "a journalled order cannot be read and is left out of the list; a human must "
+                "repair its row",
+                client_order_id=exc.client_order_id,
+                error=exc.reason,
+            )
+        return found.records
+
+    async def events(self, client_order_id: str) -> list[OrderEvent]:
+        return await self._read(functools.partial(select_events, client_order_id))
+
+    async def quarantined(self) -> list[QuarantinedRecord]:
+        """What a journal on this database could not write and kept for a human, oldest
+        first."""
+        return await self._read(select_quarantined)
+
+
+class SqlJournal(EngineReads):
     """Journal on a SQLAlchemy engine, driven from the event loop through one worker thread."""
 
     def __init__(self, url: str | URL) -> None:
@@ -112,6 +183,9 @@ class SqlJournal:
             raise JournalNotOpenError()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, fn, engine)
+
+    async def _read(self, fn: Callable[[Engine], T]) -> T:
+        return await self._call(fn)
 
     async def _write(self, fn: Callable[[Engine], None], client_order_id: str) -> None:
         """Run a write in the worker, whatever happens to the caller.
@@ -186,61 +260,6 @@ class SqlJournal:
             error=quarantine.error_text(done.exception() or Exception()),
         )
 
-    async def get(self, client_order_id: str) -> OrderRecord | None:
-        """The order, or None. Raises UnreadableOrderError if its row cannot be read."""
-        params = {"client_order_id": client_order_id}
-        found = await self._call(
-            functools.partial(select_orders, queries.SELECT_BY_CLIENT_ID, params)
-        )
-        if found.unreadable:
-            raise found.unreadable[0]
-        return found.records[0] if found.records else None
-
-    async def find_by_ticket(
-        self, account_login: int, account_server: str, ticket: int
-    ) -> OrderRecord | None:
-        params = {
-            "account_login": account_login,
-            "account_server": account_server,
-            "ticket": ticket,
-        }
-        found = await self._call(functools.partial(select_orders, queries.SELECT_BY_TICKET, params))
-        count = len(found.records) + len(found.unreadable)
-        if count > 1:
-            raise JournalError(
-                f"ticket {ticket} of {account_login}@{account_server} belongs to "
-                f"{count} journalled orders"
-            )
-        if found.unreadable:
-            raise found.unreadable[0]
-        return found.records[0] if found.records else None
-
-    async def list_orders(
-        self,
-        *,
-        account_login: int | None = None,
-        account_server: str | None = None,
-        statuses: Collection[OrderStatus] | None = None,
-        limit: int | None = 1000,
-        position_ticket: int | None = None,
-    ) -> list[OrderRecord]:
-        """Newest first, at most ``limit`` (None: all); unreadable rows left out and counted."""
-        queries.check_limit(limit)
-        stmt = queries.list_orders(account_login, account_server, statuses, limit, position_ticket)
-        found = await self._call(functools.partial(select_orders, stmt, {}))
-        for exc in found.unreadable:
-            self.unreadable_rows += 1
-            log.error(
-                "a journalled order cannot be read and is left out of the list; a human must "
-                "repair its row",
-                client_order_id=exc.client_order_id,
-                error=exc.reason,
-            )
-        return found.records
-
-    async def events(self, client_order_id: str) -> list[OrderEvent]:
-        return await self._call(functools.partial(select_events, client_order_id))
-
     async def rejections(self, query: rejections.RejectionQuery) -> rejections.RejectionReport:
         """Rejection analytics, in a thread of its own with a pooled connection: not in the
         journal's worker, where a long aggregate would hold up every order write queued
@@ -249,11 +268,6 @@ class SqlJournal:
         if self._executor is None or engine is None:
             raise JournalNotOpenError()
         return await asyncio.to_thread(rejection_sql.read, engine, query)
-
-    async def quarantined(self) -> list[QuarantinedRecord]:
-        """What a journal on this database could not write, oldest first (empty here, unless a
-        SQLite journal wrote the same file)."""
-        return await self._call(select_quarantined)
 
     async def record_health(self, sample: HealthSample) -> None:
         row = rows.health_row(sample, uuid.uuid4(), _ts)

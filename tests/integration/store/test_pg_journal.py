@@ -305,11 +305,7 @@ async def test_while_answers_are_held_reads_refuse_rather_than_lie(
     order as it was before the answer; once writable, the answer lands."""
     order = make_order()
     await journal.record_submitted(order)
-    settings = pg_journal._WRITER_SETTINGS
-    monkeypatch.setattr(
-        pg_journal, "_WRITER_SETTINGS", settings + "; SET default_transaction_read_only = on"
-    )
-    _terminate_writer(pg_schema_url)
+    settings = _writer_goes_read_only(pg_schema_url, monkeypatch)
     order.status = OrderStatus.FILLED
     await journal.record_transition(order, OrderStatus.SUBMITTED, Trigger.FILL)
     with pytest.raises(JournalError, match="cannot be read until"):
@@ -324,6 +320,17 @@ async def test_while_answers_are_held_reads_refuse_rather_than_lie(
         await asyncio.sleep(0.1)
     assert await journal.get(order.client_order_id) == order
     assert await journal.quarantined() == []
+
+
+def _writer_goes_read_only(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The writer's next connection is read only (it is cut now, so it reconnects); returns
+    the settings to put back."""
+    settings = pg_journal._WRITER_SETTINGS
+    monkeypatch.setattr(
+        pg_journal, "_WRITER_SETTINGS", settings + "; SET default_transaction_read_only = on"
+    )
+    _terminate_writer(url)
+    return settings
 
 
 def _terminate_writer(url: str) -> None:
@@ -342,11 +349,7 @@ async def test_close_names_what_it_could_not_write(
     await journal.open()
     order = make_order()
     await journal.record_submitted(order)
-    settings = pg_journal._WRITER_SETTINGS
-    monkeypatch.setattr(
-        pg_journal, "_WRITER_SETTINGS", settings + "; SET default_transaction_read_only = on"
-    )
-    _terminate_writer(pg_schema_url)
+    _writer_goes_read_only(pg_schema_url, monkeypatch)
     order.status = OrderStatus.FILLED
     await journal.record_transition(order, OrderStatus.SUBMITTED, Trigger.FILL)
     entry = Entry("ev-1", "terminal.connected", "k", None, None, "t1", b"{}", 1, 1)
