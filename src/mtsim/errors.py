@@ -26,7 +26,7 @@ on MT4. Choices where the reference leaves the code open (⚠):
   field is a ``datetime``, so no real terminal can send one; the codes are those of the
   other bad expiration times). Reached only when a test calls ``TradeServer.handle``
   directly: the simulated EA refuses such a request first, with -2 ``invalid_request``
-  (:mod:`mtsim.ea`).
+  (:mod:`mtgate.protocol.ea`).
 - A malformed request (an order type the operation does not take, a stop-limit order on MT4):
   MT4 3 ERR_INVALID_TRADE_PARAMETERS, MT5 10013 INVALID.
 

@@ -10,7 +10,7 @@ Like the EA it refuses on its own what it cannot turn into a platform call (-2, 
 expiration past MQL's datetime range), and it starts a trade only while the session is alive
 (docs/protocol.md §4.3 rule 4): a trade whose turn comes after the bridge has been silent for
 3 heartbeat intervals ends the session (``bye`` ``heartbeat_timeout``) and is discarded,
-unexecuted and unanswered, with every trade queued behind it (:mod:`mtsim.ea`). A trade
+unexecuted and unanswered, with every trade queued behind it (:mod:`mtgate.protocol.ea`). A trade
 already at the trade server completes.
 
 Account synchronization (feature "sync", docs/protocol.md §5.3): a ``sync`` request is
@@ -38,7 +38,7 @@ from typing import Any
 from mtgate.domain.backoff import Backoff
 from mtgate.domain.codes import Classification, lookup
 from mtgate.domain.enums import Platform
-from mtgate.protocol import codec
+from mtgate.protocol import codec, ea
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import (
     SEAL_BYTES,
@@ -53,7 +53,7 @@ from mtgate.protocol.auth import (
     session_key,
 )
 from mtgate.protocol.link import FramedLink
-from mtsim import ea, errors
+from mtsim import errors
 from mtsim.faults import (
     REFUSAL_KINDS,
     Fault,

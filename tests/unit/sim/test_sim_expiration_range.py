@@ -15,8 +15,8 @@ import pytest
 
 from mtgate.domain.enums import OrderType, Platform, TimeInForce
 from mtgate.domain.limits import MT_DATETIME_MAX_MS
+from mtgate.protocol import ea
 from mtgate.protocol import messages as m
-from mtsim import ea
 from tests.unit.sim.simdesk import ASK, Desk, MakeDesk, px
 from tests.unit.sim.simwire import wire_session
 

@@ -13,8 +13,8 @@ import contextlib
 import pytest
 
 from mtgate.domain.enums import Platform
+from mtgate.protocol import ea
 from mtgate.protocol import messages as m
-from mtsim import ea
 from tests.unit.sim.simdesk import MakeDesk
 from tests.unit.sim.simwire import WireBridge, wire_session
 

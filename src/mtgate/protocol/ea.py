@@ -1,6 +1,7 @@
-"""What the simulated EA checks itself, before it calls the platform, and when.
+"""What an EA checks itself, before it calls the platform, and when: the rules every
+terminal side of the project follows (the simulator's EA and the MetaTrader5 agent).
 
-Two rules of docs/protocol.md that a real EA enforces on its own side of the terminal:
+Rules of docs/protocol.md that a real EA enforces on its own side of the terminal:
 
 - **-2 ``invalid_request``** (§4.2): a field value that passes the schema but cannot be
   executed as asked. The EA builds an MQL ``datetime`` from ``expiration_ms``; that type ends
