@@ -7,10 +7,12 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mtgate.agent.agent import Agent, AgentConfig
 from mtgate.domain.clock import Clock
 from mtgate.domain.enums import MarginMode, Platform
 from mtgate.protocol.auth import Secret, new_key
 from mtsim.faults import RandomFaults, merged_counts
+from mtsim.mt5fake import FakeMetaTrader5
 from mtsim.prices import PriceFeed
 from mtsim.server import ServerConfig, TradeServer
 from mtsim.symbols import DEFAULT_SYMBOLS
@@ -44,6 +46,11 @@ class SimWorld:
     """Builds one :class:`TradeServer` per server name and one terminal per account spec.
 
     Several specs may name the same login: several terminals logged into one account.
+
+    ``mt5_terminals``: what runs beside each MT5 account: ``"sim"``, the simulated EA, or
+    ``"agent-fake"``, the MetaTrader5 agent (:mod:`mtgate.agent`) over the strict fake
+    ``MetaTrader5`` package (:mod:`mtsim.mt5fake`). MT4 accounts always get the simulated EA
+    (the agent is MT5-only). Agents are in :attr:`agents`, not in :attr:`terminals`.
     """
 
     def __init__(
@@ -56,10 +63,15 @@ class SimWorld:
         broker_delay_ms: tuple[float, float] = (0.0, 0.0),
         read_delay_ms: float = 0.0,
         random_faults: RandomFaults | None = None,
+        mt5_terminals: str = "sim",
     ) -> None:
+        if mt5_terminals not in ("sim", "agent-fake"):
+            raise ValueError(f"mt5_terminals is sim or agent-fake, not {mt5_terminals!r}")
         self.accounts = accounts
         self.servers: dict[str, TradeServer] = {}
         self.terminals: dict[str, SimTerminal] = {}
+        self.agents: dict[str, Agent] = {}
+        self.fakes: dict[str, FakeMetaTrader5] = {}
         self._tasks: list[asyncio.Task[None]] = []
         configs = configs or {}
         opened: set[tuple[str, int]] = set()
@@ -87,6 +99,21 @@ class SimWorld:
                     leverage=spec.leverage,
                 )
                 opened.add((spec.server, spec.login))
+            if spec.platform == Platform.MT5 and mt5_terminals == "agent-fake":
+                fake = FakeMetaTrader5(server, spec.login)
+                self.fakes[spec.terminal_id] = fake
+                self.agents[spec.terminal_id] = Agent(
+                    fake,
+                    AgentConfig(
+                        terminal_id=spec.terminal_id,
+                        key=spec.key,
+                        sync=spec.sync,
+                        positions=spec.positions,
+                        deadlines=spec.deadlines,
+                        poll_ms=20,
+                    ),
+                )
+                continue
             config = TerminalConfig(
                 terminal_id=spec.terminal_id,
                 key=spec.key,
@@ -114,6 +141,10 @@ class SimWorld:
         let each one serve its own account only."""
         return [(s.terminal_id, s.key, s.login, s.server) for s in self.accounts]
 
+    def server_of(self, terminal_id: str) -> TradeServer:
+        spec = next(s for s in self.accounts if s.terminal_id == terminal_id)
+        return self.servers[spec.server]
+
     def account_of(self, terminal_id: str) -> str:
         spec = next(s for s in self.accounts if s.terminal_id == terminal_id)
         return f"{spec.login}@{spec.server}"
@@ -127,10 +158,19 @@ class SimWorld:
                     terminal.run(host, port), name=f"sim:{terminal.config.terminal_id}"
                 )
             )
+        for terminal_id, agent in self.agents.items():
+            self._tasks.append(
+                loop.create_task(self._run_agent(agent, host, port), name=f"agent:{terminal_id}")
+            )
         if tick_interval_s:
             self._tasks.append(
                 loop.create_task(self._move_prices(tick_interval_s), name="sim:prices")
             )
+
+    @staticmethod
+    async def _run_agent(agent: Agent, host: str, port: int) -> None:
+        await agent.start_terminal()
+        await agent.run(host, port)
 
     async def _move_prices(self, interval_s: float) -> None:
         while True:
@@ -141,9 +181,13 @@ class SimWorld:
     async def stop(self) -> None:
         for terminal in self.terminals.values():
             terminal.stop()
+        for agent in self.agents.values():
+            agent.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for agent in self.agents.values():
+            await agent.aclose()

@@ -51,13 +51,16 @@ class Harness:
         return self.world.terminals[terminal_id]
 
     def server(self, terminal_id: str) -> TradeServer:
-        return self.world.terminals[terminal_id].server
+        return self.world.server_of(terminal_id)
+
+    def login(self, terminal_id: str) -> int:
+        return next(s.login for s in self.world.accounts if s.terminal_id == terminal_id)
 
     def trades_seen(self, terminal_id: str) -> int:
         """Trade requests the terminal's trade server executed or refused (ground truth)."""
         from mtgate.protocol import messages as m
 
-        login = self.terminal(terminal_id).config.login
+        login = self.login(terminal_id)
         return sum(
             1
             for e in self.server(terminal_id).executed
@@ -65,7 +68,8 @@ class Harness:
         )
 
     async def ready(self, *terminal_ids: str) -> None:
-        await self.bridge.wait_ready(set(terminal_ids or self.world.terminals), timeout_s=10)
+        every = {s.terminal_id for s in self.world.accounts}
+        await self.bridge.wait_ready(set(terminal_ids or every), timeout_s=10)
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 5.0) -> None:
@@ -115,6 +119,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         events: EventsSection | None = None,
         event_sinks: list[Sink] | None = None,
         server_start_ms: int | None = None,
+        mt5_terminals: str = "sim",
     ) -> Harness:
         clock = ManualClock(START_MS if server_start_ms is None else server_start_ms)
         configs = configs or {
@@ -127,6 +132,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             configs=configs,
             read_delay_ms=read_delay_ms,
             broker_delay_ms=broker_delay_ms,
+            mt5_terminals=mt5_terminals,
         )
         db = db or tmp_path / f"journal{len(made)}.db"
         bridge = Bridge(
@@ -159,3 +165,19 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
 @pytest.fixture
 async def harness(make_harness: HarnessFactory) -> Harness:
     return await make_harness()
+
+
+TERMINAL_KINDS = ["sim", "agent-fake"]
+"""What runs beside each MT5 account in the suites that take :func:`any_harness`: the
+simulated EA, or the MetaTrader5 agent over the strict fake package."""
+
+
+@pytest.fixture(params=TERMINAL_KINDS)
+def terminal_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def any_harness(make_harness: HarnessFactory, terminal_kind: str) -> Harness:
+    """The default world with its MT5 accounts served by each kind of terminal in turn."""
+    return await make_harness(mt5_terminals=terminal_kind)
