@@ -172,6 +172,12 @@ TERMINAL_KINDS = ["sim", "agent-fake"]
 simulated EA, or the MetaTrader5 agent over the strict fake package."""
 
 
+SIM_EA_FAULTS = pytest.mark.parametrize("terminal_kind", ["sim"])
+"""For a test of :func:`any_harness` that injects a fault through the simulated EA's own
+hooks (``SimTerminal.faults``): the agent's terminal conditions are the fake package's
+switches instead, tested in tests/integration/test_agent.py."""
+
+
 @pytest.fixture(params=TERMINAL_KINDS)
 def terminal_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -9,7 +9,7 @@ import pytest
 from mtgate.domain.orders import OrderAction, OrderStatus
 from mtgate.protocol import messages as m
 from mtgate.sessions.session import AccountKey
-from tests.integration.conftest import MT4, MT5H, MT5N, Harness, eventually
+from tests.integration.conftest import MT4, MT5H, MT5N, SIM_EA_FAULTS, Harness, eventually
 
 EURUSD = "EURUSD"
 POINT = 0.00001
@@ -21,12 +21,12 @@ def _quote(h: Harness, tid: str) -> tuple[float, float]:
 
 
 def _position(h: Harness, tid: str, ticket: int) -> m.PositionReport | None:
-    login = h.terminal(tid).config.login
+    login = h.login(tid)
     return next((p for p in h.server(tid).positions(login) if p.ticket == ticket), None)
 
 
 def _ticket(h: Harness, tid: str, cid: str) -> int:
-    login = h.terminal(tid).config.login
+    login = h.login(tid)
     return next(p.ticket for p in h.server(tid).positions(login) if p.comment == f"mg:{cid}")
 
 
@@ -203,7 +203,7 @@ async def test_partial_then_full_close_keeps_tickets_and_client_ids_right(
     )
     full = await harness.bridge.close_position(account=harness.account(tid), ticket=rest)
     assert full.status == OrderStatus.FILLED and full.fill_volume == pytest.approx(0.3)
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     assert harness.server(tid).positions(login) == []
     await eventually(lambda: rest not in _view(harness, tid), timeout_s=3)
     stored = await harness.bridge.store.position(AccountKey.parse(harness.account(tid)), rest)
@@ -234,7 +234,7 @@ async def test_close_by_closes_both_positions(harness: Harness, tid: str) -> Non
     result = await harness.bridge.close_by(account=harness.account(tid), ticket=buy, opposite=sell)
     assert result.status == OrderStatus.FILLED, result
     assert result.action == "close_by"
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     left = harness.server(tid).positions(login)
     assert [(p.type, p.volume) for p in left] == [(0, pytest.approx(0.1))]
     assert result.remainder_ticket == left[0].ticket
@@ -260,7 +260,7 @@ async def test_reversal_on_netting_is_one_deal(harness: Harness) -> None:
     assert result.close is None and result.open is not None
     assert result.open.fill_volume == pytest.approx(0.4)
     assert harness.trades_seen(MT5N) == seen + 1
-    login = harness.terminal(MT5N).config.login
+    login = harness.login(MT5N)
     assert [(p.type, p.volume) for p in harness.server(MT5N).positions(login)] == [
         (1, pytest.approx(0.2))
     ]
@@ -275,12 +275,13 @@ async def test_reversal_on_hedging_closes_then_opens(harness: Harness, tid: str)
     assert result.complete, result.message
     assert result.close is not None and result.close.status == OrderStatus.FILLED
     assert result.open is not None and result.open.status == OrderStatus.FILLED
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     assert [(p.type, p.volume, p.comment) for p in harness.server(tid).positions(login)] == [
         (1, pytest.approx(0.1), f"mg:rvh2-{tid}")
     ]
 
 
+@SIM_EA_FAULTS
 @pytest.mark.parametrize("tid", [MT4, MT5H])
 async def test_reversal_whose_second_leg_fails_says_so(harness: Harness, tid: str) -> None:
     ticket = await _open(harness, tid, f"rvf-{tid}", volume=0.2)
@@ -295,7 +296,7 @@ async def test_reversal_whose_second_leg_fails_says_so(harness: Harness, tid: st
     assert result.open is not None and result.open.status == OrderStatus.REJECTED
     assert result.open.error is not None and result.open.error.source == "terminal"
     assert "half reversed" in result.message and f"#{ticket} was closed" in result.message
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     assert harness.server(tid).positions(login) == []
 
 
@@ -342,6 +343,7 @@ async def test_bulk_modify_by_symbol_and_side(harness: Harness) -> None:
 # --- closes whose answer is lost ---------------------------------------------------------------
 
 
+@SIM_EA_FAULTS
 @pytest.mark.parametrize("tid", [MT4, MT5H])
 async def test_a_close_whose_answer_is_lost_is_resolved_not_resent(
     harness: Harness, tid: str
@@ -364,6 +366,7 @@ async def test_a_close_whose_answer_is_lost_is_resolved_not_resent(
     assert _position(harness, tid, ticket) is None
 
 
+@SIM_EA_FAULTS
 @pytest.mark.parametrize("tid", [MT4, MT5H])
 async def test_a_close_lost_before_execution_is_proven_absent(harness: Harness, tid: str) -> None:
     ticket = await _open(harness, tid, f"la-{tid}")
@@ -443,3 +446,9 @@ async def test_the_terminal_answers_its_own_code_for_a_frozen_position(
             m.ModifyPosition(id=0, ticket=ticket, sl=round(sl - 50 * POINT, 5), tp=0.0)
         )
     assert (caught.value.code, caught.value.name) == (code, name)
+
+
+@pytest.fixture
+async def harness(any_harness: Harness) -> Harness:
+    """Every test of this module runs with each kind of MT5 terminal."""
+    return any_harness

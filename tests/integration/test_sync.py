@@ -73,7 +73,7 @@ async def test_a_manual_trade_and_close_appear_within_one_interval(
     await _first_snapshot(harness, tid)
     recorder = _Recorder()
     harness.bridge.sync.subscribe(recorder)
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     server = harness.server(tid)
     made = time.monotonic()
     opened = server.manual_market_order(login, "EURUSD", OrderType.BUY, 0.2)
@@ -133,7 +133,7 @@ async def test_account_figures_are_refreshed_by_sync(make_harness: HarnessFactor
     await _first_snapshot(harness, tid)
     before = harness.bridge.synced_account(harness.account(tid))
     assert before is not None
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     harness.server(tid).manual_market_order(login, "EURUSD", OrderType.BUY, 1.0)
     await eventually(
         lambda: (
@@ -175,7 +175,7 @@ async def test_positions_survive_a_bridge_restart_and_changes_meanwhile_are_foun
     h = await make_harness()
     tid = MT5H
     await _first_snapshot(h, tid)
-    login = h.terminal(tid).config.login
+    login = h.login(tid)
     result = await h.bridge.place_market_order(
         account=h.account(tid), symbol="EURUSD", side="buy", volume=0.1, client_order_id="rst"
     )
@@ -424,3 +424,9 @@ async def test_f21_failed_sync_subscription_is_retried(
     await eventually(lambda: view.last_snapshot_ns != last, timeout_s=2)  # snapshots go on
     assert not h.bridge.sync.is_stale(_key(h, MT5H))
     assert h.terminal(MT5H).sessions == 1  # all on the first session: no reconnect needed
+
+
+@pytest.fixture
+async def harness(any_harness: Harness) -> Harness:
+    """Every test of this module runs with each kind of MT5 terminal."""
+    return any_harness

@@ -28,7 +28,7 @@ async def _open_buy(h: Harness, tid: str, cid: str, volume: float = 0.2) -> tupl
 
 
 def _sl(h: Harness, tid: str, ticket: int) -> float | None:
-    login = h.terminal(tid).config.login
+    login = h.login(tid)
     pos = next((p for p in h.server(tid).positions(login) if p.ticket == ticket), None)
     return None if pos is None else pos.sl
 
@@ -116,3 +116,9 @@ async def test_an_active_trailing_stop_survives_a_bridge_restart(
         await eventually(lambda: _sl(h, MT5H, ticket) == pytest.approx(round(fill + 160 * P, 5)), 3)
     finally:
         await again.stop()
+
+
+@pytest.fixture
+async def harness(any_harness: Harness) -> Harness:
+    """Every test of this module runs with each kind of MT5 terminal."""
+    return any_harness
