@@ -31,7 +31,7 @@ def fake() -> mt5.FakeMetaTrader5:
 
 
 def _buy(f: mt5.FakeMetaTrader5, **extra: Any) -> dict[str, Any]:
-    bid, ask, _ = f.server.feed.quote("EURUSD")
+    _, ask, _ = f.server.feed.quote("EURUSD")
     request: dict[str, Any] = {
         "action": mt5.TRADE_ACTION_DEAL,
         "symbol": "EURUSD",
