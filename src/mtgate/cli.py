@@ -144,6 +144,44 @@ def demo(
 
 
 @app.command()
+def agent(
+    bridge: Annotated[str, typer.Option(help="bridge address host:port")] = "127.0.0.1:7788",
+    terminal_id: Annotated[
+        str, typer.Option(help="this terminal's id in the bridge's config")
+    ] = "",
+    key_env: Annotated[
+        str, typer.Option(help="variable holding the terminal key (hex)")
+    ] = "MTGATE_TERMINAL_KEY",
+    key_file: Annotated[
+        Path | None, typer.Option(help="file holding the terminal key (hex)")
+    ] = None,
+    terminal_path: Annotated[
+        str | None, typer.Option(help="terminal64.exe to start or attach to")
+    ] = None,
+    login: Annotated[
+        int | None, typer.Option(help="account to log in (else the terminal's)")
+    ] = None,
+    server: Annotated[str | None, typer.Option(help="trade server of --login")] = None,
+    poll_ms: Annotated[int, typer.Option(help="event poll period, ms")] = 100,
+) -> None:
+    """Run the MetaTrader5 agent beside one MT5 terminal (Windows; docs/terminals.md)."""
+    from mtgate.agent.run import AgentOptions, AgentSetupError, load_package, run_agent
+
+    logs.configure(level="INFO")
+    if not terminal_id:
+        typer.echo("error: --terminal-id is required", err=True)
+        raise typer.Exit(2)
+    opts = AgentOptions(bridge=bridge, terminal_id=terminal_id, key_env=key_env,
+                        key_file=key_file, terminal_path=terminal_path, login=login,
+                        server=server, poll_ms=poll_ms)  # fmt: skip
+    try:
+        raise typer.Exit(asyncio.run(run_agent(opts, load_package())))
+    except AgentSetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def sim(
     config: Annotated[Path, typer.Argument(help="TOML file describing the simulated terminals")],
     bridge: Annotated[str, typer.Option(help="bridge address host:port")] = "127.0.0.1:7788",
