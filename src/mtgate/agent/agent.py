@@ -491,7 +491,7 @@ class _Session:
         if not task.cancelled() and task.exception() is not None:
             # A failure of the agent's own code: the session cannot be trusted to go on.
             log.error("agent task failed", error=repr(task.exception()))
-            self.close("agent internal error", code="internal_error")
+            self.close("agent internal error; the session starts again", code="shutdown")
 
     def _send(self, msg: m.Message) -> None:
         link = self._link

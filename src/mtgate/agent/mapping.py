@@ -40,10 +40,10 @@ IPC_FAILURE_BASE = -10_000
 """``last_error()`` codes from -10000 down are the IPC channel's own (INTERNAL_FAIL, SEND,
 RECEIVE, INIT, CONNECT, TIMEOUT). Inside ``order_send`` the request may already be at the
 terminal: the outcome is unknown."""
-OUTCOME_UNKNOWN_CODE = -10_005
-"""The code the agent answers a trade whose ``order_send`` failed after it may have reached
-the terminal (IPC failure or an unexpected error): not in the protocol's or MT5's tables, so
-the bridge classifies it outcome-unknown and looks the order up (docs/protocol.md §4.2)."""
+OUTCOME_UNKNOWN_CODE = -7
+"""The protocol's ``outcome_unknown`` (docs/protocol.md §4.2): the answer to a trade whose
+``order_send`` failed after it may have reached the terminal (an IPC failure, an exception of
+the package). The bridge resolves the order against the account (§9) and never resends it."""
 
 
 def filling_for(msg: m.MarketOrder | m.PendingOrder, info: Any) -> int:

@@ -237,7 +237,7 @@ _TABLES = {Platform.MT4: MT4_CODES, Platform.MT5: MT5_CODES}
 
 
 PROTOCOL_CODES: dict[int, PlatformCode] = {
-    # Protocol-level refusals (docs/protocol.md §4.2): the EA guarantees nothing was executed.
+    # Protocol-level codes (docs/protocol.md §4.2): -1..-6 guarantee nothing was executed.
     c: PlatformCode(Platform.MT5, c, n, d, k)
     for c, n, d, k in (
         (-1, "unknown_operation", "The terminal does not know the operation", _REJ),
@@ -247,6 +247,10 @@ PROTOCOL_CODES: dict[int, PlatformCode] = {
         (-5, "too_large", "The answer would exceed the frame limit", _REJ),
         # Nothing executed: the trade's turn came after its deadline (§4.4). Safe to retry.
         (-6, "deadline_passed", "The trade request's deadline passed before it started", _RET),
+        # The one negative code that says the opposite: the platform's trade function was
+        # called and what it did is not known (the MetaTrader5 package's IPC failed inside
+        # order_send). Resolved against the account (§9), never resent.
+        (-7, "outcome_unknown", "The trade call failed after it may have executed", _UNK),
     )
 }
 
