@@ -182,6 +182,67 @@ def agent(
 
 
 @app.command()
+def conformance(
+    against: Annotated[str, typer.Option(help="sim, agent-fake, or terminal (a real one)")] = "sim",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    listen: Annotated[
+        str, typer.Option(help="host:port the terminal dials (terminal)")
+    ] = "127.0.0.1:7788",
+    terminal_id: Annotated[str, typer.Option(help="the real terminal's id (terminal)")] = "",
+    key_env: Annotated[
+        str, typer.Option(help="variable holding its key, hex (terminal)")
+    ] = "MTGATE_TERMINAL_KEY",
+    account: Annotated[str, typer.Option(help="its account login@server (terminal)")] = "",
+    symbol: Annotated[
+        str, typer.Option(help="the symbol to trade at the minimum volume")
+    ] = "EURUSD",
+) -> None:
+    """The scripted run that checks a terminal before it trades real money (docs/terminals.md):
+    probes of the handshake and framing, then every operation through the bridge; exit 0
+    only when every step passed."""
+    import os
+
+    from mtgate.conformance.runner import (
+        run_conformance,
+        sim_target,
+        summary,
+        terminal_target,
+        to_json,
+    )
+    from mtgate.protocol.auth import Secret
+
+    logs.configure(level="ERROR")
+    host, port = "127.0.0.1", 0
+    if against in ("sim", "agent-fake"):
+        target = sim_target(against)
+    elif against == "terminal":
+        text = os.environ.get(key_env, "").strip()
+        if not terminal_id or not account or not text:
+            typer.echo("error: --against terminal needs --terminal-id, --account and the key in "
+                       f"${key_env}", err=True)  # fmt: skip
+            raise typer.Exit(2)
+        try:
+            key = Secret.from_hex(text)
+        except ValueError:
+            typer.echo(f"error: ${key_env} is not hex", err=True)
+            raise typer.Exit(2) from None
+        host, _, port_text = listen.rpartition(":")
+        if not host or not port_text.isdigit():
+            typer.echo(f"error: --listen {listen!r}: expected host:port", err=True)
+            raise typer.Exit(2)
+        port = int(port_text)
+        target = terminal_target(terminal_id, key, account, symbol=symbol)
+    else:
+        typer.echo(f"error: --against {against!r}: expected sim, agent-fake or terminal", err=True)
+        raise typer.Exit(2)
+    report = asyncio.run(run_conformance(target, host=host, port=port))
+    if json_out is not None:
+        json_out.write_bytes(to_json(report) + b"\n")
+    typer.echo(summary(report))
+    raise typer.Exit(0 if report.failed == 0 else 1)
+
+
+@app.command()
 def sim(
     config: Annotated[Path, typer.Argument(help="TOML file describing the simulated terminals")],
     bridge: Annotated[str, typer.Option(help="bridge address host:port")] = "127.0.0.1:7788",

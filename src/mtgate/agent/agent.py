@@ -623,21 +623,22 @@ class _Session:
                 deals=[mp.deal_report(d) for d in sorted(deals.values(), key=lambda d: d.ticket)],
             )
         comment = f"mg:{msg.client_id}"
+        orders = [o for o in mt5.orders_get() or () if o.comment == comment]
+        positions = [p for p in mt5.positions_get() or () if p.comment == comment]
+        history = [o for o in mt5.history_orders_get(0, _FAR) or () if o.comment == comment]
+        # A deal is the client's when it says so or when its order is: a broker may rewrite
+        # deal comments, never the order a deal belongs to.
+        tickets = {o.ticket for o in (*orders, *history)}
+        matched = [
+            d
+            for d in mt5.history_deals_get(0, _FAR) or ()
+            if d.comment == comment or d.order in tickets
+        ]
         return m.Lookup(
-            orders=[mp.order_report(o) for o in mt5.orders_get() or () if o.comment == comment],
-            positions=[
-                mp.position_report(p) for p in mt5.positions_get() or () if p.comment == comment
-            ],
-            history_orders=[
-                mp.order_report(o)
-                for o in mt5.history_orders_get(0, _FAR) or ()
-                if o.comment == comment
-            ],
-            deals=[
-                mp.deal_report(d)
-                for d in mt5.history_deals_get(0, _FAR) or ()
-                if d.comment == comment
-            ],
+            orders=[mp.order_report(o) for o in orders],
+            positions=[mp.position_report(p) for p in positions],
+            history_orders=[mp.order_report(o) for o in history],
+            deals=[mp.deal_report(d) for d in matched],
         )
 
     def _trade(self, msg: m.Request) -> m.Response:

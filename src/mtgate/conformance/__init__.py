@@ -1,0 +1,1 @@
+"""The conformance run (``mtgate conformance``): :mod:`mtgate.conformance.runner`."""
