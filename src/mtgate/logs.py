@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import TextIO, cast
 
 import structlog
 
@@ -26,9 +27,21 @@ def configure(*, json: bool | None = False, level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=True,
     )
+
+
+class _Stderr:
+    """Standard error as it is when a line is written, not when logging was configured: a
+    logger cached on first use keeps writing where the process's stderr now points (a test
+    runner's capture, a redirect made after start-up) instead of into a closed stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

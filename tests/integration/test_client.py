@@ -94,3 +94,9 @@ async def test_a_wrong_token_is_an_api_error(harness: Harness) -> None:
         with pytest.raises(ApiError) as caught:
             await client.list_orders()
     assert (caught.value.status, caught.value.code) == (401, "unauthorized")
+
+
+@pytest.fixture
+async def harness(any_harness: Harness) -> Harness:
+    """Every test of this module runs with each kind of MT5 terminal."""
+    return any_harness

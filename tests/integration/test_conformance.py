@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mtgate import logs
 from mtgate.cli import app
 from mtgate.conformance.runner import Report, run_conformance, sim_target
 
@@ -80,3 +81,10 @@ def test_a_bad_target_is_refused_clearly() -> None:
 def test_a_wrong_fault_name_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         sim_target("sim", broken="gremlins")
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands configure logging for a process of their own; run in the test process
+    they must not change it for the tests after (its loggers are cached on first use)."""
+    monkeypatch.setattr(logs, "configure", lambda **_: None)

@@ -134,7 +134,7 @@ async def test_f12_typed_requests_are_validated_like_dicts(harness: Harness, tid
     good = MarketOrderRequest(account=account, symbol="EURUSD", side=Side.SELL, volume=0.1)
     result = await harness.bridge.place_market_order(good)
     assert result.status == OrderStatus.FILLED
-    login = harness.terminal(tid).config.login
+    login = harness.login(tid)
     sells = [p for p in harness.server(tid).positions(login) if p.type == 1]
     assert len(sells) == 1
 
@@ -218,3 +218,9 @@ def test_f2_wire_integers_beyond_int64_are_invalid_messages() -> None:
     overflow = b'{"symbol":"EURUSD","bid":1e400,"ask":1.1,"time_ms":1}'
     with pytest.raises(codec.ProtocolError):
         codec.decode_result(m.GetTick, msgspec.Raw(overflow))
+
+
+@pytest.fixture
+async def harness(any_harness: Harness) -> Harness:
+    """Every test of this module runs with each kind of MT5 terminal."""
+    return any_harness

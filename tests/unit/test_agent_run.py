@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mtgate import logs
 from mtgate.agent.run import AgentOptions, AgentSetupError, load_key, load_package, run_agent
 from mtgate.cli import app
 
@@ -68,3 +69,10 @@ def test_without_the_package_the_agent_says_how_to_get_it() -> None:
 def test_the_terminal_id_is_required() -> None:
     result = CliRunner().invoke(app, ["agent"])
     assert result.exit_code == 2 and "--terminal-id is required" in result.output
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands configure logging for a process of their own; run in the test process
+    they must not change it for the tests after (its loggers are cached on first use)."""
+    monkeypatch.setattr(logs, "configure", lambda **_: None)
