@@ -196,6 +196,9 @@ def conformance(
     symbol: Annotated[
         str, typer.Option(help="the symbol to trade at the minimum volume")
     ] = "EURUSD",
+    demo_account: Annotated[
+        bool, typer.Option("--demo-account", help="confirm the terminal is on a demo account")
+    ] = False,
 ) -> None:
     """The scripted run that checks a terminal before it trades real money (docs/terminals.md):
     probes of the handshake and framing, then every operation through the bridge; exit 0
@@ -216,6 +219,10 @@ def conformance(
     if against in ("sim", "agent-fake"):
         target = sim_target(against)
     elif against == "terminal":
+        if not demo_account:
+            typer.echo("error: the run trades; point it at a demo account and say so with "
+                       "--demo-account", err=True)  # fmt: skip
+            raise typer.Exit(2)
         text = os.environ.get(key_env, "").strip()
         if not terminal_id or not account or not text:
             typer.echo("error: --against terminal needs --terminal-id, --account and the key in "

@@ -343,6 +343,9 @@ class FakeMetaTrader5:
         self.deal_delay_calls = 0
         """A trade's deals are invisible to this many history calls after it (the terminal's
         history is updated a little after ``order_send`` returns)."""
+        self.failing: dict[str, int] = {}
+        """Function name -> how many of its next calls fail (None, an IPC receive error),
+        as a busy or restarting terminal's do: a failed read is not an empty one."""
         self.calls: list[str] = []
         self._hidden: dict[int, int] = {}  # deal ticket -> history calls still blind to it
         self._initialized = False
@@ -587,6 +590,10 @@ class FakeMetaTrader5:
                 self._fail(RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
                 return None
             self._pause()
+            if self.failing.get(name, 0) > 0:
+                self.failing[name] -= 1
+                self._fail(RES_E_INTERNAL_FAIL_RECEIVE, "IPC recv failed")
+                return None
             value = run()
             if value is None and missing:
                 self._fail(RES_E_NOT_FOUND, "Terminal: Not found")

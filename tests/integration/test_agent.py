@@ -11,6 +11,7 @@ import pytest
 
 from mtgate.domain.orders import OrderStatus
 from mtgate.protocol import messages as m
+from mtgate.sessions.errors import TerminalRejected
 from mtgate.sessions.session import AccountKey
 from mtsim import mt5fake
 from tests.integration.conftest import MT5H, MT5N, Harness, HarnessFactory, eventually
@@ -113,3 +114,92 @@ async def test_a_manual_trade_reaches_the_bridge(agents: Harness) -> None:
         return cached is not None and abs(cached.margin - truth.margin) < 0.01
 
     await eventually(account_followed)
+
+
+async def test_a_failed_read_is_never_taken_for_nothing_there(agents: Harness) -> None:
+    """Review C1: an order that executed behind an IPC timeout, then the terminal's history
+    reads failing for a while: the agent answers the lookups -3, the bridge asks again, and
+    the order is resolved FILLED once, never NOT_FOUND (which a resend would double)."""
+    fake = _fake(agents, MT5H)
+    fake.ipc_timeout_after_next_send = True
+    fake.failing = {"history_orders_get": 3, "history_deals_get": 3, "positions_get": 3}
+    result = await agents.bridge.place_market_order(
+        account=agents.account(MT5H), symbol="EURUSD", side="buy", volume=0.1,
+        client_order_id="c1-read",
+    )  # fmt: skip
+    assert result.status in (OrderStatus.UNKNOWN, OrderStatus.FILLED)
+
+    async def settled() -> bool:
+        found = await agents.bridge.get_order(agents.account(MT5H), client_order_id="c1-read")
+        assert found is None or found.status != OrderStatus.NOT_FOUND, "executed order lost"
+        return found is not None and found.status == OrderStatus.FILLED
+
+    await eventually(settled, timeout_s=15)
+    assert len(agents.server(MT5H).positions(agents.login(MT5H))) == 1
+
+
+async def test_a_close_while_the_position_cannot_be_read_executes_nothing(
+    agents: Harness,
+) -> None:
+    """Review C1: the position's read fails: the close is answered -3 (nothing sent), never
+    10036 "already closed" for a position that is open."""
+    acct = agents.account(MT5H)
+    opened = await agents.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="buy", volume=0.1
+    )
+    assert opened.status == OrderStatus.FILLED
+    session = agents.bridge.registry.route(AccountKey.parse(acct))
+    (pos,) = agents.server(MT5H).positions(agents.login(MT5H))
+    _fake(agents, MT5H).failing = {"positions_get": 1}
+    with pytest.raises(TerminalRejected) as refused:
+        await session.request(m.ClosePosition(id=0, ticket=pos.ticket))
+    assert refused.value.code == -3
+    assert [p.ticket for p in agents.server(MT5H).positions(agents.login(MT5H))] == [pos.ticket]
+
+
+async def test_closing_the_old_ticket_of_a_reversed_netting_position_is_refused(
+    agents: Harness,
+) -> None:
+    """Review C2: after a netting reversal the position keeps its identifier and changes its
+    ticket; a close of the old ticket is an unknown ticket (10013), not 10036."""
+    acct = agents.account(MT5N)
+    first = await agents.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="buy", volume=0.1
+    )
+    assert first.status == OrderStatus.FILLED
+    (before,) = agents.server(MT5N).positions(agents.login(MT5N))
+    flipped = await agents.bridge.place_market_order(
+        account=acct, symbol="EURUSD", side="sell", volume=0.3
+    )
+    assert flipped.status == OrderStatus.FILLED
+    (after,) = agents.server(MT5N).positions(agents.login(MT5N))
+    assert after.identifier == before.identifier and after.ticket != before.ticket
+    session = agents.bridge.registry.route(AccountKey.parse(acct))
+    with pytest.raises(TerminalRejected) as refused:
+        await session.request(m.ClosePosition(id=0, ticket=before.ticket))
+    assert refused.value.code == 10013
+    assert [p.ticket for p in agents.server(MT5N).positions(agents.login(MT5N))] == [after.ticket]
+
+
+async def test_a_trade_whose_deadline_passes_behind_slow_reads_never_starts(
+    agents: Harness,
+) -> None:
+    """Review H1: the deadline is checked on the worker right before order_send, not when
+    the trade was queued: a trade held behind a slow read past its deadline is answered -6
+    and never executed."""
+    acct = agents.account(MT5H)
+    session = agents.bridge.registry.route(AccountKey.parse(acct))
+    fake = _fake(agents, MT5H)
+    fake.call_delay_s = 0.3  # each call takes 0.3 s: a read holds the worker
+    read = asyncio.ensure_future(session.request(m.AccountInfo(id=0)))
+    await asyncio.sleep(0.05)
+    trade = session.request(
+        m.MarketOrder(id=0, symbol="EURUSD", order_type=0, volume=0.1, magic=7, comment="mg:H1"),
+        timeout_s=0.15,
+    )
+    with pytest.raises(Exception):  # noqa: B017, PT011 - -6 or the bridge's own timeout
+        await trade
+    await read
+    fake.call_delay_s = 0.0
+    await asyncio.sleep(0.5)  # whatever the worker still had queued has run
+    assert agents.server(MT5H).positions(agents.login(MT5H)) == []

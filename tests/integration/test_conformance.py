@@ -75,6 +75,8 @@ def test_a_bad_target_is_refused_clearly() -> None:
     result = CliRunner().invoke(app, ["conformance", "--against", "mt6"])
     assert result.exit_code == 2 and "expected sim, agent-fake or terminal" in result.output
     result = CliRunner().invoke(app, ["conformance", "--against", "terminal"])
+    assert result.exit_code == 2 and "--demo-account" in result.output
+    result = CliRunner().invoke(app, ["conformance", "--against", "terminal", "--demo-account"])
     assert result.exit_code == 2 and "--terminal-id" in result.output
 
 
@@ -88,3 +90,18 @@ def _logging_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands configure logging for a process of their own; run in the test process
     they must not change it for the tests after (its loggers are cached on first use)."""
     monkeypatch.setattr(logs, "configure", lambda **_: None)
+
+
+async def test_a_netting_position_of_the_user_is_left_alone() -> None:
+    """Review C3: on a netting account the run's trades would add to or close the user's
+    own position on the symbol: the run refuses to trade there, says so, and the position
+    is as it was."""
+    target = sim_target("agent-fake")
+    server = target.world.servers["Sim-MT5"]
+    server.manual_market_order(2002, "EURUSD", 1, 0.05)  # the user's sell on the netting account
+    report = await run_conformance(target)
+    failed = _failed(report)
+    assert failed == {"conf-mt5n: the netting account holds no position on EURUSD"}
+    (held,) = server.positions(2002)
+    assert (held.type, held.volume) == (1, 0.05)
+    assert not any(s.name.startswith("conf-mt5n: market order") for s in report.steps)

@@ -48,6 +48,7 @@ import structlog
 from mtgate.agent import mapping as mp
 from mtgate.domain.backoff import Backoff
 from mtgate.domain.enums import Platform
+from mtgate.domain.orders import comment_id
 from mtgate.protocol import codec, ea
 from mtgate.protocol import messages as m
 from mtgate.protocol.auth import (
@@ -65,6 +66,23 @@ from mtgate.protocol.auth import (
 from mtgate.protocol.link import FramedLink
 
 log = structlog.get_logger("mtgate.agent")
+
+
+class Unreadable(Exception):
+    """A package call returned None (its failure signal): what it would have said is not
+    known, so it must never be read as "nothing there"."""
+
+    def __init__(self, what: str, error: tuple[int, str]) -> None:
+        super().__init__(f"MetaTrader5.{what} failed ({error[0]}: {error[1]})")
+
+
+def got(value: T | None, what: str, mt5: Any) -> T:
+    """``value``, or Unreadable when the call failed."""
+    if value is None:
+        code, description = mt5.last_error()
+        raise Unreadable(what, (int(code), str(description)))
+    return value
+
 
 T = TypeVar("T")
 AGENT_VERSION = "agent-0.1"
@@ -206,7 +224,11 @@ class _Session:
         self._trading = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
-        self._ticks: dict[str, tuple[float, float, int]] = {}
+        self._ticks: frozenset[str] = frozenset()
+        """Subscribed symbols: replaced whole on the loop, only read by the worker."""
+        self._tick_seen: dict[str, tuple[float, float, int]] = {}
+        """The last quote pushed per symbol: the worker's alone."""
+        self._loop = asyncio.get_running_loop()
         self._orders: dict[int, m.OrderReport] = {}
         self._deal_cursor: mp.HistoryCursor | None = None
         self._order_cursor: mp.HistoryCursor | None = None
@@ -357,12 +379,12 @@ class _Session:
             )
 
     async def _read(self, msg: m.Request) -> None:
-        response = await self.a.worker.run(self._answer_read, msg)
+        response = await self.a.worker.run(self._answer_read_safely, msg)
         self._send(response)
 
     async def _subscribe(self, msg: m.Subscribe) -> None:
         known = await self.a.worker.run(self._known_symbols, list(msg.ticks))
-        self._ticks = {s: (0.0, 0.0, 0) for s in known}
+        self._ticks = frozenset(known)
         self._send(_ok(msg.id, m.Subscribed(ticks=sorted(known))))
 
     def _submit_trade(self, msg: m.Request) -> None:
@@ -400,6 +422,9 @@ class _Session:
                 response = await self.a.worker.run(self._trade, msg)
             finally:
                 self._trading = False
+            if response is None:  # its turn came after the session ended: dropped (§4.3)
+                self._trades.clear()
+                return
             self._send(response)  # a trade that started completes; its answer if still open
 
     def _alive_for_trade(self) -> bool:
@@ -548,6 +573,15 @@ class _Session:
     def _known_symbols(self, names: list[str]) -> list[str]:
         return [n for n in dict.fromkeys(names) if self.mt5.symbol_info(n) is not None]
 
+    def _answer_read_safely(self, msg: m.Request) -> m.Response:
+        """A read whose package call failed is answered -3 (the bridge asks again), never
+        with a partial or empty answer: "not found" must mean not found."""
+        try:
+            return self._answer_read(msg)
+        except Unreadable as exc:
+            error = m.Error(code=-3, name="not_ready", message=str(exc))
+            return m.Response(id=msg.id, ok=False, error=error)
+
     def _answer_read(self, msg: m.Request) -> m.Response:
         mt5 = self.mt5
         if isinstance(msg, m.AccountInfo):
@@ -561,7 +595,7 @@ class _Session:
                     i for n in dict.fromkeys(msg.names) if (i := mt5.symbol_info(n)) is not None
                 ]
             else:
-                infos = list(mt5.symbols_get() or ())
+                infos = list(got(mt5.symbols_get(), "symbols_get", mt5))
             return _ok(msg.id, [mp.symbol_spec(i) for i in infos])
         if isinstance(msg, m.GetTick):
             tick = mt5.symbol_info_tick(msg.symbol)
@@ -585,8 +619,8 @@ class _Session:
         if isinstance(msg, m.History):
             lo = msg.since_ms // 1000
             hi = (msg.until_ms // 1000) if msg.until_ms else _FAR
-            orders = mt5.history_orders_get(lo, hi) or ()
-            deals = mt5.history_deals_get(lo, hi) or ()
+            orders = got(mt5.history_orders_get(lo, hi), "history_orders_get", mt5)
+            deals = got(mt5.history_deals_get(lo, hi), "history_deals_get", mt5)
             until = msg.until_ms or _FAR * 1000 + 999
             return _ok(
                 msg.id,
@@ -611,28 +645,39 @@ class _Session:
         mt5 = self.mt5
         if msg.ticket:
             t = int(msg.ticket)
-            orders = mt5.orders_get(ticket=t) or ()
-            positions = [p for p in mt5.positions_get() or () if t in (p.ticket, p.identifier)]
-            history = mt5.history_orders_get(ticket=t) or ()
-            deals = {d.ticket: d for d in mt5.history_deals_get(ticket=t) or ()}
-            deals.update({d.ticket: d for d in mt5.history_deals_get(position=t) or ()})
+            orders = got(mt5.orders_get(ticket=t), "orders_get", mt5)
+            every = got(mt5.positions_get(), "positions_get", mt5)
+            positions = [p for p in every if t in (p.ticket, p.identifier)]
+            history = got(mt5.history_orders_get(ticket=t), "history_orders_get", mt5)
+            by_order = got(mt5.history_deals_get(ticket=t), "history_deals_get", mt5)
+            deals = {d.ticket: d for d in by_order}
+            by_position = got(mt5.history_deals_get(position=t), "history_deals_get", mt5)
+            deals.update({d.ticket: d for d in by_position})
             return m.Lookup(
                 orders=[mp.order_report(o) for o in orders],
                 positions=[mp.position_report(p) for p in positions],
                 history_orders=[mp.order_report(o) for o in history],
                 deals=[mp.deal_report(d) for d in sorted(deals.values(), key=lambda d: d.ticket)],
             )
-        comment = f"mg:{msg.client_id}"
-        orders = [o for o in mt5.orders_get() or () if o.comment == comment]
-        positions = [p for p in mt5.positions_get() or () if p.comment == comment]
-        history = [o for o in mt5.history_orders_get(0, _FAR) or () if o.comment == comment]
+        cid = msg.client_id
+
+        def mine(comment: str) -> bool:  # §9: only the prefix and the id's characters count
+            return comment_id(comment) == cid
+
+        orders = [o for o in got(mt5.orders_get(), "orders_get", mt5) if mine(o.comment)]
+        every = got(mt5.positions_get(), "positions_get", mt5)
+        history_all = got(mt5.history_orders_get(0, _FAR), "history_orders_get", mt5)
+        history = [o for o in history_all if mine(o.comment)]
         # A deal is the client's when it says so or when its order is: a broker may rewrite
         # deal comments, never the order a deal belongs to.
         tickets = {o.ticket for o in (*orders, *history)}
+        # A position is the client's when its comment says so or its identifier is one of
+        # the client's orders (the order that opened it).
+        positions = [p for p in every if mine(p.comment) or p.identifier in tickets]
         matched = [
             d
-            for d in mt5.history_deals_get(0, _FAR) or ()
-            if d.comment == comment or d.order in tickets
+            for d in got(mt5.history_deals_get(0, _FAR), "history_deals_get", mt5)
+            if mine(d.comment) or d.order in tickets
         ]
         return m.Lookup(
             orders=[mp.order_report(o) for o in orders],
@@ -641,13 +686,45 @@ class _Session:
             deals=[mp.deal_report(d) for d in matched],
         )
 
-    def _trade(self, msg: m.Request) -> m.Response:
-        """One trade, start to answer (on the worker thread)."""
+    def _trade(self, msg: m.Request) -> m.Response | None:
+        """One trade, start to answer (on the worker thread); None: dropped unexecuted and
+        unanswered (the session ended before its turn, §4.3 rule 4)."""
+        go, answer = self._gate(msg)
+        if not go:
+            return answer
         try:
             return self._trade_calls(msg)
+        except Unreadable as exc:  # a read before order_send failed: nothing was sent
+            error = m.Error(code=-3, name="not_ready", message=f"{exc}; nothing was sent")
+            return m.Response(id=msg.id, ok=False, error=error)
         except Exception as exc:  # the package raised: it may have executed
             log.error("MetaTrader5 call raised during a trade", error=repr(exc))
             return m.Response(id=msg.id, ok=False, error=mp.send_failure(-1, repr(exc)))
+
+    def _gate(self, msg: m.Request) -> tuple[bool, m.Response | None]:
+        """§4.3 rule 4 and §4.4, checked on the worker right before the trade's first call
+        (it may have waited behind reads and polls): the session alive, a frame received
+        within 3 heartbeat intervals, the deadline not reached. (True, None): go; (False,
+        answer): not started, ``answer`` sent if not None."""
+        link = self._link
+        if self._state != "ready" or link is None or not link.open:
+            return False, None
+        silent_s = time.monotonic() - self._last_frame_s  # loop.time() is time.monotonic()
+        if silent_s > ea.MISSED_HEARTBEATS * self._heartbeat_ms / 1000:
+            reason = f"nothing received for {silent_s * 1000:.0f} ms"
+            self._loop.call_soon_threadsafe(self._expire_for_silence, reason)
+            return False, None
+        deadline = getattr(msg, "deadline_ms", 0)
+        now = self.a.ea_clock_ms()
+        if deadline and now >= deadline:
+            error = m.Error(code=-6, name="deadline_passed",
+                            message=f"deadline {deadline} passed ({now - deadline} ms ago)")  # fmt: skip
+            return False, m.Response(id=msg.id, ok=False, error=error)
+        return True, None
+
+    def _expire_for_silence(self, reason: str) -> None:
+        self._trades.clear()
+        self.close(reason, code="heartbeat_timeout")
 
     def _trade_calls(self, msg: m.Request) -> m.Response:
         mt5 = self.mt5
@@ -660,7 +737,7 @@ class _Session:
             else:
                 request = mp.pending_request(msg, filling)
         elif isinstance(msg, m.ModifyOrder | m.CancelOrder):
-            found = mt5.orders_get(ticket=int(msg.ticket)) or ()
+            found = got(mt5.orders_get(ticket=int(msg.ticket)), "orders_get", mt5)
             pending = found[0] if found else None
             if isinstance(msg, m.ModifyOrder):
                 request = mp.modify_order_request(msg)
@@ -700,13 +777,22 @@ class _Session:
         return mp.filling_for(probe, info)
 
     def _position(self, ticket: int) -> Any:
-        found = self.mt5.positions_get(ticket=int(ticket)) or ()
+        """The open position ``ticket``, or None when it is not open; Unreadable when the
+        terminal did not answer (never taken for "not open")."""
+        found = got(self.mt5.positions_get(ticket=int(ticket)), "positions_get", self.mt5)
         return found[0] if found else None
 
     def _no_position(self, msg: m.Request, ticket: int) -> m.Response:
         """The position is not open: 10036 if it was and has closed (a close intent treats
         that as done, §11), else the trade server's 10013 for an unknown ticket."""
-        deals = self.mt5.history_deals_get(position=int(ticket)) or ()
+        mt5 = self.mt5
+        held = got(mt5.positions_get(), "positions_get", mt5)
+        holder = next((p for p in held if p.identifier == ticket), None)
+        if holder is not None:  # a netting position whose ticket changed (reversal)
+            error = m.Error(code=10013, name="INVALID",
+                            message=f"{ticket} is the identifier of position {holder.ticket}, not its ticket")  # fmt: skip
+            return m.Response(id=msg.id, ok=False, error=error)
+        deals = got(mt5.history_deals_get(position=int(ticket)), "history_deals_get", mt5)
         if deals:
             error = m.Error(
                 code=10036, name="POSITION_CLOSED", message=f"position {ticket} is already closed"
@@ -758,15 +844,16 @@ class _Session:
             volume, price = float(position.volume), float(position.price_open)
         elif isinstance(msg, m.ClosePosition):
             pos_id = pos_id or int(position.identifier)
-            if self._position(position.ticket) is not None:
+            # MT5 (§11): a partial close keeps the position's ticket; a full one leaves none.
+            if 0 < msg.volume < float(position.volume) - 1e-9:
                 remainder = int(position.ticket)
         elif isinstance(msg, m.CloseBy):
             pos_id = int(position.identifier)
             volume, price = min(float(position.volume), float(by.volume)), float(by.price_open)
-            for left in (position, by):
-                if self._position(left.ticket) is not None:
-                    remainder = int(left.ticket)
-                    break
+            # The larger of the two survives with its own ticket (§11); equal: none left.
+            left = float(position.volume) - float(by.volume)
+            if abs(left) > 1e-9:
+                remainder = int(position.ticket if left > 0 else by.ticket)
         if not time_ms or not (bid and ask):
             tick = self.mt5.symbol_info_tick(symbol) if symbol else None
             if tick is not None:
@@ -841,12 +928,14 @@ class _Session:
         each new deal with one ``account`` after each order's deals, then quotes."""
         out: list[tuple[str, Any]] = []
         mt5 = self.mt5
-        now_orders = {o.ticket: mp.order_report(o) for o in mt5.orders_get() or ()}
-        for ticket, report in now_orders.items():
-            known = self._orders.get(ticket)
-            if known is None or _order_state(known) != _order_state(report):
-                out.append(("order", report))
-        self._orders = now_orders
+        found = mt5.orders_get()
+        if found is not None:  # a failed read changes nothing: the next poll sees it all
+            now_orders = {o.ticket: mp.order_report(o) for o in found}
+            for ticket, report in now_orders.items():
+                known = self._orders.get(ticket)
+                if known is None or _order_state(known) != _order_state(report):
+                    out.append(("order", report))
+            self._orders = now_orders
         if self._order_cursor is not None:
             ended = self._order_cursor.take(self._order_records(self._order_cursor), 1 << 30)
             for o in ended:
@@ -861,13 +950,16 @@ class _Session:
                     account = mt5.account_info()
                     if account is not None:
                         out.append(("account", mp.account_report(account)))
-        for symbol, last in list(self._ticks.items()):
+        subscribed = self._ticks
+        for symbol in list(self._tick_seen.keys() - subscribed):
+            del self._tick_seen[symbol]
+        for symbol in sorted(subscribed):
             tick = mt5.symbol_info_tick(symbol)
             if tick is None:
                 continue
             seen = (float(tick.bid), float(tick.ask), int(tick.time_msc))
-            if seen != last:
-                self._ticks[symbol] = seen
+            if seen != self._tick_seen.get(symbol):
+                self._tick_seen[symbol] = seen
                 out.append(("tick", mp.tick_report(symbol, tick)))
         return out
 

@@ -39,6 +39,7 @@ class ProbeConn:
     hello: m.Hello | None = None
     hello_body: bytes = b""
     errors: list[str] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)
 
     def on_connected(self, link: FramedLink) -> None:
         self.link = link
@@ -78,7 +79,8 @@ class ProbeConn:
         return None
 
     async def until(self, kind: type, timeout_s: float) -> Any:
-        """The first message of ``kind`` within ``timeout_s`` (others skipped), or None."""
+        """The first message of ``kind`` within ``timeout_s``, or None; the messages before
+        it are kept in :attr:`skipped` (a check of what else the terminal sent reads them)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while (left := end - loop.time()) > 0:
@@ -87,6 +89,7 @@ class ProbeConn:
                 return None
             if isinstance(msg, kind):
                 return msg
+            self.skipped.append(msg)
         return None
 
     def send(self, msg: m.Message) -> None:
