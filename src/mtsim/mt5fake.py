@@ -63,8 +63,11 @@ TRADE_RETCODE_PLACED = 10008
 TRADE_RETCODE_DONE = 10009
 TRADE_RETCODE_DONE_PARTIAL = 10010
 TRADE_RETCODE_INVALID = 10013
+TRADE_RETCODE_INVALID_PRICE = 10015
 TRADE_RETCODE_CLIENT_DISABLES_AT = 10027
 TRADE_RETCODE_CONNECTION = 10031
+
+_EXECUTION_REQUEST, _EXECUTION_INSTANT = 0, 1  # SYMBOL_TRADE_EXECUTION_*
 
 RES_S_OK = 1
 RES_E_FAIL = -1
@@ -511,6 +514,16 @@ class FakeMetaTrader5:
             return self._ok(self._refusal(echo, TRADE_RETCODE_CLIENT_DISABLES_AT, why))
         if not self.connected:
             return self._ok(self._refusal(echo, TRADE_RETCODE_CONNECTION, "No connection"))
+        spec = self.server.symbols.get(echo.symbol)
+        if (
+            echo.action == TRADE_ACTION_DEAL
+            and spec is not None
+            and spec.exe_mode in (_EXECUTION_REQUEST, _EXECUTION_INSTANT)
+            and not echo.price > 0
+        ):
+            # Request and Instant execution take the price the client asks for: a DEAL
+            # without one is refused (the MqlTradeRequest table: "price" is required there).
+            return self._ok(self._refusal(echo, TRADE_RETCODE_INVALID_PRICE, "Invalid price"))
         try:
             msg = self._as_protocol(echo)
         except LookupError as exc:

@@ -203,3 +203,28 @@ async def test_a_trade_whose_deadline_passes_behind_slow_reads_never_starts(
     fake.call_delay_s = 0.0
     await asyncio.sleep(0.5)  # whatever the worker still had queued has run
     assert agents.server(MT5H).positions(agents.login(MT5H)) == []
+
+
+async def test_under_instant_execution_the_agent_prices_opens_and_closes(
+    agents: Harness,
+) -> None:
+    """Review H2: protocol price 0 is "at market"; under Instant execution the agent sends
+    the current Ask/Bid, so the order and its close both fill."""
+    import msgspec
+
+    from mtgate.domain.enums import ExecutionMode
+
+    server = agents.server(MT5H)
+    spec = server.symbols["EURUSD"]
+    server.symbols["EURUSD"] = msgspec.structs.replace(spec, exe_mode=int(ExecutionMode.INSTANT))
+    acct = agents.account(MT5H)
+    session = agents.bridge.registry.route(AccountKey.parse(acct))
+    _, ask, _ = server.feed.quote("EURUSD")
+    opened = await session.request(
+        m.MarketOrder(id=0, symbol="EURUSD", order_type=0, volume=0.1, magic=7, comment="mg:I1")
+    )
+    assert opened.code == 10009 and opened.price == ask
+    (pos,) = server.positions(agents.login(MT5H))
+    closed = await session.request(m.ClosePosition(id=0, ticket=pos.ticket))
+    assert closed.code == 10009 and closed.remainder == 0
+    assert server.positions(agents.login(MT5H)) == []

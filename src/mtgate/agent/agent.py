@@ -734,6 +734,8 @@ class _Session:
             filling = mp.filling_for(msg, info) if info is not None else mp.ORDER_FILLING_RETURN
             if isinstance(msg, m.MarketOrder):
                 request = mp.market_request(msg, filling)
+                if not msg.price and mp.needs_price(info):
+                    request["price"] = self._market_price(msg.symbol, buy=msg.order_type == 0)
             else:
                 request = mp.pending_request(msg, filling)
         elif isinstance(msg, m.ModifyOrder | m.CancelOrder):
@@ -759,6 +761,9 @@ class _Session:
                 info = mt5.symbol_info(position.symbol)
                 filling = self._close_filling(info)
                 request = mp.close_request(msg, position, filling)
+                if not msg.price and mp.needs_price(info):  # a close sells a buy at the Bid
+                    buy_back = int(position.type) == 1
+                    request["price"] = self._market_price(position.symbol, buy=buy_back)
         result = mt5.order_send(request)
         if result is None:
             code, description = self._err()
@@ -769,6 +774,12 @@ class _Session:
         if retcode not in mp.DONE_CODES:
             return m.Response(id=msg.id, ok=False, error=mp.refusal(result))
         return _ok(msg.id, self._result(msg, result, position, by, pending))
+
+    def _market_price(self, symbol: str, *, buy: bool) -> float:
+        """The current Ask (buy) or Bid (sell): protocol price 0 means "at market" (§5.2),
+        which Request and Instant execution need spelled out."""
+        tick = got(self.mt5.symbol_info_tick(symbol), "symbol_info_tick", self.mt5)
+        return float(tick.ask if buy else tick.bid)
 
     def _close_filling(self, info: Any) -> int:
         if info is None:

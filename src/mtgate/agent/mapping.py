@@ -26,7 +26,18 @@ TRADE_ACTION_CLOSE_BY = 10
 ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN = 0, 1, 2
 ORDER_TIME_SPECIFIED = 2
 SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC = 1, 2
+SYMBOL_TRADE_EXECUTION_REQUEST, SYMBOL_TRADE_EXECUTION_INSTANT = 0, 1
 SYMBOL_TRADE_EXECUTION_MARKET, SYMBOL_TRADE_EXECUTION_EXCHANGE = 2, 3
+
+
+def needs_price(info: Any) -> bool:
+    """Request and Instant execution fill at the price the request names: a deal must carry
+    it (Market and Exchange execution take 0, "at market")."""
+    return info is not None and info.trade_exemode in (
+        SYMBOL_TRADE_EXECUTION_REQUEST,
+        SYMBOL_TRADE_EXECUTION_INSTANT,
+    )
+
 
 DONE_CODES = frozenset({10008, 10009, 10010})
 """PLACED, DONE, DONE_PARTIAL: the trade happened (docs/protocol.md §4.2)."""

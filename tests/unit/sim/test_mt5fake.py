@@ -183,3 +183,21 @@ def test_history_takes_datetimes_or_seconds(fake: mt5.FakeMetaTrader5) -> None:
     assert fake.history_deals_get(START_MS // 1000 + 10, START_MS // 1000 + 20) == ()
     with pytest.raises(TypeError):
         fake.history_deals_get(1.5, 2)  # type: ignore[arg-type]
+
+
+def test_instant_execution_needs_the_price_spelled_out(fake: mt5.FakeMetaTrader5) -> None:
+    """Review H2: under Request or Instant execution a deal names its price; 0 is refused
+    (10015) where the simulator's own protocol path would fill it at market."""
+    import msgspec
+
+    from mtgate.domain.enums import ExecutionMode
+
+    spec = fake.server.symbols["EURUSD"]
+    fake.server.symbols["EURUSD"] = msgspec.structs.replace(
+        spec, exe_mode=int(ExecutionMode.INSTANT)
+    )
+    result = fake.order_send(_buy(fake, price=0.0))
+    assert result is not None and result.retcode == mt5.TRADE_RETCODE_INVALID_PRICE
+    assert fake.server.positions(LOGIN) == []
+    result = fake.order_send(_buy(fake))  # the current Ask
+    assert result is not None and result.retcode == mt5.TRADE_RETCODE_DONE
