@@ -346,11 +346,14 @@ class FakeMetaTrader5:
         self.deal_delay_calls = 0
         """A trade's deals are invisible to this many history calls after it (the terminal's
         history is updated a little after ``order_send`` returns)."""
+        self.deal_delay_s = 0.0
+        """... or for this long after it, whatever the calls (a terminal under load)."""
         self.failing: dict[str, int] = {}
         """Function name -> how many of its next calls fail (None, an IPC receive error),
         as a busy or restarting terminal's do: a failed read is not an empty one."""
         self.calls: list[str] = []
         self._hidden: dict[int, int] = {}  # deal ticket -> history calls still blind to it
+        self._hidden_until: dict[int, float] = {}  # deal ticket -> monotonic time it shows
         self._initialized = False
         self._error: tuple[int, str] = (RES_S_OK, "Success")
         self._busy = threading.Lock()
@@ -540,10 +543,12 @@ class FakeMetaTrader5:
             out = OrderSendResult(result.code, result.deal, result.order, result.volume,
                                   result.price, result.bid, result.ask, result.comment,
                                   self._request_id, 0, echo)  # fmt: skip
-        if self.deal_delay_calls > 0:
+        if self.deal_delay_calls > 0 or self.deal_delay_s > 0:
+            until = time.monotonic() + self.deal_delay_s
             for d in self.server.deals(self.login):
                 if d.ticket not in before:
                     self._hidden[d.ticket] = self.deal_delay_calls
+                    self._hidden_until[d.ticket] = until
         if self.ipc_timeout_after_next_send:
             self.ipc_timeout_after_next_send = False
             self._fail(RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
@@ -628,8 +633,14 @@ class FakeMetaTrader5:
         self._error = (code, description)
 
     def _still_hidden(self, deal: int) -> bool:
+        until = self._hidden_until.get(deal)
+        if until is not None:
+            if time.monotonic() < until:
+                return True
+            del self._hidden_until[deal]
         left = self._hidden.get(deal)
-        if left is None:
+        if not left:
+            self._hidden.pop(deal, None)
             return False
         if left <= 1:
             del self._hidden[deal]

@@ -71,6 +71,20 @@ async def test_a_fill_whose_deal_is_booked_late_still_names_its_position(
     assert result.position_id == pos.identifier
 
 
+async def test_a_deal_booked_a_quarter_second_late_still_names_its_position(
+    agents: Harness,
+) -> None:
+    """Review M5: the terminal's history lags in time, not in calls; the agent waits for the
+    deal (about 1.3 s at most) instead of answering position 0."""
+    _fake(agents, MT5H).deal_delay_s = 0.25
+    result = await agents.bridge.place_market_order(
+        account=agents.account(MT5H), symbol="EURUSD", side="buy", volume=0.1
+    )
+    assert result.status == OrderStatus.FILLED
+    (pos,) = agents.server(MT5H).positions(agents.login(MT5H))
+    assert result.position_id == pos.identifier
+
+
 async def test_reads_and_trades_at_once_reach_the_package_one_at_a_time(
     agents: Harness,
 ) -> None:

@@ -88,10 +88,10 @@ T = TypeVar("T")
 AGENT_VERSION = "agent-0.1"
 SNAPSHOT_HISTORY_MAX = 500
 """Deals and history orders per snapshot at most (docs/protocol.md §5.3)."""
-DEAL_LOOKUPS = 20
-DEAL_LOOKUP_PAUSE_S = 0.005
-"""A fill's deal is read back up to this many times, this far apart, while the terminal
-books it (``order_send`` returns before the history has it)."""
+DEAL_LOOKUP_PAUSES_S = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+"""A fill's deal is read back after each of these pauses (about 1.3 s in all) while the
+terminal books it: ``order_send`` returns before the history has it, and under load it may
+take a while. The wait holds the worker, as an EA's own wait would hold its timer."""
 _FAR = 32_535_215_999  # 3000-12-31 23:59:59, the end of MQL's datetime
 _POSITION_OPS = (m.ModifyPosition, m.ClosePosition, m.CloseBy)
 _SEALED_BODY_MAX = m.MAX_FRAME_BYTES - SEAL_BYTES
@@ -813,12 +813,12 @@ class _Session:
         return m.Response(id=msg.id, ok=False, error=error)
 
     def _deal_of(self, order: int) -> Any:
-        for attempt in range(DEAL_LOOKUPS):
+        for pause in (0.0, *DEAL_LOOKUP_PAUSES_S):
+            if pause:
+                time.sleep(pause)
             found = self.mt5.history_deals_get(ticket=int(order)) or ()
             if found:
                 return max(found, key=lambda d: d.ticket)
-            if attempt + 1 < DEAL_LOOKUPS:
-                time.sleep(DEAL_LOOKUP_PAUSE_S)
         return None
 
     def _result(
