@@ -445,10 +445,7 @@ class FakeMetaTrader5:
         position: int | None = None,
     ) -> tuple[TradeOrder, ...] | None:
         def run() -> tuple[TradeOrder, ...] | None:
-            if ticket is not None or position is not None:
-                lo, hi = 0, _HISTORY_TO_FAR * 1000
-            else:
-                lo, hi = _range_ms(date_from, date_to)
+            lo, hi = _history_window(date_from, date_to, ticket, position)
             out = []
             for o in self.server.history_orders(self.login):
                 if ticket is not None and o.ticket != ticket:
@@ -474,10 +471,7 @@ class FakeMetaTrader5:
         (DEAL_POSITION_ID); otherwise the deals with a time in the range."""
 
         def run() -> tuple[TradeDeal, ...] | None:
-            if ticket is not None or position is not None:
-                lo, hi = 0, _HISTORY_TO_FAR * 1000
-            else:
-                lo, hi = _range_ms(date_from, date_to)
+            lo, hi = _history_window(date_from, date_to, ticket, position)
             out = []
             for d in self.server.deals(self.login):
                 if self._still_hidden(d.ticket):
@@ -707,6 +701,19 @@ def _seconds(value: dt.datetime | int | None, default: int) -> int:
     if type(value) is not int:
         raise TypeError("a date is a datetime or int seconds")
     return value
+
+
+def _history_window(
+    date_from: dt.datetime | int | None,
+    date_to: dt.datetime | int | None,
+    ticket: int | None,
+    position: int | None,
+) -> tuple[int, int]:
+    """The ms window a history call selects: all of it by ``ticket`` or ``position``,
+    otherwise the dates given."""
+    if ticket is not None or position is not None:
+        return 0, _HISTORY_TO_FAR * 1000
+    return _range_ms(date_from, date_to)
 
 
 def _range_ms(

@@ -219,6 +219,7 @@ class _Session:
         self._last_request_id = 0
         self._heartbeat_ms = 1000
         self._last_frame_s = 0.0
+        self._last_frame_mono = time.monotonic()
         self._trades: collections.deque[m.Request] = collections.deque()
         self._trade_task: asyncio.Task[None] | None = None
         self._trading = False
@@ -240,6 +241,7 @@ class _Session:
         self._link = link
         loop = asyncio.get_running_loop()
         self._last_frame_s = loop.time()
+        self._last_frame_mono = time.monotonic()
         loop.call_later(self.a.config.handshake_timeout_s, self._handshake_expired)
         acct = self._account
         hello = m.Hello(
@@ -272,6 +274,7 @@ class _Session:
 
     def on_frame(self, body: bytes) -> None:
         self._last_frame_s = asyncio.get_running_loop().time()
+        self._last_frame_mono = time.monotonic()  # the worker's clock (see _gate)
         try:
             msg = codec.decode_for_terminal(body)
         except codec.ProtocolError as exc:
@@ -709,7 +712,7 @@ class _Session:
         link = self._link
         if self._state != "ready" or link is None or not link.open:
             return False, None
-        silent_s = time.monotonic() - self._last_frame_s  # loop.time() is time.monotonic()
+        silent_s = time.monotonic() - self._last_frame_mono
         if silent_s > ea.MISSED_HEARTBEATS * self._heartbeat_ms / 1000:
             reason = f"nothing received for {silent_s * 1000:.0f} ms"
             self._loop.call_soon_threadsafe(self._expire_for_silence, reason)
